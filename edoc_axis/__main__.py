@@ -1,0 +1,5 @@
+"""``python -m edoc_axis`` runs the CLI."""
+
+from edoc_axis.cli import main
+
+main()

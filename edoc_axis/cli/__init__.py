@@ -1,0 +1,13 @@
+"""The ``edoc-axis`` command line: one module per command area, all attached to one group.
+
+Commands only parse arguments, load settings and call into the package. Exit codes:
+0 ok, 1 failure, 2 usage, 65 invalid input, 69 broker unavailable, 78 configuration error.
+"""
+
+from edoc_axis.cli.base import main
+from edoc_axis.cli.packages import package_group, validate_command
+
+main.add_command(validate_command)
+main.add_command(package_group)
+
+__all__ = ["main"]

@@ -1,0 +1,157 @@
+"""Hardened parsing of untrusted XML bytes into an lxml tree.
+
+Every byte from outside is hostile: this module is the only way edoc_axis turns bytes into XML.
+It refuses, before or while parsing and in bounded time and memory: DOCTYPE declarations (and so
+internal or external entities, billion-laughs expansions and external DTDs), oversize input,
+absurd nesting or element counts, encodings other than UTF-8, and bytes that are not XML at all.
+libxml2 runs with entity resolution, DTD loading and network access disabled as a second line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from edoc_axis.errors import HostileInput, MalformedPackage
+
+DEFAULT_MAX_BYTES = 15 * 1024 * 1024  # RabbitMQ 4.x refuses messages over 16 MiB by default
+DEFAULT_MAX_DEPTH = 48  # the deepest real edXML path (signature X509 data) is about 12
+DEFAULT_MAX_ELEMENTS = 100_000  # a package with thousands of recipients stays far below
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_XML_DECL = re.compile(rb"^<\?xml[^>]{0,200}?\?>", re.DOTALL)
+_DECL_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
+
+
+@dataclass(frozen=True, slots=True)
+class XmlLimits:
+    """Bounds applied to every untrusted document."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_elements: int = DEFAULT_MAX_ELEMENTS
+
+
+DEFAULT_LIMITS = XmlLimits()
+
+
+def _make_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,  # keeps libxml2's own depth (256) and text-node limits as a backstop
+        remove_blank_text=False,
+        remove_comments=False,
+        remove_pis=False,
+        collect_ids=False,
+    )
+
+
+def _prescan(data: bytes, limits: XmlLimits) -> None:
+    """Cheap checks on the raw bytes that bound everything the real parser will do."""
+    if len(data) > limits.max_bytes:
+        raise HostileInput(
+            f"input is {len(data)} bytes, over the limit of {limits.max_bytes} bytes",
+            code="XML_TOO_LARGE",
+        )
+    if not data.strip():
+        raise MalformedPackage("input is empty", code="XML_EMPTY")
+    if data.startswith(_UTF16_BOMS):
+        raise HostileInput(
+            "input is UTF-16 encoded; edXML packages must be UTF-8", code="XML_ENCODING"
+        )
+    body = data[len(_UTF8_BOM) :] if data.startswith(_UTF8_BOM) else data
+    if b"\x00" in body[:4096]:
+        raise HostileInput(
+            "input contains NUL bytes: binary data or a UTF-16/32 encoding, not UTF-8 XML",
+            code="XML_NOT_XML",
+        )
+    first = body.lstrip()[:1]
+    if first != b"<":
+        raise MalformedPackage(
+            "input does not start with '<': not an XML document", code="XML_NOT_XML"
+        )
+    decl = _XML_DECL.match(body.lstrip())
+    if decl:
+        enc = _DECL_ENCODING.search(decl.group(0))
+        if enc and enc.group(1).decode("ascii").upper().replace("_", "-") not in ("UTF-8", "UTF8"):
+            raise HostileInput(
+                f"declared encoding {enc.group(1).decode('ascii')!r} is not allowed; "
+                "edXML packages must be UTF-8",
+                code="XML_ENCODING",
+            )
+    # XML is case-sensitive: '<!DOCTYPE' and '<!ENTITY' are the only spellings a parser accepts.
+    # Refusing any DOCTYPE closes XXE, billion laughs and external DTD fetches in one rule.
+    if b"<!DOCTYPE" in body:
+        raise HostileInput(
+            "a DOCTYPE declaration is not allowed (no DTDs or entities in edXML)",
+            code="XML_DOCTYPE",
+        )
+    if b"<!ENTITY" in body:
+        raise HostileInput("entity declarations are not allowed", code="XML_ENTITY")
+    # Every element costs at least one '<'; counting them bounds the tree before it is built.
+    if body.count(b"<") > 2 * limits.max_elements + 16:
+        raise HostileInput(
+            f"more than {limits.max_elements} elements: refusing to build the tree",
+            code="XML_TOO_MANY_ELEMENTS",
+        )
+
+
+def _check_depth(root: etree._Element, limits: XmlLimits) -> None:
+    # iterancestors on each leaf would be quadratic; walk with an explicit stack instead.
+    stack: list[tuple[etree._Element, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise HostileInput(
+                f"elements nested deeper than {limits.max_depth} levels",
+                code="XML_TOO_DEEP",
+                line=node.sourceline,
+            )
+        stack.extend((child, depth + 1) for child in node)
+
+
+def parse_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementTree:
+    """Parse untrusted bytes into an lxml tree, or raise ``HostileInput``/``MalformedPackage``.
+
+    Comments and processing instructions are kept in the tree (signature verification must see
+    exactly the bytes that were signed); callers read content through element APIs that skip them.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError("parse_xml takes bytes")
+    data = bytes(data)
+    _prescan(data, limits)
+    parser = _make_parser()
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise _classify_syntax_error(exc) from exc
+    tree = root.getroottree()
+    if tree.docinfo.doctype:  # defence in depth: the prescan should have refused it
+        raise HostileInput("a DOCTYPE declaration is not allowed", code="XML_DOCTYPE")
+    _check_depth(root, limits)
+    return tree
+
+
+def _classify_syntax_error(exc: etree.XMLSyntaxError) -> Exception:
+    msg = str(exc.msg or exc)
+    line = exc.lineno or None
+    lowered = msg.lower()
+    if "depth" in lowered:
+        return HostileInput(
+            f"elements nested too deeply ({msg})", code="XML_TOO_DEEP", line=line
+        )
+    if "utf-8" in lowered or "encoding" in lowered or "char 0x" in lowered:
+        return HostileInput(
+            f"input is not valid UTF-8 ({msg})", code="XML_ENCODING", line=line
+        )
+    if "entity" in lowered:
+        return HostileInput(f"entity reference refused ({msg})", code="XML_ENTITY", line=line)
+    if "huge" in lowered or "too large" in lowered:
+        return HostileInput(f"input too large ({msg})", code="XML_TOO_LARGE", line=line)
+    return MalformedPackage(f"not well-formed XML: {msg}", code="XML_MALFORMED", line=line)
