@@ -1,0 +1,98 @@
+"""Schema migrations of the node's store, numbered by ``PRAGMA user_version``.
+
+Each migration is a list of statements applied in one transaction; ``user_version`` becomes its
+number. Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE packages (
+            id INTEGER PRIMARY KEY,
+            package_id TEXT NOT NULL UNIQUE,
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            kind TEXT NOT NULL CHECK (kind IN ('edoc', 'status')),
+            sender TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            document_id TEXT NOT NULL,
+            business_op INTEGER NOT NULL DEFAULT 0,
+            related_package TEXT,
+            status_code TEXT,
+            description TEXT,
+            message_id TEXT NOT NULL,
+            broker_user TEXT,
+            sha256 TEXT NOT NULL,
+            dedupe_digest TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE TABLE package_bodies (package INTEGER PRIMARY KEY REFERENCES packages(id), "
+        "body BLOB NOT NULL)",
+        "CREATE UNIQUE INDEX packages_message ON packages (direction, sender, message_id)",
+        "CREATE UNIQUE INDEX packages_dedupe ON packages "
+        "(direction, sender, document_id, business_op, dedupe_digest) WHERE kind = 'edoc'",
+        "CREATE INDEX packages_document ON packages (document_id, kind)",
+        """CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            package INTEGER NOT NULL REFERENCES packages(id),
+            document_id TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status_code TEXT,
+            reason TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (package, recipient)
+        )""",
+        "CREATE INDEX deliveries_document ON deliveries (document_id, recipient)",
+        """CREATE TABLE delivery_history (
+            id INTEGER PRIMARY KEY,
+            delivery INTEGER NOT NULL REFERENCES deliveries(id),
+            state TEXT NOT NULL,
+            status_code TEXT,
+            status_package INTEGER REFERENCES packages(id),
+            description TEXT,
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX delivery_history_delivery ON delivery_history (delivery, id)",
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            package INTEGER NOT NULL REFERENCES packages(id),
+            recipient TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'confirmed', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            reason TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending'",
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            package INTEGER NOT NULL UNIQUE REFERENCES packages(id),
+            kind TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            document_id TEXT NOT NULL,
+            pickup TEXT NOT NULL DEFAULT 'new'
+                CHECK (pickup IN ('new', 'processing', 'done', 'fail')),
+            pickup_note TEXT,
+            received_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX inbox_pickup ON inbox (pickup, id)",
+        "CREATE INDEX inbox_document ON inbox (document_id, sender)",
+        """CREATE TABLE rejections (
+            id INTEGER PRIMARY KEY,
+            message_id TEXT,
+            broker_user TEXT,
+            claimed_sender TEXT,
+            identified_sender TEXT,
+            document_id TEXT,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            at TEXT NOT NULL,
+            body BLOB NOT NULL
+        )""",
+    ),
+)

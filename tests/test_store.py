@@ -1,0 +1,242 @@
+"""The node's SQLite store: durability settings, migrations, dedupe keys, outbox, history, inbox."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from edoc_axis.errors import NotFound, StoreBusy
+from edoc_axis.store import Event, NewPackage, Store, Transaction
+from edoc_axis.store.migrations import MIGRATIONS
+
+
+def _pkg(
+    package_id: str,
+    *,
+    direction: str = "out",
+    kind: str = "edoc",
+    sender: str = "000.00.00.G01",
+    recipients: tuple[str, ...] = ("000.00.00.H01", "000.00.00.H02"),
+    document_id: str = "000.00.00.G01,2024/01/02,1/QD",
+    body: bytes = b"<edXMLEnvelope/>",
+    business_op: int = 0,
+    message_id: str | None = None,
+    status_code: str | None = None,
+) -> NewPackage:
+    digest = hashlib.sha256(body).hexdigest()
+    return NewPackage(
+        package_id=package_id,
+        direction=direction,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        sender=sender,
+        recipients=recipients,
+        document_id=document_id,
+        body=body,
+        sha256=digest,
+        dedupe_digest=digest,
+        message_id=message_id or package_id,
+        business_op=business_op,
+        status_code=status_code,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """A fresh store file."""
+    s = Store(tmp_path / "node.sqlite3")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_pragmas_make_commits_durable(store: Store) -> None:
+    """The store runs in WAL mode with synchronous=FULL, foreign keys and a busy timeout."""
+    conn = store.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_migrations_set_user_version_and_are_idempotent(tmp_path: Path) -> None:
+    """Opening a store twice applies migrations once and records their number."""
+    path = tmp_path / "n.sqlite3"
+    Store(path).close()
+    again = Store(path)
+    assert again.schema_version == len(MIGRATIONS)
+    again.close()
+
+
+def test_package_bytes_kept_exactly(store: Store) -> None:
+    """A stored package comes back byte-for-byte, with its metadata."""
+    body = "<edXMLEnvelope>Văn bản</edXMLEnvelope>".encode()
+    with store.transaction() as txn:
+        txn.add_package(_pkg("p1", body=body))
+    assert store.body("p1") == body
+    record = store.package("p1")
+    assert record.recipients == ("000.00.00.H01", "000.00.00.H02")
+    assert record.sha256 == hashlib.sha256(body).hexdigest()
+    assert record.size == len(body)
+    with pytest.raises(NotFound):
+        store.package("nope")
+
+
+def test_dedupe_indexes_refuse_a_second_copy(store: Store) -> None:
+    """The same message id, or the same (sender, DocumentId, op, digest), cannot be stored twice."""
+    with store.transaction() as txn:
+        txn.add_package(_pkg("p1", direction="in"))
+    with store.transaction() as txn:
+        assert txn.add_package(_pkg("p2", direction="in", message_id="p1", body=b"<x/>")) is None
+        assert txn.add_package(_pkg("p3", direction="in")) is None
+        # a revoke (op 1) of the same DocumentId is a different package
+        txn.add_package(_pkg("p4", direction="in", business_op=1))
+        assert txn.package_by_message("in", "000.00.00.G01", "p1") is not None
+        key = hashlib.sha256(b"<edXMLEnvelope/>").hexdigest()
+        found = txn.package_by_key("in", "000.00.00.G01", "000.00.00.G01,2024/01/02,1/QD", 0, key)
+        assert found is not None
+        assert found.package_id == "p1"
+    assert store.count("packages") == 2
+
+
+def test_failed_transaction_rolls_back_everything(store: Store) -> None:
+    """Nothing of a transaction that raises is kept."""
+    with pytest.raises(RuntimeError), store.transaction() as txn:
+        row = txn.add_package(_pkg("p1"))
+        assert row is not None
+        txn.add_outbox(row, "000.00.00.H01")
+        raise RuntimeError("boom")
+    assert store.count("packages") == 0
+    assert store.pending_outbox(10) == []
+
+
+def test_savepoint_isolates_one_item_of_a_batch(store: Store) -> None:
+    """A failing item inside a batch transaction rolls back alone; the others commit."""
+    with store.transaction() as txn:
+        txn.add_package(_pkg("p1", direction="in"))
+        with pytest.raises(RuntimeError), txn.savepoint():
+            txn.add_package(_pkg("p2", direction="in", message_id="m2", body=b"<y/>"))
+            raise RuntimeError("bad item")
+        txn.add_package(_pkg("p3", direction="in", message_id="m3", body=b"<x/>"))
+    assert [p.package_id for p in store.packages()] == ["p1", "p3"]
+
+
+def test_outbox_pending_until_confirmed(store: Store) -> None:
+    """Outbox rows stay pending (skipping in-flight tokens) until a broker outcome is recorded."""
+    with store.transaction() as txn:
+        row = txn.add_package(_pkg("p1"))
+        assert row is not None
+        t1 = txn.add_outbox(row, "000.00.00.H01")
+        t2 = txn.add_outbox(row, "000.00.00.H02")
+    items = store.pending_outbox(10)
+    assert [i.token for i in items] == [t1, t2]
+    assert items[0].body == b"<edXMLEnvelope/>"
+    assert [i.token for i in store.pending_outbox(10, exclude={t1})] == [t2]
+    assert [i.token for i in store.pending_outbox(1, exclude={t1})] == [t2]
+    with store.transaction() as txn:
+        txn.finish_outbox(t1, "confirmed", None)
+        txn.finish_outbox(t2, "failed", "NO_ROUTE")
+    assert store.pending_outbox(10) == []
+    assert store.outbox_counts() == {"pending": 0, "confirmed": 1, "failed": 1}
+
+
+def test_delivery_history_is_kept(store: Store) -> None:
+    """A delivery keeps every step with the status package that caused it."""
+    with store.transaction() as txn:
+        row = txn.add_package(_pkg("p1"))
+        assert row is not None
+        d = txn.add_delivery(row, "000.00.00.G01,2024/01/02,1/QD", "000.00.00.H01", "queued")
+        status = txn.add_package(
+            _pkg("s1", direction="in", kind="status", sender="000.00.00.H01",
+                 recipients=("000.00.00.G01",), body=b"<status/>", status_code="01")
+        )
+        txn.set_delivery_state(d, "arrived", status_code="01", reason=None)
+        txn.add_history(d, "arrived", status_code="01", status_package=status)
+        assert txn.history_codes(d) == {"01"}
+        found = txn.delivery_for("000.00.00.G01,2024/01/02,1/QD", "000.00.00.H01")
+        assert found is not None
+        assert found.id == d
+    (delivery,) = store.deliveries("000.00.00.G01,2024/01/02,1/QD")
+    assert delivery.state == "arrived"
+    assert delivery.status_code == "01"
+    steps = store.history(delivery.id)
+    assert [(h.state, h.status_code, h.status_package_id) for h in steps] == [
+        ("queued", None, None),
+        ("arrived", "01", "s1"),
+    ]
+
+
+def test_inbox_pickup_states(store: Store) -> None:
+    """Received packages appear as new and move through processing/done/fail."""
+    with store.transaction() as txn:
+        row = txn.add_package(_pkg("p1", direction="in"))
+        assert row is not None
+        txn.add_inbox(row, "edoc", "000.00.00.G01", "000.00.00.G01,2024/01/02,1/QD")
+    assert [e.package_id for e in store.inbox(pickup="new")] == ["p1"]
+    with store.transaction() as txn:
+        assert txn.set_pickup("p1", "done")
+        assert not txn.set_pickup("missing", "done")
+    assert store.inbox(pickup="new") == []
+    assert store.inbox_entry("p1").pickup == "done"
+    assert [e.package_id for e in store.received_documents("000.00.00.G01,2024/01/02,1/QD")] == [
+        "p1"
+    ]
+    with pytest.raises(sqlite3.IntegrityError), store.transaction() as txn:
+        txn.conn.execute("UPDATE inbox SET pickup = 'lost'")
+
+
+def test_event_hook_runs_inside_the_transaction(tmp_path: Path) -> None:
+    """The audit hook writes in the same transaction: a rollback removes its writes too."""
+    seen: list[str] = []
+
+    def hook(txn: Transaction, event: Event) -> None:
+        seen.append(event.kind)
+        txn.execute("INSERT INTO rejections (code, reason, sha256, at, body) VALUES (?,?,?,?,?)",
+                    (event.kind, "hook", "0", txn.at, b""))
+
+    store = Store(tmp_path / "n.sqlite3", on_event=hook)
+    with pytest.raises(RuntimeError), store.transaction() as txn:
+        txn.emit(Event("submitted", package_id="p1"))
+        raise RuntimeError("boom")
+    with store.transaction() as txn:
+        txn.emit(Event("received", package_id="p2"))
+    assert seen == ["submitted", "received"]
+    assert [r.code for r in store.rejections()] == ["received"]
+    store.close()
+
+
+def test_connections_are_per_thread_and_another_writer_waits(store: Store, tmp_path: Path) -> None:
+    """Each thread has its own connection; a second process-like writer waits, then commits."""
+    other = Store(store.path)
+    ids: list[int] = []
+
+    def write() -> None:
+        ids.append(id(other.conn))
+        with other.transaction() as txn:
+            txn.add_package(_pkg("from-thread", message_id="m-thread", body=b"<t/>"))
+
+    with store.transaction() as txn:
+        txn.add_package(_pkg("p1"))
+        worker = threading.Thread(target=write)
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive()  # blocked on the write lock, not failed
+    worker.join(10)
+    assert ids[0] != id(store.conn)
+    assert {p.package_id for p in store.packages()} == {"p1", "from-thread"}
+    other.close()
+
+
+def test_lock_held_too_long_is_store_busy(store: Store) -> None:
+    """A writer that cannot get the lock within the busy timeout gets StoreBusy, not a crash."""
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    store.conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        with pytest.raises(StoreBusy), store.transaction():
+            pass
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
