@@ -1,0 +1,932 @@
+"""The edXML package model (QCVN 102:2016): typed document and status packages, bytes in and out.
+
+``parse`` turns untrusted bytes (through the hardened ``parser.parse_xml``) into a
+``DocumentPackage`` or ``StatusPackage``; ``build`` writes one back as deterministic UTF-8.
+Children are matched by local name in the edXML namespace, never by position or prefix, because
+producers order and prefix them differently. Parsing does not judge values: the schema and the
+business rules (``schema.validate``) do. Also here: attachments (zip + base64 linked by ``cid:``),
+trace headers, status construction and the conventions for DocumentId, OrganId, dates and times.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import mimetypes
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Literal, TypeVar
+
+from lxml import etree
+
+from edoc_axis.errors import MalformedPackage
+from edoc_axis.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
+
+NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+VN_TZ = timezone(timedelta(hours=7), "ICT")
+T = TypeVar("T")
+
+DATE_FORMAT = "%Y/%m/%d"
+TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
+MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024  # one extracted file; zip bombs stop here
+
+STATUS_CODES: dict[str, tuple[Literal["sender", "recipient"], str]] = {
+    "01": ("recipient", "arrived: the recipient's system has the document"),
+    "02": ("recipient", "rejected: the recipient refuses the document"),
+    "03": ("recipient", "accepted / registered by the clerk"),
+    "04": ("recipient", "assigned to a handler"),
+    "05": ("recipient", "being processed"),
+    "06": ("recipient", "completed"),
+    "13": ("sender", "the sender asks to take the document back (revoke / update)"),
+    "15": ("recipient", "agrees to the take-back or update"),
+    "16": ("recipient", "refuses the take-back or update"),
+}
+BUSINESS_DOC_TYPES = {0: "new", 1: "revoke", 2: "update", 3: "replace"}
+PRIORITIES = {
+    "0": "normal",
+    "1": "urgent",
+    "2": "very urgent",
+    "3": "flash",
+    "4": "flash with a set time",
+}
+STEERING_TYPES = {"1": "not a directive", "2": "directive", "3": "report on a directive"}
+
+_ORGAN_ID_STRICT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}")
+# Real traffic also ends in a letter and two letters/digits (001.00.20.TT2).
+_ORGAN_ID_LENIENT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z][A-Z0-9]{2}")
+_DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
+_DMY_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
+_TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Organization:
+    """An agency as written in From and To."""
+
+    organ_id: str
+    organ_name: str = ""
+    organization_in_charge: str | None = None
+    organ_add: str | None = None
+    email: str | None = None
+    telephone: str | None = None
+    fax: str | None = None
+    website: str | None = None
+
+
+@dataclass(slots=True)
+class Code:
+    """The document's number and notation (số và ký hiệu)."""
+
+    number: str
+    notation: str
+
+
+@dataclass(slots=True)
+class PromulgationInfo:
+    """Where and when (``yyyy/MM/dd``) the document was promulgated."""
+
+    place: str
+    date: str
+
+
+@dataclass(slots=True)
+class DocumentType:
+    """Type (1 or 2), TypeDetail (an integer) and TypeName (e.g. "Công văn")."""
+
+    type: str
+    type_detail: str
+    type_name: str
+
+
+@dataclass(slots=True)
+class SignerInfo:
+    """Who signed the paper document."""
+
+    competence: str | None = None
+    position: str | None = None
+    full_name: str | None = None
+
+
+@dataclass(slots=True)
+class OtherInfo:
+    """Priority, sphere, typer, amounts, direction flag and appendixes."""
+
+    priority: str | None = None
+    sphere_of_promulgation: str | None = None
+    typer_notation: str | None = None
+    promulgation_amount: str | None = None
+    page_amount: str | None = None
+    direction: str | None = None
+    appendixes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ResponseFor:
+    """A referenced document: in a document, one it answers; in a status, the one it is about."""
+
+    organ_id: str
+    code: str = ""
+    promulgation_date: str = ""
+    document_id: str = ""
+
+
+@dataclass(slots=True)
+class TraceHeader:
+    """One hop that handled the package."""
+
+    organ_id: str
+    timestamp: str
+
+
+@dataclass(slots=True)
+class StaffInfo:
+    """The person in charge (in a Bussiness block or a status)."""
+
+    department: str | None = None
+    staff: str | None = None
+    email: str | None = None
+    mobile: str | None = None
+    department_id: str | None = None
+    staff_id: str | None = None
+
+
+@dataclass(slots=True)
+class Receiver:
+    """A change of recipients in an update: ReceiverType 0 removed, 1 added."""
+
+    organ_id: str
+    receiver_type: str
+
+
+@dataclass(slots=True)
+class BusinessDocumentInfo:
+    """What an update changes: the document info, the receivers, and the receiver list."""
+
+    document_info: str | None = None
+    document_receiver: str | None = None
+    receivers: list[Receiver] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ReplacementInfo:
+    """A replaced document and the agencies it went to."""
+
+    document_id: str
+    organ_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Business:
+    """The business operation (``Bussiness``, sic) of a document package: 0 new .. 3 replace."""
+
+    doc_type: int = 0
+    document_id: str | None = None
+    reason: str | None = None
+    paper: str | None = None
+    document_info: BusinessDocumentInfo | None = None
+    replacements: list[ReplacementInfo] = field(default_factory=list)
+    staff_info: StaffInfo | None = None
+
+
+@dataclass(slots=True)
+class Reference:
+    """A manifest entry pointing at an attachment by ``cid:`` ContentId."""
+
+    content_id: str
+    content_type: str | None = None
+    description: str | None = None
+    attachment_name: str | None = None
+
+
+@dataclass(slots=True)
+class Attachment:
+    """An attached file: ``encoded`` is base64 (of a ZIP archive in practice)."""
+
+    content_id: str
+    attachment_name: str | None = None
+    description: str | None = None
+    content_type: str | None = None
+    encoded: str = ""
+
+
+@dataclass(slots=True)
+class DocumentPackage:
+    """A document package (kind ``edoc``). ``signed`` tells whether a Signature was present."""
+
+    sender: Organization
+    recipients: list[Organization]
+    code: Code
+    promulgation: PromulgationInfo
+    document_type: DocumentType
+    subject: str
+    document_id: str | None = None
+    content: str | None = None
+    signer: SignerInfo | None = None
+    due_date: str | None = None
+    to_places: list[str] = field(default_factory=list)
+    other_info: OtherInfo | None = None
+    response_for: list[ResponseFor] = field(default_factory=list)
+    steering_type: str | None = None
+    trace_headers: list[TraceHeader] = field(default_factory=list)
+    business: Business | None = None
+    manifest: list[Reference] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    manifest_version: str = "1.0"
+    signed: bool = False
+
+    @property
+    def kind(self) -> Literal["edoc"]:
+        """Always ``"edoc"``."""
+        return "edoc"
+
+    @property
+    def business_doc_type(self) -> int:
+        """BussinessDocType, 0 (new) when the package has no Bussiness block."""
+        return self.business.doc_type if self.business is not None else 0
+
+
+@dataclass(slots=True)
+class StatusPackage:
+    """A status package (kind ``status``) about one document."""
+
+    sender: Organization
+    response_for: ResponseFor
+    status_code: str
+    timestamp: str
+    staff_info: StaffInfo | None = None
+    description: str | None = None
+    trace_headers: list[TraceHeader] = field(default_factory=list)
+    signed: bool = False
+
+    @property
+    def kind(self) -> Literal["status"]:
+        """Always ``"status"``."""
+        return "status"
+
+
+Package = DocumentPackage | StatusPackage
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def q(name: str) -> str:
+    """The Clark name of an edXML element, e.g. ``{NS}From``."""
+    return f"{{{NS}}}{name}"
+
+
+def parse(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> Package:
+    """Parse untrusted bytes into a package (hardened; no schema or rule checks).
+
+    Raises ``HostileInput`` or ``MalformedPackage`` (code ``PACKAGE_NOT_EDXML``,
+    ``PACKAGE_STRUCTURE`` or ``PACKAGE_VALUE``) when the bytes are not a usable edXML package.
+    """
+    return from_tree(parse_xml(data, limits).getroot())
+
+
+def detect_kind(root: etree._Element) -> Literal["edoc", "status"]:
+    """Tell a status from a document by its MessageHeader (``StatusCode`` present)."""
+    if root.tag != q("edXML"):
+        raise MalformedPackage(
+            f"root element is {root.tag!r}, not edXML in namespace {NS}",
+            code="PACKAGE_NOT_EDXML",
+            element="/" + etree.QName(root).localname if isinstance(root.tag, str) else None,
+            line=root.sourceline,
+        )
+    header = _path(root, "edXMLEnvelope", "edXMLHeader", "MessageHeader")
+    if header is None:
+        raise MalformedPackage(
+            "no edXMLEnvelope/edXMLHeader/MessageHeader",
+            code="PACKAGE_STRUCTURE",
+            element="/edXML/edXMLEnvelope/edXMLHeader/MessageHeader",
+            line=root.sourceline,
+        )
+    return "status" if header.find(q("StatusCode")) is not None else "edoc"
+
+
+def from_tree(root: etree._Element) -> Package:
+    """Read the model from an already parsed ``edXML`` root element."""
+    kind = detect_kind(root)
+    envelope = _required(root, "edXMLEnvelope")
+    header_block = _required(envelope, "edXMLHeader")
+    header = _required(header_block, "MessageHeader")
+    signed = any(
+        child.tag in (q("Signature"), f"{{{DSIG_NS}}}Signature") for child in header_block
+    )
+    trace_list = header_block.find(q("TraceHeaderList"))
+    traces = (
+        [_trace(t) for t in trace_list.iterfind(q("TraceHeader"))] if trace_list is not None else []
+    )
+    if kind == "status":
+        response = header.find(q("ResponseFor"))
+        return StatusPackage(
+            sender=_organization(_required(header, "From")),
+            response_for=_response_for(response) if response is not None else ResponseFor(""),
+            status_code=_text(header, "StatusCode") or "",
+            timestamp=_text(header, "Timestamp") or "",
+            staff_info=_opt(header, "StaffInfo", _staff),
+            description=_text(header, "Description"),
+            trace_headers=traces,
+            signed=signed,
+        )
+    other = header.find(q("OtherInfo"))
+    manifest_el = _path(envelope, "edXMLBody", "edXMLManifest")
+    attachments_el = root.find(q("AttachmentEncoded"))
+    return DocumentPackage(
+        sender=_organization(_required(header, "From")),
+        recipients=[_organization(el) for el in header.iterfind(q("To"))],
+        document_id=_text(header, "DocumentId"),
+        code=_opt(header, "Code", _code) or Code("", ""),
+        promulgation=_opt(header, "PromulgationInfo", _promulgation) or PromulgationInfo("", ""),
+        document_type=_opt(header, "DocumentType", _document_type) or DocumentType("", "", ""),
+        subject=_text(header, "Subject") or "",
+        content=_text(header, "Content"),
+        signer=_opt(header, "SignerInfo", _signer),
+        due_date=_text(header, "DueDate"),
+        to_places=_texts(header.find(q("ToPlaces")), "Place"),
+        other_info=_other_info(other) if other is not None else None,
+        response_for=[_response_for(el) for el in header.iterfind(q("ResponseFor"))],
+        steering_type=_text(header, "SteeringType"),
+        trace_headers=traces,
+        business=_opt(trace_list, "Bussiness", _business),
+        manifest=[_reference(el) for el in _iter(manifest_el, "Reference")],
+        attachments=[_attachment(el) for el in _iter(attachments_el, "Attachment")],
+        manifest_version=(manifest_el.get("version") if manifest_el is not None else None)
+        or "1.0",
+        signed=signed,
+    )
+
+
+def _path(el: etree._Element, *names: str) -> etree._Element | None:
+    node: etree._Element | None = el
+    for name in names:
+        if node is None:
+            return None
+        node = node.find(q(name))
+    return node
+
+
+def _iter(el: etree._Element | None, name: str) -> Iterator[etree._Element]:
+    return iter(()) if el is None else el.iterfind(q(name))
+
+
+def _required(el: etree._Element, name: str) -> etree._Element:
+    found = el.find(q(name))
+    if found is None:
+        raise MalformedPackage(
+            f"{etree.QName(el).localname} has no {name}",
+            code="PACKAGE_STRUCTURE",
+            element=name,
+            line=el.sourceline,
+        )
+    return found
+
+
+def _text(el: etree._Element | None, name: str) -> str | None:
+    """Stripped text of the first child ``name``; None when absent."""
+    if el is None:
+        return None
+    child = el.find(q(name))
+    if child is None:
+        return None
+    return (child.text or "").strip()
+
+
+def _texts(el: etree._Element | None, name: str) -> list[str]:
+    return [(child.text or "").strip() for child in _iter(el, name)]
+
+
+def _opt(el: etree._Element | None, name: str, read: Callable[[etree._Element], T]) -> T | None:
+    child = el.find(q(name)) if el is not None else None
+    return read(child) if child is not None else None
+
+
+def _organization(el: etree._Element) -> Organization:
+    return Organization(
+        organ_id=_text(el, "OrganId") or "",
+        organ_name=_text(el, "OrganName") or "",
+        organization_in_charge=_text(el, "OrganizationInCharge"),
+        organ_add=_text(el, "OrganAdd"),
+        email=_text(el, "Email"),
+        telephone=_text(el, "Telephone"),
+        fax=_text(el, "Fax"),
+        website=_text(el, "Website"),
+    )
+
+
+def _code(el: etree._Element) -> Code:
+    return Code(_text(el, "CodeNumber") or "", _text(el, "CodeNotation") or "")
+
+
+def _promulgation(el: etree._Element) -> PromulgationInfo:
+    return PromulgationInfo(_text(el, "Place") or "", _text(el, "PromulgationDate") or "")
+
+
+def _document_type(el: etree._Element) -> DocumentType:
+    return DocumentType(
+        _text(el, "Type") or "", _text(el, "TypeDetail") or "", _text(el, "TypeName") or ""
+    )
+
+
+def _signer(el: etree._Element) -> SignerInfo:
+    return SignerInfo(_text(el, "Competence"), _text(el, "Position"), _text(el, "FullName"))
+
+
+def _other_info(el: etree._Element) -> OtherInfo:
+    return OtherInfo(
+        priority=_text(el, "Priority"),
+        sphere_of_promulgation=_text(el, "SphereOfPromulgation"),
+        typer_notation=_text(el, "TyperNotation"),
+        promulgation_amount=_text(el, "PromulgationAmount"),
+        page_amount=_text(el, "PageAmount"),
+        direction=_text(el, "Direction"),
+        appendixes=_texts(el.find(q("Appendixes")), "Appendix"),
+    )
+
+
+def _response_for(el: etree._Element) -> ResponseFor:
+    return ResponseFor(
+        organ_id=_text(el, "OrganId") or "",
+        code=_text(el, "Code") or "",
+        promulgation_date=_text(el, "PromulgationDate") or "",
+        document_id=_text(el, "DocumentId") or "",
+    )
+
+
+def _trace(el: etree._Element) -> TraceHeader:
+    return TraceHeader(_text(el, "OrganId") or "", _text(el, "Timestamp") or "")
+
+
+def _staff(el: etree._Element) -> StaffInfo:
+    return StaffInfo(
+        department=_text(el, "Department"),
+        staff=_text(el, "Staff"),
+        email=_text(el, "Email"),
+        mobile=_text(el, "Mobile"),
+        department_id=_text(el, "DepartmentId"),
+        staff_id=_text(el, "StaffId"),
+    )
+
+
+def _business_info(el: etree._Element) -> BusinessDocumentInfo:
+    return BusinessDocumentInfo(
+        document_info=_text(el, "DocumentInfo"),
+        document_receiver=_text(el, "DocumentReceiver"),
+        receivers=[
+            Receiver(_text(r, "OrganId") or "", _text(r, "ReceiverType") or "")
+            for r in _iter(el.find(q("ReceiverList")), "Receiver")
+        ],
+    )
+
+
+def _business(el: etree._Element) -> Business:
+    raw = _text(el, "BussinessDocType") or "0"
+    try:
+        doc_type = int(raw)
+    except ValueError:
+        raise MalformedPackage(
+            f"BussinessDocType {raw!r} is not an integer",
+            code="PACKAGE_VALUE",
+            element="BussinessDocType",
+            line=el.sourceline,
+        ) from None
+    return Business(
+        doc_type=doc_type,
+        document_id=_text(el, "DocumentId"),
+        reason=_text(el, "BussinessDocReason"),
+        paper=_text(el, "Paper"),
+        document_info=_opt(el, "BussinessDocumentInfo", _business_info),
+        replacements=[
+            ReplacementInfo(
+                _text(r, "DocumentId") or "", _texts(r.find(q("OrganIdList")), "OrganId")
+            )
+            for r in _iter(el.find(q("ReplacementInfoList")), "ReplacementInfo")
+        ],
+        staff_info=_opt(el, "StaffInfo", _staff),
+    )
+
+
+def _reference(el: etree._Element) -> Reference:
+    return Reference(
+        content_id=_text(el, "ContentId") or "",
+        content_type=_text(el, "ContentType"),
+        description=_text(el, "Description"),
+        attachment_name=_text(el, "AttachmentName"),
+    )
+
+
+def _attachment(el: etree._Element) -> Attachment:
+    encoded = el.find(q("ContentTransferEncoded"))
+    return Attachment(
+        content_id=_text(el, "ContentId") or "",
+        attachment_name=_text(el, "AttachmentName"),
+        description=_text(el, "Description"),
+        content_type=_text(el, "ContentType"),
+        # Line breaks inside base64 are common; keep only the significant characters.
+        encoded="".join((encoded.text or "").split()) if encoded is not None else "",
+    )
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+def build(pkg: Package) -> bytes:
+    """Serialize a package as deterministic, unsigned UTF-8 with edXML as the default namespace.
+
+    Elements come out in the order of the specification's tables; optional parts that are
+    ``None`` (or empty lists) are left out.
+    """
+    root = etree.Element(q("edXML"), nsmap={None: NS})
+    envelope = _sub(root, "edXMLEnvelope")
+    header_block = _sub(envelope, "edXMLHeader")
+    header = _sub(header_block, "MessageHeader")
+    if isinstance(pkg, StatusPackage):
+        _build_organization(header, "From", pkg.sender)
+        _build_response_for(header, pkg.response_for)
+        if pkg.staff_info is not None:
+            _build_staff(header, pkg.staff_info)
+        _leaf(header, "StatusCode", pkg.status_code)
+        _leaf(header, "Description", pkg.description)
+        _leaf(header, "Timestamp", pkg.timestamp)
+        if pkg.trace_headers:
+            _build_traces(header_block, pkg.trace_headers, None)
+    else:
+        _build_document_header(header, pkg)
+        _build_traces(header_block, pkg.trace_headers, pkg.business)
+        body = _sub(envelope, "edXMLBody")
+        manifest = _sub(body, "edXMLManifest")
+        manifest.set("version", pkg.manifest_version)
+        for ref in pkg.manifest:
+            el = _sub(manifest, "Reference")
+            _leaf(el, "ContentId", ref.content_id)
+            _leaf(el, "ContentType", ref.content_type)
+            _leaf(el, "Description", ref.description)
+            _leaf(el, "AttachmentName", ref.attachment_name)
+        if pkg.attachments:
+            encoded = _sub(root, "AttachmentEncoded")
+            for att in pkg.attachments:
+                el = _sub(encoded, "Attachment")
+                _leaf(el, "ContentId", att.content_id)
+                _leaf(el, "AttachmentName", att.attachment_name)
+                _leaf(el, "Description", att.description)
+                _leaf(el, "ContentType", att.content_type)
+                _leaf(el, "ContentTransferEncoded", att.encoded)
+    body = etree.tostring(root, encoding="UTF-8", xml_declaration=False, pretty_print=True)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
+
+
+def _sub(parent: etree._Element, name: str) -> etree._Element:
+    return etree.SubElement(parent, q(name))
+
+
+def _leaf(parent: etree._Element, name: str, value: str | None) -> None:
+    if value is not None:
+        _sub(parent, name).text = value
+
+
+def _build_document_header(header: etree._Element, pkg: DocumentPackage) -> None:
+    _build_organization(header, "From", pkg.sender)
+    for recipient in pkg.recipients:
+        _build_organization(header, "To", recipient)
+    _leaf(header, "DocumentId", pkg.document_id)
+    code = _sub(header, "Code")
+    _leaf(code, "CodeNumber", pkg.code.number)
+    _leaf(code, "CodeNotation", pkg.code.notation)
+    prom = _sub(header, "PromulgationInfo")
+    _leaf(prom, "Place", pkg.promulgation.place)
+    _leaf(prom, "PromulgationDate", pkg.promulgation.date)
+    doc_type = _sub(header, "DocumentType")
+    _leaf(doc_type, "Type", pkg.document_type.type)
+    _leaf(doc_type, "TypeDetail", pkg.document_type.type_detail)
+    _leaf(doc_type, "TypeName", pkg.document_type.type_name)
+    _leaf(header, "Subject", pkg.subject)
+    _leaf(header, "Content", pkg.content)
+    if pkg.signer is not None:
+        signer = _sub(header, "SignerInfo")
+        _leaf(signer, "Competence", pkg.signer.competence)
+        _leaf(signer, "Position", pkg.signer.position)
+        _leaf(signer, "FullName", pkg.signer.full_name)
+    _leaf(header, "DueDate", pkg.due_date)
+    if pkg.to_places:
+        places = _sub(header, "ToPlaces")
+        for place in pkg.to_places:
+            _leaf(places, "Place", place)
+    if pkg.other_info is not None:
+        info = pkg.other_info
+        other = _sub(header, "OtherInfo")
+        _leaf(other, "Priority", info.priority)
+        _leaf(other, "SphereOfPromulgation", info.sphere_of_promulgation)
+        _leaf(other, "TyperNotation", info.typer_notation)
+        _leaf(other, "PromulgationAmount", info.promulgation_amount)
+        _leaf(other, "PageAmount", info.page_amount)
+        _leaf(other, "Direction", info.direction)
+        if info.appendixes:
+            appendixes = _sub(other, "Appendixes")
+            for appendix in info.appendixes:
+                _leaf(appendixes, "Appendix", appendix)
+    for response in pkg.response_for:
+        _build_response_for(header, response)
+    _leaf(header, "SteeringType", pkg.steering_type)
+
+
+def _build_organization(parent: etree._Element, name: str, org: Organization) -> None:
+    el = _sub(parent, name)
+    _leaf(el, "OrganId", org.organ_id)
+    _leaf(el, "OrganizationInCharge", org.organization_in_charge)
+    _leaf(el, "OrganName", org.organ_name)
+    _leaf(el, "OrganAdd", org.organ_add)
+    _leaf(el, "Email", org.email)
+    _leaf(el, "Telephone", org.telephone)
+    _leaf(el, "Fax", org.fax)
+    _leaf(el, "Website", org.website)
+
+
+def _build_response_for(parent: etree._Element, response: ResponseFor) -> None:
+    el = _sub(parent, "ResponseFor")
+    _leaf(el, "OrganId", response.organ_id)
+    _leaf(el, "Code", response.code)
+    _leaf(el, "PromulgationDate", response.promulgation_date)
+    _leaf(el, "DocumentId", response.document_id)
+
+
+def _build_staff(parent: etree._Element, staff: StaffInfo) -> None:
+    el = _sub(parent, "StaffInfo")
+    _leaf(el, "Department", staff.department)
+    _leaf(el, "DepartmentId", staff.department_id)
+    _leaf(el, "Staff", staff.staff)
+    _leaf(el, "StaffId", staff.staff_id)
+    _leaf(el, "Mobile", staff.mobile)
+    _leaf(el, "Email", staff.email)
+
+
+def _build_traces(
+    parent: etree._Element, traces: list[TraceHeader], business: Business | None
+) -> None:
+    el = _sub(parent, "TraceHeaderList")
+    for trace in traces:
+        t = _sub(el, "TraceHeader")
+        _leaf(t, "OrganId", trace.organ_id)
+        _leaf(t, "Timestamp", trace.timestamp)
+    if business is None:
+        return
+    b = _sub(el, "Bussiness")
+    _leaf(b, "DocumentId", business.document_id)
+    _leaf(b, "BussinessDocType", str(business.doc_type))
+    _leaf(b, "BussinessDocReason", business.reason)
+    _leaf(b, "Paper", business.paper)
+    if business.document_info is not None:
+        info = business.document_info
+        i = _sub(b, "BussinessDocumentInfo")
+        _leaf(i, "DocumentInfo", info.document_info)
+        _leaf(i, "DocumentReceiver", info.document_receiver)
+        if info.receivers:
+            receivers = _sub(i, "ReceiverList")
+            for receiver in info.receivers:
+                r = _sub(receivers, "Receiver")
+                _leaf(r, "OrganId", receiver.organ_id)
+                _leaf(r, "ReceiverType", receiver.receiver_type)
+    if business.replacements:
+        replacements = _sub(b, "ReplacementInfoList")
+        for replacement in business.replacements:
+            r = _sub(replacements, "ReplacementInfo")
+            _leaf(r, "DocumentId", replacement.document_id)
+            ids = _sub(r, "OrganIdList")
+            for organ_id in replacement.organ_ids:
+                _leaf(ids, "OrganId", organ_id)
+    if business.staff_info is not None:
+        _build_staff(b, business.staff_info)
+
+
+# --- attachments, trace headers, statuses -----------------------------------------------------
+
+
+def add_attachment(
+    pkg: DocumentPackage, filename: str, data: bytes, *, description: str | None = None
+) -> Attachment:
+    """Zip ``data`` as ``filename``, base64 it, and link it from the manifest by a ``cid:`` id.
+
+    The ContentId derives from the content, so building the same package twice gives the same
+    bytes. ContentType names the type of the file inside the archive.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(filename, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        archive.writestr(info, data)
+    digest = hashlib.sha256(filename.encode() + b"\0" + data).hexdigest()[:24]
+    taken = {a.content_id for a in pkg.attachments} | {r.content_id for r in pkg.manifest}
+    content_id, n = f"cid:{digest}", 1
+    while content_id in taken:
+        n += 1
+        content_id = f"cid:{digest}-{n}"
+    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    attachment = Attachment(
+        content_id=content_id,
+        attachment_name=filename,
+        description=description,
+        content_type=content_type,
+        encoded=base64.b64encode(buffer.getvalue()).decode("ascii"),
+    )
+    pkg.attachments.append(attachment)
+    pkg.manifest.append(Reference(content_id, content_type, description, filename))
+    return attachment
+
+
+def extract_attachment(
+    att: Attachment, *, max_bytes: int = MAX_ATTACHMENT_BYTES
+) -> tuple[str, bytes]:
+    """Decode an attachment back to ``(file name, bytes)``.
+
+    A ZIP archive yields the member named like the attachment (else its first member); other
+    content is returned as decoded. Raises ``MalformedPackage`` (``ATTACHMENT_INVALID``) on bad
+    base64, a broken archive, or a member larger than ``max_bytes``.
+    """
+    name = att.attachment_name or att.content_id.removeprefix("cid:")
+    try:
+        raw = base64.b64decode("".join(att.encoded.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _bad_attachment(att, f"not valid base64: {exc}") from exc
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        return name, raw
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = [i for i in archive.infolist() if not i.is_dir()]
+            if not members:
+                raise _bad_attachment(att, "the ZIP archive is empty")
+            chosen = next((i for i in members if i.filename == name), members[0])
+            with archive.open(chosen) as stream:
+                content = stream.read(max_bytes + 1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError) as exc:
+        raise _bad_attachment(att, f"broken ZIP archive: {exc}") from exc
+    if len(content) > max_bytes:
+        raise _bad_attachment(att, f"extracted file is over {max_bytes} bytes")
+    return chosen.filename.rsplit("/", 1)[-1], content
+
+
+def _bad_attachment(att: Attachment, reason: str) -> MalformedPackage:
+    return MalformedPackage(
+        f"attachment {att.content_id}: {reason}",
+        code="ATTACHMENT_INVALID",
+        element="/edXML/AttachmentEncoded/Attachment",
+    )
+
+
+def append_trace_header(
+    pkg: Package, organ_id: str, timestamp: datetime | str | None = None
+) -> TraceHeader:
+    """Record a hop: append a TraceHeader for ``organ_id`` at ``timestamp`` (default: now)."""
+    if isinstance(timestamp, str):
+        stamp = timestamp
+    else:
+        stamp = format_timestamp(timestamp or datetime.now(VN_TZ))
+    trace = TraceHeader(organ_id, stamp)
+    pkg.trace_headers.append(trace)
+    return trace
+
+
+def new_status(
+    sender: Organization,
+    document: DocumentPackage | ResponseFor,
+    code: str,
+    *,
+    description: str | None = None,
+    to_organ_id: str | None = None,
+    now: datetime | None = None,
+    staff_info: StaffInfo | None = None,
+) -> StatusPackage:
+    """A status about ``document`` from ``sender``; ResponseFor/OrganId is the addressee.
+
+    Recipient codes go back to the document's sender by default. Code 13 goes from the sender
+    to a recipient: ``to_organ_id`` is required unless the document has exactly one recipient.
+    """
+    if code not in STATUS_CODES:
+        raise ValueError(f"unknown status code {code!r}; known: {', '.join(STATUS_CODES)}")
+    if isinstance(document, ResponseFor):
+        response = ResponseFor(
+            organ_id=to_organ_id or document.organ_id,
+            code=document.code,
+            promulgation_date=document.promulgation_date,
+            document_id=document.document_id,
+        )
+    else:
+        if to_organ_id is None:
+            if code != "13":
+                to_organ_id = document.sender.organ_id
+            elif len(document.recipients) == 1:
+                to_organ_id = document.recipients[0].organ_id
+            else:
+                raise ValueError("status 13 goes to one recipient: pass to_organ_id")
+        response = ResponseFor(
+            organ_id=to_organ_id,
+            code=f"{document.code.number}/{document.code.notation}",
+            promulgation_date=document.promulgation.date,
+            document_id=document.document_id or "",
+        )
+    return StatusPackage(
+        sender=sender,
+        response_for=response,
+        status_code=code,
+        timestamp=format_timestamp(now or datetime.now(VN_TZ)),
+        staff_info=staff_info,
+        description=description,
+    )
+
+
+# --- identifiers, dates and times -------------------------------------------------------------
+
+
+def format_date(value: date) -> str:
+    """``yyyy/MM/dd``."""
+    return f"{value.year:04d}/{value.month:02d}/{value.day:02d}"
+
+
+def parse_date(text: str) -> date:
+    """Read a ``yyyy/MM/dd`` date; a ``dd/MM/yyyy`` date raises ValueError saying so."""
+    text = text.strip()
+    if _DMY_DATE.fullmatch(text):
+        raise ValueError(f"date {text!r} is written dd/MM/yyyy; edXML dates are yyyy/MM/dd")
+    if not _DATE.fullmatch(text):
+        raise ValueError(f"date {text!r} is not in the format yyyy/MM/dd")
+    try:
+        return datetime.strptime(text, DATE_FORMAT).date()
+    except ValueError:
+        raise ValueError(f"date {text!r} is not a real calendar date") from None
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``yyyy/MM/dd HH:mm:ss`` in Vietnam time; a naive datetime is taken as Vietnam time."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(VN_TZ)
+    return moment.strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Read a ``yyyy/MM/dd HH:mm:ss`` timestamp as an aware datetime in Vietnam time."""
+    text = text.strip()
+    if not _TIMESTAMP.fullmatch(text):
+        hint = ""
+        if _DMY_DATE.fullmatch(text.split(" ", 1)[0]):
+            hint = " (the date part is dd/MM/yyyy)"
+        raise ValueError(f"timestamp {text!r} is not in the format yyyy/MM/dd HH:mm:ss{hint}")
+    try:
+        return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=VN_TZ)
+    except ValueError:
+        raise ValueError(f"timestamp {text!r} is not a real date and time") from None
+
+
+def make_document_id(
+    organ_id: str, when: date | str, code_number: str, code_notation: str
+) -> str:
+    """The conventional DocumentId: ``<OrganId>,<yyyy/MM/dd>,<CodeNumber>/<CodeNotation>``."""
+    day = when if isinstance(when, str) else format_date(when)
+    return f"{organ_id},{day},{code_number}/{code_notation}"
+
+
+def document_id_sender(document_id: str) -> str | None:
+    """The sender's OrganId of a conventional DocumentId, or None for other ids (UUIDs...)."""
+    parts = document_id.strip().split(",", 2)
+    if len(parts) == 3 and is_valid_organ_id(parts[0]) and _DATE.fullmatch(parts[1]):
+        return parts[0]
+    return None
+
+
+def is_valid_organ_id(value: str, *, strict: bool = False) -> bool:
+    """``NNN.NN.NN.Xnn`` (strict) or, leniently, a last group of a letter and two letters/digits."""
+    pattern = _ORGAN_ID_STRICT if strict else _ORGAN_ID_LENIENT
+    return pattern.fullmatch(value) is not None
+
+
+def organ_level(value: str) -> int:
+    """1 for ``000.00.00.X``, 2 for ``000.00.YY.X``, 3 for ``000.ZZ.YY.X``, otherwise 4."""
+    groups = _organ_groups(value)
+    if groups[0] != "000":
+        return 4
+    if groups[1] != "00":
+        return 3
+    return 2 if groups[2] != "00" else 1
+
+
+def organ_parent(value: str) -> str | None:
+    """The parent agency: zero the leftmost non-zero group; None for a level-1 agency."""
+    groups = _organ_groups(value)
+    for index in range(3):
+        if groups[index].strip("0"):
+            groups[index] = "0" * len(groups[index])
+            return ".".join(groups)
+    return None
+
+
+def _organ_groups(value: str) -> list[str]:
+    if not is_valid_organ_id(value):
+        raise ValueError(f"{value!r} is not an OrganId (NNN.NN.NN.XXX)")
+    return value.split(".")
+

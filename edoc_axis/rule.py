@@ -1,0 +1,471 @@
+"""Business rules of edXML packages beyond what the XSD can say, each with a stable rule code.
+
+The rules run on a tree the XSD already accepted, so every element they touch has the expected
+shape; they judge values (formats, domains, lengths), counts the free-order XSD cannot express,
+and the links between parts (manifest and attachments, status direction). Each finding names the
+rule code, the element path and the source line. ``RULE_CODES`` documents every code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lxml import etree
+
+from edoc_axis.package import (
+    DSIG_NS,
+    NS,
+    PRIORITIES,
+    STATUS_CODES,
+    STEERING_TYPES,
+    document_id_sender,
+    is_valid_organ_id,
+    parse_date,
+    parse_timestamp,
+    q,
+)
+
+RULE_CODES: dict[str, str] = {
+    "CARDINALITY": "an element occurs more or fewer times than the standard allows",
+    "ORGANID_FORMAT": "an OrganId is not NNN.NN.NN.XNN (or the lenient NNN.NN.NN.XAA form)",
+    "DATE_FORMAT": "a date is not a real yyyy/MM/dd date (dd/MM/yyyy is named as such)",
+    "TIMESTAMP_FORMAT": "a timestamp is not a real yyyy/MM/dd HH:mm:ss",
+    "PRIORITY_DOMAIN": "OtherInfo/Priority is not 0-4",
+    "STEERING_TYPE_DOMAIN": "SteeringType is not 1, 2 or 3",
+    "DOCUMENT_TYPE_DOMAIN": "DocumentType/Type is not 1 or 2, or TypeDetail is not an integer",
+    "STATUS_CODE_DOMAIN": "StatusCode is not 01-06, 13, 15 or 16",
+    "BUSINESS_DOC_TYPE_DOMAIN": "BussinessDocType is not 0-3",
+    "RECEIVER_TYPE_DOMAIN": "Receiver/ReceiverType is not 0 or 1",
+    "BUSINESS_DOC_DETAIL": "update details on a non-update, or replacements on a non-replace",
+    "INTEGER_FORMAT": "PromulgationAmount, PageAmount or Paper is not an integer",
+    "BOOLEAN_FORMAT": "OtherInfo/Direction is not true/false",
+    "RECIPIENT_DUPLICATE": "the same OrganId appears twice in To",
+    "MANIFEST_UNMATCHED": "a manifest Reference has no (or more than one) matching Attachment",
+    "ATTACHMENT_UNMATCHED": "an Attachment has no matching manifest Reference",
+    "BASE64_INVALID": "ContentTransferEncoded is not valid base64",
+    "LENGTH_LIMIT": "a value is longer than the limit production axes apply",
+    "STATUS_DIRECTION": "a status goes the wrong way between the document's sender and recipient",
+}
+
+# Limits one production axis applies (characters, after trimming surrounding white space).
+LENGTH_LIMITS = {
+    "OrganName": 200,
+    "OrganAdd": 500,
+    "CodeNumber": 11,
+    "CodeNotation": 30,
+    "Subject": 500,
+    "Content": 500,
+    "TypeName": 100,
+}
+
+# (name, min, max) per parent; max None means unbounded.
+_DOCUMENT_HEADER: tuple[tuple[str, int, int | None], ...] = (
+    ("From", 1, 1),
+    ("To", 1, None),
+    ("DocumentId", 0, 1),
+    ("Code", 1, 1),
+    ("PromulgationInfo", 1, 1),
+    ("DocumentType", 1, 1),
+    ("Subject", 1, 1),
+    ("Content", 0, 1),
+    ("SignerInfo", 0, 1),
+    ("DueDate", 0, 1),
+    ("ToPlaces", 0, 1),
+    ("OtherInfo", 0, 1),
+    ("SteeringType", 0, 1),
+)
+_STATUS_HEADER: tuple[tuple[str, int, int | None], ...] = (
+    ("From", 1, 1),
+    ("ResponseFor", 1, 1),
+    ("StaffInfo", 0, 1),
+    ("StatusCode", 1, 1),
+    ("Description", 0, 1),
+    ("Timestamp", 1, 1),
+)
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/\s]*(?:=\s*){0,2}")
+_INTEGER = re.compile(r"[+-]?\d+")
+_BOOLEANS = {"true", "false", "1", "0"}
+_DSIG_SIGNATURE = f"{{{DSIG_NS}}}Signature"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem in a package: a stable code, a message, the element path and source line."""
+
+    code: str
+    message: str
+    element: str | None = None
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return asdict(self)
+
+
+def element_path(el: etree._Element) -> str:
+    """``/edXML/edXMLEnvelope/...`` by local names; ``[n]`` (1-based) among same-named siblings."""
+    steps: list[str] = []
+    node: etree._Element | None = el
+    while node is not None:
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [s for s in parent if s.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/" + "/".join(reversed(steps))
+
+
+def check_rules(root: etree._Element, kind: str) -> list[Finding]:
+    """All rule findings for a schema-valid package of ``kind`` (``edoc`` or ``status``)."""
+    return _Rules(root, kind).run()
+
+
+def _text(el: etree._Element) -> str:
+    return (el.text or "").strip()
+
+
+class _Rules:
+    """One pass over one package; collects findings instead of stopping at the first."""
+
+    def __init__(self, root: etree._Element, kind: str) -> None:
+        self.root = root
+        self.kind = kind
+        self.findings: list[Finding] = []
+
+    def add(self, code: str, message: str, el: etree._Element) -> None:
+        self.findings.append(Finding(code, message, element_path(el), el.sourceline))
+
+    def run(self) -> list[Finding]:
+        envelope = self.root.find(q("edXMLEnvelope"))
+        block = envelope.find(q("edXMLHeader")) if envelope is not None else None
+        header = block.find(q("MessageHeader")) if block is not None else None
+        if envelope is None or block is None or header is None:  # detect_kind refused these
+            return self.findings
+        self.header_block(block)
+        if self.kind == "status":
+            self.status(header)
+        else:
+            self.document(header)
+            self.attachments(envelope, self.root.find(q("AttachmentEncoded")))
+        return self.findings
+
+    # --- shared ---------------------------------------------------------------------------
+
+    def count(self, parent: etree._Element, specs: Iterable[tuple[str, int, int | None]]) -> None:
+        counts = Counter(child.tag for child in parent)
+        for name, low, high in specs:
+            n = counts.get(q(name), 0)
+            if n < low or (high is not None and n > high):
+                if high is None:
+                    allowed = f"at least {low}"
+                elif low == high:
+                    allowed = f"exactly {low}"
+                else:
+                    allowed = f"{low} to {high}"
+                self.add(
+                    "CARDINALITY",
+                    f"{etree.QName(parent).localname} has {n} {name}; {allowed} allowed",
+                    parent,
+                )
+
+    def header_block(self, block: etree._Element) -> None:
+        self.count(block, (("MessageHeader", 1, 1), ("TraceHeaderList", 0, 1)))
+        signatures = [c for c in block if c.tag in (q("Signature"), _DSIG_SIGNATURE)]
+        if len(signatures) > 1:
+            self.add("CARDINALITY", "edXMLHeader has more than one Signature", signatures[1])
+        traces = block.find(q("TraceHeaderList"))
+        if traces is not None:
+            self.count(traces, (("Bussiness", 0, 1),))
+            for trace in traces.iterfind(q("TraceHeader")):
+                self.organ_ids(trace.iterfind(q("OrganId")))
+                for stamp in trace.iterfind(q("Timestamp")):
+                    self.timestamp(stamp)
+            business = traces.find(q("Bussiness"))
+            if business is not None:
+                self.business(business)
+
+    def organ_ids(self, elements: Iterable[etree._Element]) -> None:
+        for el in elements:
+            value = _text(el)
+            if not is_valid_organ_id(value):
+                self.add(
+                    "ORGANID_FORMAT",
+                    f"{value!r} is not an OrganId: expected four dot-separated groups "
+                    "NNN.NN.NN.XNN (3 digits, 2, 2, then a letter and two digits or letters)",
+                    el,
+                )
+
+    def date(self, el: etree._Element, *, allow_empty: bool) -> None:
+        value = _text(el)
+        if not value and allow_empty:
+            return
+        try:
+            parse_date(value)
+        except ValueError as exc:
+            self.add("DATE_FORMAT", str(exc), el)
+
+    def timestamp(self, el: etree._Element) -> None:
+        try:
+            parse_timestamp(_text(el))
+        except ValueError as exc:
+            self.add("TIMESTAMP_FORMAT", str(exc), el)
+
+    def length(self, el: etree._Element) -> None:
+        name = etree.QName(el).localname
+        limit = LENGTH_LIMITS[name]
+        size = len(_text(el))
+        if size > limit:
+            self.add("LENGTH_LIMIT", f"{name} is {size} characters; at most {limit}", el)
+
+    def domain(self, el: etree._Element, code: str, allowed: Iterable[str], what: str) -> None:
+        value = _text(el)
+        if value not in allowed:
+            self.add(code, f"{what} {value!r} is not one of {', '.join(allowed)}", el)
+
+    def integer(self, el: etree._Element) -> None:
+        value = _text(el)
+        if value and not _INTEGER.fullmatch(value):
+            name = etree.QName(el).localname
+            self.add("INTEGER_FORMAT", f"{name} {value!r} is not an integer", el)
+
+    def organization(self, org: etree._Element) -> None:
+        self.organ_ids(org.iterfind(q("OrganId")))
+        for name in ("OrganName", "OrganAdd"):
+            for el in org.iterfind(q(name)):
+                self.length(el)
+
+    def response_for(self, response: etree._Element) -> None:
+        self.organ_ids(response.iterfind(q("OrganId")))
+        for el in response.iterfind(q("PromulgationDate")):
+            self.date(el, allow_empty=True)
+
+    # --- documents --------------------------------------------------------------------------
+
+    def document(self, header: etree._Element) -> None:
+        self.count(header, _DOCUMENT_HEADER)
+        self.parties(header)
+        for code in header.iterfind(q("Code")):
+            for el in code:
+                if el.tag in (q("CodeNumber"), q("CodeNotation")):
+                    self.length(el)
+        for info in header.iterfind(q("PromulgationInfo")):
+            for el in info.iterfind(q("PromulgationDate")):
+                self.date(el, allow_empty=False)
+        for doc_type in header.iterfind(q("DocumentType")):
+            self.document_type(doc_type)
+        for name in ("Subject", "Content"):
+            for el in header.iterfind(q(name)):
+                self.length(el)
+        for el in header.iterfind(q("DueDate")):
+            self.date(el, allow_empty=True)
+        for other in header.iterfind(q("OtherInfo")):
+            self.other_info(other)
+        for response in header.iterfind(q("ResponseFor")):
+            self.response_for(response)
+        for el in header.iterfind(q("SteeringType")):
+            self.domain(el, "STEERING_TYPE_DOMAIN", STEERING_TYPES, "SteeringType")
+
+    def parties(self, header: etree._Element) -> None:
+        for org in header.iterfind(q("From")):
+            self.organization(org)
+        seen: dict[str, int] = {}
+        for index, org in enumerate(header.iterfind(q("To"))):
+            self.organization(org)
+            organ = org.find(q("OrganId"))
+            value = _text(organ) if organ is not None else ""
+            if organ is not None and value in seen:
+                self.add(
+                    "RECIPIENT_DUPLICATE",
+                    f"To {index + 1} repeats OrganId {value!r} (already To {seen[value] + 1})",
+                    organ,
+                )
+            seen.setdefault(value, index)
+
+    def document_type(self, doc_type: etree._Element) -> None:
+        for el in doc_type.iterfind(q("Type")):
+            self.domain(el, "DOCUMENT_TYPE_DOMAIN", ("1", "2"), "DocumentType/Type")
+        for el in doc_type.iterfind(q("TypeDetail")):
+            value = _text(el)
+            if value and not _INTEGER.fullmatch(value):
+                self.add("DOCUMENT_TYPE_DOMAIN", f"TypeDetail {value!r} is not an integer", el)
+        for el in doc_type.iterfind(q("TypeName")):
+            self.length(el)
+
+    def other_info(self, other: etree._Element) -> None:
+        for el in other.iterfind(q("Priority")):
+            self.domain(el, "PRIORITY_DOMAIN", PRIORITIES, "Priority")
+        for name in ("PromulgationAmount", "PageAmount"):
+            for el in other.iterfind(q(name)):
+                self.integer(el)
+        for el in other.iterfind(q("Direction")):
+            value = _text(el)
+            if value and value.lower() not in _BOOLEANS:
+                self.add("BOOLEAN_FORMAT", f"Direction {value!r} is not true or false", el)
+
+    def business(self, business: etree._Element) -> None:
+        doc_type_el = business.find(q("BussinessDocType"))
+        doc_type = _text(doc_type_el) if doc_type_el is not None else ""
+        if doc_type_el is not None:
+            self.domain(
+                doc_type_el, "BUSINESS_DOC_TYPE_DOMAIN", ("0", "1", "2", "3"), "BussinessDocType"
+            )
+        for el in business.iterfind(q("Paper")):
+            self.integer(el)
+        info = business.find(q("BussinessDocumentInfo"))
+        receivers = info.findall(f"{q('ReceiverList')}/{q('Receiver')}") if info is not None else []
+        if receivers and doc_type != "2":
+            self.add(
+                "BUSINESS_DOC_DETAIL",
+                f"BussinessDocumentInfo lists receivers but BussinessDocType is {doc_type!r}, "
+                "not 2 (update)",
+                info if info is not None else business,
+            )
+        for receiver in receivers:
+            self.organ_ids(receiver.iterfind(q("OrganId")))
+            for el in receiver.iterfind(q("ReceiverType")):
+                self.domain(el, "RECEIVER_TYPE_DOMAIN", ("0", "1"), "ReceiverType")
+        replacements = business.findall(f"{q('ReplacementInfoList')}/{q('ReplacementInfo')}")
+        if replacements and doc_type != "3":
+            self.add(
+                "BUSINESS_DOC_DETAIL",
+                f"ReplacementInfoList is filled but BussinessDocType is {doc_type!r}, "
+                "not 3 (replace)",
+                replacements[0],
+            )
+        for replacement in replacements:
+            self.organ_ids(replacement.iterfind(f"{q('OrganIdList')}/{q('OrganId')}"))
+
+    def attachments(
+        self, envelope: etree._Element, encoded: etree._Element | None
+    ) -> None:
+        references = envelope.findall(f"{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}")
+        attachments = encoded.findall(q("Attachment")) if encoded is not None else []
+        by_cid: dict[str, list[etree._Element]] = {}
+        for att in attachments:
+            cid_el = att.find(q("ContentId"))
+            by_cid.setdefault(_cid(cid_el), []).append(att)
+            for el in att.iterfind(q("ContentTransferEncoded")):
+                self.base64(el)
+        referenced: Counter[str] = Counter()
+        for ref in references:
+            cid_el = ref.find(q("ContentId"))
+            cid = _cid(cid_el)
+            referenced[cid] += 1
+            matches = len(by_cid.get(cid, ()))
+            if matches != 1:
+                what = "no Attachment" if matches == 0 else f"{matches} Attachments"
+                self.add(
+                    "MANIFEST_UNMATCHED",
+                    f"manifest Reference {cid!r} is matched by {what}; exactly one required",
+                    cid_el if cid_el is not None else ref,
+                )
+            elif referenced[cid] == 2:
+                self.add(
+                    "MANIFEST_UNMATCHED",
+                    f"manifest lists ContentId {cid!r} more than once",
+                    cid_el if cid_el is not None else ref,
+                )
+        for cid, group in by_cid.items():
+            if cid not in referenced:
+                for att in group:
+                    cid_el = att.find(q("ContentId"))
+                    self.add(
+                        "ATTACHMENT_UNMATCHED",
+                        f"Attachment {cid!r} is not listed in the manifest",
+                        cid_el if cid_el is not None else att,
+                    )
+
+    def base64(self, el: etree._Element) -> None:
+        # A regex and character counts: no decoded copy of a multi-megabyte attachment.
+        text = el.text or ""
+        if not _BASE64.fullmatch(text):
+            self.add("BASE64_INVALID", "ContentTransferEncoded has non-base64 characters", el)
+            return
+        blank = sum(text.count(c) for c in " \t\r\n")
+        if (len(text) - blank) % 4:
+            self.add(
+                "BASE64_INVALID",
+                "ContentTransferEncoded is truncated: its length is not a multiple of 4",
+                el,
+            )
+
+    # --- statuses ---------------------------------------------------------------------------
+
+    def status(self, header: etree._Element) -> None:
+        self.count(header, _STATUS_HEADER)
+        sender = header.find(q("From"))
+        response = header.find(q("ResponseFor"))
+        code_el = header.find(q("StatusCode"))
+        if sender is not None:
+            self.organization(sender)
+        if response is not None:
+            self.response_for(response)
+        for el in header.iterfind(q("Timestamp")):
+            self.timestamp(el)
+        if code_el is None:
+            return
+        self.domain(code_el, "STATUS_CODE_DOMAIN", STATUS_CODES, "StatusCode")
+        if sender is not None and response is not None and _text(code_el) in STATUS_CODES:
+            self.direction(_text(code_el), sender, response)
+
+    def direction(self, code: str, sender: etree._Element, response: etree._Element) -> None:
+        """Who may send ``code`` to whom, as far as the package alone can tell.
+
+        ResponseFor/OrganId is the addressee, so it never equals From/OrganId. When
+        ResponseFor/DocumentId follows the convention ``<sender OrganId>,<date>,<code>``, it
+        names the document's sender: a 13 must come from that sender, every other code must
+        come from someone else (a recipient) and be addressed to that sender.
+        """
+        from_el = sender.find(q("OrganId"))
+        to_el = response.find(q("OrganId"))
+        if from_el is None or to_el is None:
+            return
+        status_from, status_to = _text(from_el), _text(to_el)
+        if status_from == status_to:
+            self.add(
+                "STATUS_DIRECTION",
+                f"status {code} is addressed to its own sender {status_from!r}",
+                to_el,
+            )
+            return
+        doc_id_el = response.find(q("DocumentId"))
+        doc_sender = document_id_sender(_text(doc_id_el)) if doc_id_el is not None else None
+        if doc_sender is None:
+            return
+        if code == "13" and status_from != doc_sender:
+            self.add(
+                "STATUS_DIRECTION",
+                f"status 13 (take back) must come from the document's sender {doc_sender!r} "
+                f"(named by ResponseFor/DocumentId), not from {status_from!r}",
+                from_el,
+            )
+        elif code != "13" and status_from == doc_sender:
+            self.add(
+                "STATUS_DIRECTION",
+                f"status {code} is sent by a recipient, but From {status_from!r} is the "
+                "document's sender (named by ResponseFor/DocumentId)",
+                from_el,
+            )
+        elif code != "13" and status_to != doc_sender:
+            self.add(
+                "STATUS_DIRECTION",
+                f"status {code} goes back to the document's sender {doc_sender!r} (named by "
+                f"ResponseFor/DocumentId), but ResponseFor/OrganId is {status_to!r}",
+                to_el,
+            )
+
+
+def _cid(el: etree._Element | None) -> str:
+    # Compare ids without the "cid:" URL scheme: producers differ on writing it on both sides.
+    return _text(el).removeprefix("cid:") if el is not None else ""
+
+
+__all__ = ["NS", "RULE_CODES", "Finding", "check_rules", "element_path"]
