@@ -1,0 +1,539 @@
+"""Certificates of agencies: a small PKI for tests and demos, and chain/CRL validation.
+
+How an agency's OrganId is bound in its certificate (the one documented way): the certificate
+carries a subjectAltName URI ``urn:qcvn102:organid:<OrganId>`` (e.g.
+``urn:qcvn102:organid:000.00.00.G22``). Exactly one such URI must be present; the subject DN is
+only for humans (CN = agency name, O = agency name, C = VN). ``organ_id_of`` reads the URI.
+
+Agency signing certificates are RSA-2048/3072 or P-256, key usage digitalSignature +
+nonRepudiation (critical), basicConstraints CA=false, valid 2 years by default. CAs are
+self-signed roots (optionally with one intermediate) with keyCertSign + cRLSign.
+
+``TrustStore`` validates a signer certificate: validity period, key usage, a path to a configured
+anchor (``cryptography.x509.verification``), and revocation against the configured CRLs (fail
+closed when the CRL of an issuer is missing or stale, unless the caller says otherwise). A
+successful validation is cached per certificate fingerprint until the earliest of: the CRLs'
+nextUpdate, any chain certificate's notAfter; so a busy node validates each chain once.
+Failures raise ``SignatureInvalid`` with a specific ``CERT_*``/``CRL_*`` code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import verification
+from cryptography.x509.oid import NameOID
+
+from edoc_axis.errors import SignatureInvalid, TrustError
+
+ORGAN_ID_URI_PREFIX = "urn:qcvn102:organid:"
+KEY_TYPES = ("rsa2048", "rsa3072", "p256")
+DEFAULT_AGENCY_DAYS = 730
+DEFAULT_CA_DAYS = 3650
+DEFAULT_CRL_DAYS = 7
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL
+)
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- identity of a certificate ------------------------------------------------------------------
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER certificate, lowercase hex (the form the agency directory lists)."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def organ_ids_of(cert: x509.Certificate) -> list[str]:
+    """Every OrganId bound in the certificate by a ``urn:qcvn102:organid:`` SAN URI."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError:  # a malformed extension: treat as carrying no identity
+        return []
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return [u[len(ORGAN_ID_URI_PREFIX) :] for u in uris if u.startswith(ORGAN_ID_URI_PREFIX)]
+
+
+def organ_id_of(cert: x509.Certificate) -> str | None:
+    """The agency OrganId the certificate is issued to, or None when absent or ambiguous."""
+    ids = set(organ_ids_of(cert))
+    return ids.pop() if len(ids) == 1 else None
+
+
+def subject_of(cert: x509.Certificate) -> str:
+    """The certificate subject as an RFC 4514 string (``<invalid subject>`` if undecodable)."""
+    try:
+        return cert.subject.rfc4514_string()
+    except ValueError:
+        return "<invalid subject>"
+
+
+# --- PEM files -------------------------------------------------------------------------------------
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in PEM ``data`` (raises ``TrustError`` when there is none or one is bad)."""
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise TrustError(f"cannot read PEM certificates: {exc}", code="TRUST_BAD_CERT") from exc
+    return certs
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """The first certificate in PEM ``data``."""
+    return load_certificates(data)[0]
+
+
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL in ``data`` (PEM, possibly several blocks, or one DER CRL)."""
+    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data) if m.group(1) == b"X509 CRL"]
+    try:
+        if blocks:
+            return [x509.load_pem_x509_crl(b) for b in blocks]
+        return [x509.load_der_x509_crl(data)]
+    except ValueError as exc:
+        raise TrustError(f"cannot read CRL: {exc}", code="TRUST_BAD_CRL") from exc
+
+
+def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
+    """An RSA or EC private key from PEM ``data``."""
+    try:
+        key = serialization.load_pem_private_key(data, password=password)
+    except (ValueError, TypeError) as exc:
+        raise TrustError(f"cannot read private key: {exc}", code="TRUST_BAD_KEY") from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise TrustError("only RSA and EC private keys are supported", code="TRUST_BAD_KEY")
+    return key
+
+
+def key_to_pem(key: PrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted (the caller writes it with 0600 permissions)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def cert_to_pem(cert: x509.Certificate) -> bytes:
+    """PEM text of a certificate."""
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def crl_to_pem(crl: x509.CertificateRevocationList) -> bytes:
+    """PEM text of a CRL."""
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+# --- PKI tooling ----------------------------------------------------------------------------------
+
+
+def generate_key(key_type: str = "rsa2048") -> PrivateKey:
+    """A new private key: ``rsa2048``, ``rsa3072`` or ``p256``."""
+    if key_type == "rsa2048":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if key_type == "rsa3072":
+        return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    if key_type == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise TrustError(f"unknown key type {key_type!r}; use one of {', '.join(KEY_TYPES)}")
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, common_name[:64]),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+        ]
+    )
+
+
+def _ca_builder(
+    subject: x509.Name, issuer: x509.Name, key: PrivateKey, issuer_key: PrivateKey,
+    not_before: dt.datetime, not_after: dt.datetime, path_length: int | None,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+
+
+def init_ca(
+    name: str = "edoc_axis Test Root CA",
+    *,
+    key_type: str = "rsa2048",
+    days: int = DEFAULT_CA_DAYS,
+    not_before: dt.datetime | None = None,
+) -> tuple[PrivateKey, x509.Certificate]:
+    """A self-signed root CA key and certificate."""
+    key = generate_key(key_type)
+    start = not_before or _now() - dt.timedelta(minutes=5)
+    subject = _name(name)
+    builder = _ca_builder(subject, subject, key, key, start, start + dt.timedelta(days=days), None)
+    return key, builder.sign(key, hashes.SHA256())
+
+
+def issue_intermediate(
+    ca_key: PrivateKey, ca_cert: x509.Certificate, name: str = "edoc_axis Test Issuing CA",
+    *, key_type: str = "rsa2048", days: int = DEFAULT_CA_DAYS // 2,
+) -> tuple[PrivateKey, x509.Certificate]:
+    """An intermediate (issuing) CA signed by ``ca_key``, limited to issuing end entities."""
+    key = generate_key(key_type)
+    start = _now() - dt.timedelta(minutes=5)
+    end = min(start + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
+    builder = _ca_builder(_name(name), ca_cert.subject, key, ca_key, start, end, 0)
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def issue_agency_certificate(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    organ_id: str,
+    name: str,
+    *,
+    key: PrivateKey | None = None,
+    key_type: str = "rsa2048",
+    days: int = DEFAULT_AGENCY_DAYS,
+    not_before: dt.datetime | None = None,
+    key_usage: x509.KeyUsage | None = None,
+    extra_organ_ids: Sequence[str] = (),
+) -> tuple[PrivateKey, x509.Certificate]:
+    """An agency signing certificate binding ``organ_id`` (SAN URI), with a new key by default.
+
+    ``not_before``/``key_usage``/``extra_organ_ids`` exist so tests can make expired, not yet
+    valid, wrongly-usable or ambiguous certificates; real issuance leaves them alone.
+    """
+    key = key or generate_key(key_type)
+    start = not_before or _now() - dt.timedelta(minutes=5)
+    usage = key_usage or x509.KeyUsage(
+        digital_signature=True, content_commitment=True, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )
+    uris = [x509.UniformResourceIdentifier(ORGAN_ID_URI_PREFIX + o) for o in (organ_id, *extra_organ_ids)]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectAlternativeName(uris), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """One revoked certificate: its serial and when it was revoked."""
+
+    serial: int
+    revoked_at: dt.datetime
+
+
+def make_crl(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    revoked: Iterable[Revocation] = (),
+    *,
+    days: int = DEFAULT_CRL_DAYS,
+    this_update: dt.datetime | None = None,
+    crl_number: int = 1,
+) -> x509.CertificateRevocationList:
+    """A CRL of ``ca_cert`` listing ``revoked``, valid ``days`` from ``this_update`` (now)."""
+    start = this_update or _now() - dt.timedelta(minutes=5)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(start)
+        .next_update(start + dt.timedelta(days=days))
+        .add_extension(x509.CRLNumber(crl_number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    for item in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(item.serial)
+            .revocation_date(item.revoked_at)
+            .build()
+        )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedChain:
+    """A signer certificate that passed every check, and until when that verdict holds."""
+
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    fingerprint: str
+    organ_id: str | None
+    valid_until: dt.datetime
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _CacheEntry:
+    chain: ValidatedChain
+    valid_from: dt.datetime
+
+
+def _fail(code: str, message: str, cert: x509.Certificate | None = None) -> SignatureInvalid:
+    if cert is not None:
+        message = f"{message} [subject {subject_of(cert)}, serial {cert.serial_number:x}]"
+    return SignatureInvalid(message, code=code, element="Signature/KeyInfo/X509Data")
+
+
+@dataclass
+class TrustStore:
+    """Trust anchors (root CAs), extra intermediates and CRLs, with cached chain validation.
+
+    Build it once (``TrustStore.from_pem(...)`` or the constructor) and share it: validation
+    results are cached per signer certificate and are thread-safe to read.
+    """
+
+    anchors: Sequence[x509.Certificate]
+    crls: Sequence[x509.CertificateRevocationList] = ()
+    intermediates: Sequence[x509.Certificate] = ()
+    max_chain_depth: int = 4
+    cache_size: int = 4096
+    _cache: dict[tuple[str, tuple[str, ...], bool], _CacheEntry] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _crls_by_issuer: dict[bytes, list[x509.CertificateRevocationList]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _store: verification.Store | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.anchors:
+            raise TrustError("no trust anchors configured", code="TRUST_NO_ANCHORS")
+        self._store = verification.Store(list(self.anchors))
+        for crl in self.crls:
+            self._crls_by_issuer.setdefault(crl.issuer.public_bytes(), []).append(crl)
+
+    @classmethod
+    def from_pem(
+        cls, anchors: Iterable[bytes], crls: Iterable[bytes] = (), intermediates: Iterable[bytes] = ()
+    ) -> TrustStore:
+        """A store from PEM contents of anchor files, CRL files and intermediate files."""
+        return cls(
+            anchors=[c for data in anchors for c in load_certificates(data)],
+            crls=[c for data in crls for c in load_crls(data)],
+            intermediates=[c for data in intermediates for c in load_certificates(data)],
+        )
+
+    def validate(
+        self,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate] = (),
+        *,
+        crl_required: bool = True,
+        at: dt.datetime | None = None,
+    ) -> ValidatedChain:
+        """Check ``leaf`` fully, or raise ``SignatureInvalid`` with a ``CERT_*``/``CRL_*`` code.
+
+        ``crl_required=False`` turns a missing or stale CRL into a warning (fail open); a CRL
+        that is present and fresh and lists the certificate still rejects it.
+        """
+        now = at or _now()
+        fp = fingerprint(leaf)
+        key = (fp, tuple(fingerprint(c) for c in intermediates), crl_required)
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry is not None and entry.valid_from <= now < entry.chain.valid_until:
+            return entry.chain
+        chain = self._validate_uncached(leaf, list(intermediates), fp, crl_required, now)
+        with self._lock:
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[key] = _CacheEntry(chain, valid_from=leaf.not_valid_before_utc)
+        return chain
+
+    def _validate_uncached(
+        self,
+        leaf: x509.Certificate,
+        intermediates: list[x509.Certificate],
+        fp: str,
+        crl_required: bool,
+        now: dt.datetime,
+    ) -> ValidatedChain:
+        if now < leaf.not_valid_before_utc:
+            raise _fail("CERT_NOT_YET_VALID", f"certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z", leaf)
+        if now > leaf.not_valid_after_utc:
+            raise _fail("CERT_EXPIRED", f"certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z", leaf)
+        _check_signing_usage(leaf)
+        try:
+            builder = (
+                verification.PolicyBuilder()
+                .store(self._store)  # type: ignore[arg-type]
+                .time(now)
+                .max_chain_depth(self.max_chain_depth)
+                .extension_policies(
+                    ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                    ee_policy=verification.ExtensionPolicy.permit_all(),
+                )
+            )
+            verified = builder.build_client_verifier().verify(
+                leaf, [*intermediates, *self.intermediates]
+            )
+        except verification.VerificationError as exc:
+            raise _fail(
+                "CERT_UNTRUSTED",
+                f"certificate does not chain to a configured trust anchor ({exc})",
+                leaf,
+            ) from exc
+        chain = tuple(verified.chain)
+        warnings: list[str] = []
+        valid_until = min(c.not_valid_after_utc for c in chain)
+        # Revocation of every certificate but the anchor, each against its issuer's CRL.
+        for cert, issuer in zip(chain, chain[1:], strict=False):
+            crl_until, warning = self._check_revocation(cert, issuer, crl_required, now)
+            if warning:
+                warnings.append(warning)
+            if crl_until is not None:
+                valid_until = min(valid_until, crl_until)
+        return ValidatedChain(
+            leaf=leaf,
+            chain=chain,
+            fingerprint=fp,
+            organ_id=organ_id_of(leaf),
+            valid_until=valid_until,
+            warnings=tuple(warnings),
+        )
+
+    def _check_revocation(
+        self, cert: x509.Certificate, issuer: x509.Certificate, crl_required: bool, now: dt.datetime
+    ) -> tuple[dt.datetime | None, str | None]:
+        candidates = []
+        for crl in self._crls_by_issuer.get(cert.issuer.public_bytes(), []):
+            try:
+                if crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+                    candidates.append(crl)
+            except (InvalidSignature, TypeError, ValueError):
+                continue
+        if not candidates:
+            msg = f"no CRL of issuer {subject_of(issuer)} is configured"
+            if crl_required:
+                raise _fail("CRL_MISSING", msg + "; cannot tell whether it is revoked", cert)
+            # Without a CRL the verdict may change any time: do not cache it for long.
+            return now + dt.timedelta(minutes=5), msg + " (revocation not checked)"
+        crl = max(candidates, key=lambda c: c.last_update_utc)
+        next_update = crl.next_update_utc
+        if next_update is None or next_update < now or crl.last_update_utc > now + dt.timedelta(minutes=5):
+            msg = f"the CRL of {subject_of(issuer)} is out of date (next update {next_update})"
+            if crl_required:
+                raise _fail("CRL_EXPIRED", msg, cert)
+            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is not None:
+                raise _fail("CERT_REVOKED", f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}", cert)
+            return now + dt.timedelta(minutes=5), msg + " (used anyway by policy)"
+        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if revoked is not None:
+            raise _fail(
+                "CERT_REVOKED", f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}", cert
+            )
+        return next_update, None
+
+
+def _check_signing_usage(cert: x509.Certificate) -> None:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise _fail("CERT_KEY_USAGE", "certificate has no key usage extension", cert) from None
+    except ValueError as exc:
+        raise _fail("CERT_KEY_USAGE", f"certificate extensions are malformed ({exc})", cert) from exc
+    if not (usage.digital_signature and usage.content_commitment):
+        raise _fail(
+            "CERT_KEY_USAGE",
+            "certificate key usage must include digitalSignature and nonRepudiation",
+            cert,
+        )
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return
+    if basic.ca:
+        raise _fail("CERT_KEY_USAGE", "a CA certificate cannot sign packages", cert)
+
+
+def certificate_summary(cert: x509.Certificate, *, at: dt.datetime | None = None) -> dict[str, object]:
+    """What ``pki show`` prints: subject, OrganId, serial, fingerprint, validity, days left."""
+    now = at or _now()
+    return {
+        "subject": subject_of(cert),
+        "issuer": cert.issuer.rfc4514_string(),
+        "organ_id": organ_id_of(cert),
+        "serial": f"{cert.serial_number:x}",
+        "fingerprint_sha256": fingerprint(cert),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "days_to_expiry": (cert.not_valid_after_utc - now).days,
+        "key": _describe_key(cert),
+    }
+
+
+def _describe_key(cert: x509.Certificate) -> str:
+    pub = cert.public_key()
+    if isinstance(pub, rsa.RSAPublicKey):
+        return f"RSA-{pub.key_size}"
+    if isinstance(pub, ec.EllipticCurvePublicKey):
+        return f"EC-{pub.curve.name}"
+    return type(pub).__name__
+
+
+def der_sha256(data: bytes) -> str:
+    """SHA-256 hex of raw DER bytes (fingerprint of a certificate not yet parsed)."""
+    return hashlib.sha256(data).hexdigest()
