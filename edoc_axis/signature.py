@@ -29,23 +29,11 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from signxml import (
-    CanonicalizationMethod,
-    DigestAlgorithm,
-    SignatureConfiguration,
-    SignatureMethod,
-    XMLSigner,
-    XMLVerifier,
-)
-from signxml.exceptions import (
-    InvalidCertificate,
-    InvalidDigest,
-    InvalidInput,
-    SignXMLException,
-)
-from signxml.exceptions import (
-    InvalidSignature as SignXMLInvalidSignature,
-)
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, SignXMLException
+from signxml.exceptions import InvalidSignature as SignXMLInvalidSignature
+from signxml.signer import XMLSigner
+from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from edoc_axis.errors import MalformedPackage, SignatureInvalid, TrustError
 from edoc_axis.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
@@ -71,14 +59,21 @@ ALGORITHMS = {
 }
 _STRONG_SIGNATURE_METHODS = frozenset(
     {
-        SignatureMethod.RSA_SHA256, SignatureMethod.RSA_SHA384, SignatureMethod.RSA_SHA512,
-        SignatureMethod.ECDSA_SHA256, SignatureMethod.ECDSA_SHA384, SignatureMethod.ECDSA_SHA512,
-        SignatureMethod.SHA256_RSA_MGF1, SignatureMethod.SHA384_RSA_MGF1,
+        SignatureMethod.RSA_SHA256,
+        SignatureMethod.RSA_SHA384,
+        SignatureMethod.RSA_SHA512,
+        SignatureMethod.ECDSA_SHA256,
+        SignatureMethod.ECDSA_SHA384,
+        SignatureMethod.ECDSA_SHA512,
+        SignatureMethod.SHA256_RSA_MGF1,
+        SignatureMethod.SHA384_RSA_MGF1,
         SignatureMethod.SHA512_RSA_MGF1,
     }
 )
 _SHA1_SIGNATURE_METHODS = frozenset({SignatureMethod.RSA_SHA1, SignatureMethod.ECDSA_SHA1})
-_STRONG_DIGESTS = frozenset({DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512})
+_STRONG_DIGESTS = frozenset(
+    {DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512}
+)
 _C14N_METHODS = frozenset(m.value for m in CanonicalizationMethod)
 _ALLOWED_TRANSFORMS = _C14N_METHODS | {_ENVELOPED}
 _SIGNATURE_CHILDREN = {"SignedInfo", "SignatureValue", "KeyInfo"}
@@ -89,7 +84,8 @@ _CONFIGS = {
     allow_sha1: SignatureConfiguration(
         location=_SIG_LOCATION,
         expect_references=1,
-        signature_methods=_STRONG_SIGNATURE_METHODS | (_SHA1_SIGNATURE_METHODS if allow_sha1 else frozenset()),
+        signature_methods=_STRONG_SIGNATURE_METHODS
+        | (_SHA1_SIGNATURE_METHODS if allow_sha1 else frozenset()),
         digest_algorithms=_STRONG_DIGESTS | ({DigestAlgorithm.SHA1} if allow_sha1 else frozenset()),
     )
     for allow_sha1 in (False, True)
@@ -150,12 +146,14 @@ def _header(root: etree._Element) -> etree._Element:
     header = root.find(f"{_E}edXMLEnvelope/{_E}edXMLHeader")
     if header is None:
         raise MalformedPackage(
-            "edXML has no edXMLEnvelope/edXMLHeader", code="PACKAGE_STRUCTURE", element="edXMLHeader"
+            "edXML has no edXMLEnvelope/edXMLHeader",
+            code="PACKAGE_STRUCTURE",
+            element="edXMLHeader",
         )
     return header
 
 
-# --- signing --------------------------------------------------------------------------------------
+# --- signing -------------------------------------------------------------------------------------
 
 
 def sign(
@@ -174,9 +172,13 @@ def sign(
     private_key = load_private_key(key) if isinstance(key, bytes) else key
     signer_cert = load_certificates(cert)[0] if isinstance(cert, bytes) else cert
     if algorithm is None:
-        algorithm = "ecdsa-sha256" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "rsa-sha256"
+        algorithm = (
+            "ecdsa-sha256" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "rsa-sha256"
+        )
     if algorithm not in ALGORITHMS:
-        raise TrustError(f"unknown signature algorithm {algorithm!r}; use one of {sorted(ALGORITHMS)}")
+        raise TrustError(
+            f"unknown signature algorithm {algorithm!r}; use one of {sorted(ALGORITHMS)}"
+        )
     wants_ec = algorithm.startswith("ecdsa")
     if wants_ec != isinstance(private_key, ec.EllipticCurvePrivateKey) or not isinstance(
         private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -193,7 +195,9 @@ def sign(
             code="SIG_ALREADY_SIGNED",
             element="Signature",
         )
-    placeholder = etree.SubElement(header, f"{_D}Signature", Id="placeholder", nsmap={"ds": DSIG_NS})
+    placeholder = etree.SubElement(
+        header, f"{_D}Signature", Id="placeholder", nsmap={"ds": DSIG_NS}
+    )
     previous = placeholder.getprevious()
     if previous is not None:  # keep the file's indentation: the signature goes on its own line
         placeholder.tail, previous.tail = previous.tail, header.text
@@ -209,7 +213,7 @@ def sign(
     return _bytes(signed)
 
 
-# --- verification ---------------------------------------------------------------------------------
+# --- verification --------------------------------------------------------------------------------
 
 
 def _bytes(root: etree._Element) -> bytes:
@@ -233,7 +237,8 @@ def _check_placement(sig: etree._Element, header: etree._Element) -> None:
         parent = sig.getparent()
         where = _local(parent) if parent is not None else "the document root"
         raise _invalid(
-            "SIG_MISPLACED", f"the Signature is inside {where}; it must be the last child of edXMLHeader"
+            "SIG_MISPLACED",
+            f"the Signature is inside {where}; it must be the last child of edXMLHeader",
         )
     following = sig.getnext()
     while following is not None and not isinstance(following.tag, str):
@@ -241,7 +246,7 @@ def _check_placement(sig: etree._Element, header: etree._Element) -> None:
     if following is not None:
         raise _invalid(
             "SIG_MISPLACED",
-            f"the Signature is followed by {_local(following)}; it must be the last child of edXMLHeader",
+            f"the Signature is followed by {_local(following)}; must be edXMLHeader's last child",
         )
 
 
@@ -264,32 +269,48 @@ def _to_dsig_namespace(sig: etree._Element, prefix: str | None) -> etree._Elemen
     return rebuild(sig, None)
 
 
-def _check_shape(sig: etree._Element, allow_sha1: bool, warnings: list[str]) -> tuple[str, str]:
+def _check_shape(  # noqa: PLR0912 - one branch per distinct verdict reads best
+    sig: etree._Element, allow_sha1: bool, warnings: list[str]
+) -> tuple[str, str]:
     """Structure and algorithm checks before any cryptography; returns (sig alg, digest alg)."""
     children = [c for c in sig if isinstance(c.tag, str)]
     for child in children:
-        if child.tag[: len(_D)] != _D or _local(child) not in _SIGNATURE_CHILDREN:
+        if not str(child.tag).startswith(_D) or _local(child) not in _SIGNATURE_CHILDREN:
             raise _invalid(
                 "SIG_STRUCTURE",
                 f"unexpected element {_local(child)} inside Signature (only SignedInfo, "
                 "SignatureValue and KeyInfo are allowed; an Object could hide wrapped content)",
             )
     names = [_local(c) for c in children]
-    if names.count("SignedInfo") != 1 or names.count("SignatureValue") != 1 or names.count("KeyInfo") > 1:
-        raise _invalid("SIG_STRUCTURE", "Signature needs one SignedInfo, one SignatureValue, at most one KeyInfo")
+    if (
+        names.count("SignedInfo") != 1
+        or names.count("SignatureValue") != 1
+        or names.count("KeyInfo") > 1
+    ):
+        raise _invalid(
+            "SIG_STRUCTURE",
+            "Signature needs one SignedInfo, one SignatureValue, at most one KeyInfo",
+        )
     signed_info = sig.find(f"{_D}SignedInfo")
     assert signed_info is not None  # noqa: S101 - counted just above
     c14n = signed_info.find(f"{_D}CanonicalizationMethod")
     method = signed_info.find(f"{_D}SignatureMethod")
     if c14n is None or method is None:
-        raise _invalid("SIG_STRUCTURE", "SignedInfo lacks CanonicalizationMethod or SignatureMethod")
+        raise _invalid(
+            "SIG_STRUCTURE", "SignedInfo lacks CanonicalizationMethod or SignatureMethod"
+        )
     if c14n.get("Algorithm") not in _C14N_METHODS:
-        raise _invalid("SIG_ALGORITHM", f"canonicalization {c14n.get('Algorithm')!r} is not allowed")
+        raise _invalid(
+            "SIG_ALGORITHM", f"canonicalization {c14n.get('Algorithm')!r} is not allowed"
+        )
     sig_alg = method.get("Algorithm") or ""
     allowed_sig = {m.value for m in _CONFIGS[allow_sha1].signature_methods}
     if sig_alg not in allowed_sig:
         if sig_alg in {m.value for m in _SHA1_SIGNATURE_METHODS}:
-            raise _invalid("SIG_ALGORITHM", f"SHA-1 signature method {sig_alg} is refused (legacy policy allow_sha1 is off)")
+            raise _invalid(
+                "SIG_ALGORITHM",
+                f"SHA-1 signature method {sig_alg} is refused (legacy policy allow_sha1 is off)",
+            )
         raise _invalid("SIG_ALGORITHM", f"signature method {sig_alg!r} is not on the allow-list")
     references = signed_info.findall(f"{_D}Reference")
     if len(references) != 1:
@@ -297,7 +318,8 @@ def _check_shape(sig: etree._Element, allow_sha1: bool, warnings: list[str]) -> 
     reference = references[0]
     if reference.get("URI") != "":
         raise _invalid(
-            "SIG_REFERENCE", f"Reference URI is {reference.get('URI')!r}; it must be \"\" (the whole package)"
+            "SIG_REFERENCE",
+            f'Reference URI is {reference.get("URI")!r}; it must be "" (the whole package)',
         )
     transforms = [t.get("Algorithm") for t in reference.iterfind(f"{_D}Transforms/{_D}Transform")]
     for transform in transforms:
@@ -309,10 +331,16 @@ def _check_shape(sig: etree._Element, allow_sha1: bool, warnings: list[str]) -> 
     digest_alg = digest.get("Algorithm") if digest is not None else None
     if digest_alg not in {d.value for d in _CONFIGS[allow_sha1].digest_algorithms}:
         if digest_alg == DigestAlgorithm.SHA1.value:
-            raise _invalid("SIG_ALGORITHM", "SHA-1 digest is refused (legacy policy allow_sha1 is off)")
+            raise _invalid(
+                "SIG_ALGORITHM", "SHA-1 digest is refused (legacy policy allow_sha1 is off)"
+            )
         raise _invalid("SIG_ALGORITHM", f"digest method {digest_alg!r} is not on the allow-list")
-    if digest_alg == DigestAlgorithm.SHA1.value or sig_alg in {m.value for m in _SHA1_SIGNATURE_METHODS}:
-        warnings.append("legacy SHA-1 signature accepted by policy; ask the sender to move to SHA-256")
+    if digest_alg == DigestAlgorithm.SHA1.value or sig_alg in {
+        m.value for m in _SHA1_SIGNATURE_METHODS
+    }:
+        warnings.append(
+            "legacy SHA-1 signature accepted by policy; ask the sender to move to SHA-256"
+        )
     return sig_alg, digest_alg
 
 
@@ -321,12 +349,18 @@ def _certificates(sig: etree._Element) -> list[x509.Certificate]:
     if key_info is None:
         raise _invalid("SIG_KEYINFO", "Signature has no KeyInfo with the signer certificate")
     for child in key_info:
-        if isinstance(child.tag, str) and (child.tag[: len(_D)] != _D or _local(child) not in _KEYINFO_CHILDREN):
-            raise _invalid("SIG_KEYINFO", f"KeyInfo may hold only X509Data (and KeyName), not {_local(child)}")
+        if isinstance(child.tag, str) and (
+            not child.tag.startswith(_D) or _local(child) not in _KEYINFO_CHILDREN
+        ):
+            raise _invalid(
+                "SIG_KEYINFO", f"KeyInfo may hold only X509Data (and KeyName), not {_local(child)}"
+            )
     texts = [t.text or "" for t in key_info.iterfind(f"{_D}X509Data/{_D}X509Certificate")]
     for x509_data in key_info.iterfind(f"{_D}X509Data"):
         for child in x509_data:
-            if isinstance(child.tag, str) and (child.tag[: len(_D)] != _D or _local(child) not in _X509DATA_CHILDREN):
+            if isinstance(child.tag, str) and (
+                not child.tag.startswith(_D) or _local(child) not in _X509DATA_CHILDREN
+            ):
                 raise _invalid("SIG_KEYINFO", f"unexpected {_local(child)} in X509Data")
     if not texts:
         raise _invalid("SIG_KEYINFO", "KeyInfo/X509Data carries no X509Certificate")
@@ -374,16 +408,22 @@ def _check_comment_injection(root: etree._Element) -> None:
 
 
 def _signed_sender(signed_root: etree._Element) -> str:
-    ids = signed_root.findall(f"{_E}edXMLEnvelope/{_E}edXMLHeader/{_E}MessageHeader/{_E}From/{_E}OrganId")
+    ids = signed_root.findall(
+        f"{_E}edXMLEnvelope/{_E}edXMLHeader/{_E}MessageHeader/{_E}From/{_E}OrganId"
+    )
     if len(ids) != 1:
-        raise _invalid("SIGNER_MISMATCH", f"the signed content has {len(ids)} From/OrganId elements, not one", "From")
+        raise _invalid(
+            "SIGNER_MISMATCH",
+            f"the signed content has {len(ids)} From/OrganId elements, not one",
+            "From",
+        )
     return (ids[0].text or "").strip()
 
 
 def verify(
     data: bytes,
     trust: TrustStore,
-    policy: SignaturePolicy = SignaturePolicy(),  # noqa: B008 - frozen, safe as a default
+    policy: SignaturePolicy = SignaturePolicy(),
     *,
     allowed_fingerprints: Collection[str] | None = None,
     limits: XmlLimits = DEFAULT_LIMITS,
@@ -402,7 +442,10 @@ def verify(
             raise _invalid("SIG_MISSING", "the package is not signed")
         return VerificationResult(signed=False, signed_root=root, warnings=["package is unsigned"])
     if len(signatures) > 1:
-        raise _invalid("SIG_DUPLICATE", f"the package carries {len(signatures)} Signature elements; one is allowed")
+        raise _invalid(
+            "SIG_DUPLICATE",
+            f"the package carries {len(signatures)} Signature elements; one is allowed",
+        )
     sig = signatures[0]
     _check_placement(sig, header)
     warnings: list[str] = []
@@ -425,26 +468,39 @@ def verify(
             header.replace(sig, dsig)
             sig = dsig
             candidates.append(_bytes(root))
-        warnings.append("Signature was in the edXML namespace; verified after reading it as XML-DSig")
+        warnings.append(
+            "Signature was in the edXML namespace; verified after reading it as XML-DSig"
+        )
     sig_alg, digest_alg = _check_shape(sig, policy.allow_sha1, warnings)
     certs = _certificates(sig)
     _check_comment_injection(root)
     leaf = _leaf(certs)
-    validated = trust.validate(leaf, [c for c in certs if c is not leaf], crl_required=policy.crl_required)
+    validated = trust.validate(
+        leaf, [c for c in certs if c is not leaf], crl_required=policy.crl_required
+    )
     warnings.extend(validated.warnings)
     signed_root = _run_signxml(candidates, leaf, policy)
     sender = _signed_sender(signed_root)
     if validated.organ_id is None:
-        raise _invalid("CERT_NO_ORGAN_ID", "the certificate binds no single OrganId (urn:qcvn102:organid: SAN URI)")
+        raise _invalid(
+            "CERT_NO_ORGAN_ID",
+            "the certificate binds no single OrganId (urn:qcvn102:organid: SAN URI)",
+        )
     if validated.organ_id != sender:
         raise SignatureInvalid(
             f"signed by {validated.organ_id} but From/OrganId is {sender}",
-            code="SIGNER_MISMATCH", agency=sender, element="From/OrganId",
+            code="SIGNER_MISMATCH",
+            agency=sender,
+            element="From/OrganId",
         )
-    if allowed_fingerprints is not None and validated.fingerprint not in {f.lower() for f in allowed_fingerprints}:
+    if allowed_fingerprints is not None and validated.fingerprint not in {
+        f.lower() for f in allowed_fingerprints
+    }:
         raise SignatureInvalid(
-            f"certificate {validated.fingerprint} is not listed for {sender} in the agency directory",
-            code="CERT_NOT_IN_DIRECTORY", agency=sender, element="Signature/KeyInfo",
+            f"certificate {validated.fingerprint} is not listed for {sender} in the directory",
+            code="CERT_NOT_IN_DIRECTORY",
+            agency=sender,
+            element="Signature/KeyInfo",
         )
     return VerificationResult(
         signed=True,
@@ -471,7 +527,7 @@ def _run_signxml(
     suffix = " (even when read as XML-DSig)" if wrong_namespace else ""
     for index, payload in enumerate(candidates):
         try:
-            result = XMLVerifier().verify(
+            verified = XMLVerifier().verify(
                 payload,
                 x509_cert=leaf,
                 parser=_hardened_parser(),
@@ -493,8 +549,9 @@ def _run_signxml(
             raise _invalid("SIG_STRUCTURE", f"malformed signature: {exc}") from exc
         except (SignXMLException, ValueError, TypeError, binascii.Error, etree.LxmlError) as exc:
             raise _invalid("SIG_STRUCTURE", f"signature cannot be processed: {exc}") from exc
-    signed = result.signed_xml
+    if not isinstance(verified, VerifyResult):
+        raise _invalid("SIG_REFERENCE", "expected exactly one Reference")
+    signed = verified.signed_xml
     if signed is None:
         raise _invalid("SIG_STRUCTURE", "the signed content is not XML")
-    return signed  # type: ignore[no-any-return]
-
+    return signed

@@ -20,7 +20,7 @@ Failures raise ``SignatureInvalid`` with a specific ``CERT_*``/``CRL_*`` code.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import itertools
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -40,9 +40,7 @@ KEY_TYPES = ("rsa2048", "rsa3072", "p256")
 DEFAULT_AGENCY_DAYS = 730
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CRL_DAYS = 7
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL
-)
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -51,7 +49,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-# --- identity of a certificate ------------------------------------------------------------------
+# --- identity of a certificate -------------------------------------------------------------------
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -85,11 +83,11 @@ def subject_of(cert: x509.Certificate) -> str:
         return "<invalid subject>"
 
 
-# --- PEM files -------------------------------------------------------------------------------------
+# --- PEM files -----------------------------------------------------------------------------------
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
-    """Every certificate in PEM ``data`` (raises ``TrustError`` when there is none or one is bad)."""
+    """Every certificate in PEM ``data`` (``TrustError`` when there is none or one is bad)."""
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
@@ -143,7 +141,7 @@ def crl_to_pem(crl: x509.CertificateRevocationList) -> bytes:
     return crl.public_bytes(serialization.Encoding.PEM)
 
 
-# --- PKI tooling ----------------------------------------------------------------------------------
+# --- PKI tooling ---------------------------------------------------------------------------------
 
 
 def generate_key(key_type: str = "rsa2048") -> PrivateKey:
@@ -167,9 +165,14 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _ca_builder(
-    subject: x509.Name, issuer: x509.Name, key: PrivateKey, issuer_key: PrivateKey,
-    not_before: dt.datetime, not_after: dt.datetime, path_length: int | None,
+def _ca_builder(  # noqa: PLR0917 - private, called twice with every field spelled out
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: PrivateKey,
+    issuer_key: PrivateKey,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    path_length: int | None,
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
@@ -182,9 +185,15 @@ def _ca_builder(
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -212,8 +221,12 @@ def init_ca(
 
 
 def issue_intermediate(
-    ca_key: PrivateKey, ca_cert: x509.Certificate, name: str = "edoc_axis Test Issuing CA",
-    *, key_type: str = "rsa2048", days: int = DEFAULT_CA_DAYS // 2,
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    name: str = "edoc_axis Test Issuing CA",
+    *,
+    key_type: str = "rsa2048",
+    days: int = DEFAULT_CA_DAYS // 2,
 ) -> tuple[PrivateKey, x509.Certificate]:
     """An intermediate (issuing) CA signed by ``ca_key``, limited to issuing end entities."""
     key = generate_key(key_type)
@@ -244,11 +257,20 @@ def issue_agency_certificate(
     key = key or generate_key(key_type)
     start = not_before or _now() - dt.timedelta(minutes=5)
     usage = key_usage or x509.KeyUsage(
-        digital_signature=True, content_commitment=True, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=True,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
-    uris = [x509.UniformResourceIdentifier(ORGAN_ID_URI_PREFIX + o) for o in (organ_id, *extra_organ_ids)]
+    uris = [
+        x509.UniformResourceIdentifier(ORGAN_ID_URI_PREFIX + o)
+        for o in (organ_id, *extra_organ_ids)
+    ]
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(name))
@@ -308,7 +330,7 @@ def make_crl(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-# --- validation -------------------------------------------------------------------------------------
+# --- validation ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +388,10 @@ class TrustStore:
 
     @classmethod
     def from_pem(
-        cls, anchors: Iterable[bytes], crls: Iterable[bytes] = (), intermediates: Iterable[bytes] = ()
+        cls,
+        anchors: Iterable[bytes],
+        crls: Iterable[bytes] = (),
+        intermediates: Iterable[bytes] = (),
     ) -> TrustStore:
         """A store from PEM contents of anchor files, CRL files and intermediate files."""
         return cls(
@@ -411,9 +436,17 @@ class TrustStore:
         now: dt.datetime,
     ) -> ValidatedChain:
         if now < leaf.not_valid_before_utc:
-            raise _fail("CERT_NOT_YET_VALID", f"certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z", leaf)
+            raise _fail(
+                "CERT_NOT_YET_VALID",
+                f"certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z",
+                leaf,
+            )
         if now > leaf.not_valid_after_utc:
-            raise _fail("CERT_EXPIRED", f"certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z", leaf)
+            raise _fail(
+                "CERT_EXPIRED",
+                f"certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z",
+                leaf,
+            )
         _check_signing_usage(leaf)
         try:
             builder = (
@@ -439,7 +472,7 @@ class TrustStore:
         warnings: list[str] = []
         valid_until = min(c.not_valid_after_utc for c in chain)
         # Revocation of every certificate but the anchor, each against its issuer's CRL.
-        for cert, issuer in zip(chain, chain[1:], strict=False):
+        for cert, issuer in itertools.pairwise(chain):
             crl_until, warning = self._check_revocation(cert, issuer, crl_required, now)
             if warning:
                 warnings.append(warning)
@@ -472,18 +505,28 @@ class TrustStore:
             return now + dt.timedelta(minutes=5), msg + " (revocation not checked)"
         crl = max(candidates, key=lambda c: c.last_update_utc)
         next_update = crl.next_update_utc
-        if next_update is None or next_update < now or crl.last_update_utc > now + dt.timedelta(minutes=5):
+        if (
+            next_update is None
+            or next_update < now
+            or crl.last_update_utc > now + dt.timedelta(minutes=5)
+        ):
             msg = f"the CRL of {subject_of(issuer)} is out of date (next update {next_update})"
             if crl_required:
                 raise _fail("CRL_EXPIRED", msg, cert)
             revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
             if revoked is not None:
-                raise _fail("CERT_REVOKED", f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}", cert)
+                raise _fail(
+                    "CERT_REVOKED",
+                    f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",
+                    cert,
+                )
             return now + dt.timedelta(minutes=5), msg + " (used anyway by policy)"
         revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if revoked is not None:
             raise _fail(
-                "CERT_REVOKED", f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}", cert
+                "CERT_REVOKED",
+                f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",
+                cert,
             )
         return next_update, None
 
@@ -494,7 +537,9 @@ def _check_signing_usage(cert: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         raise _fail("CERT_KEY_USAGE", "certificate has no key usage extension", cert) from None
     except ValueError as exc:
-        raise _fail("CERT_KEY_USAGE", f"certificate extensions are malformed ({exc})", cert) from exc
+        raise _fail(
+            "CERT_KEY_USAGE", f"certificate extensions are malformed ({exc})", cert
+        ) from exc
     if not (usage.digital_signature and usage.content_commitment):
         raise _fail(
             "CERT_KEY_USAGE",
@@ -509,7 +554,9 @@ def _check_signing_usage(cert: x509.Certificate) -> None:
         raise _fail("CERT_KEY_USAGE", "a CA certificate cannot sign packages", cert)
 
 
-def certificate_summary(cert: x509.Certificate, *, at: dt.datetime | None = None) -> dict[str, object]:
+def certificate_summary(
+    cert: x509.Certificate, *, at: dt.datetime | None = None
+) -> dict[str, object]:
     """What ``pki show`` prints: subject, OrganId, serial, fingerprint, validity, days left."""
     now = at or _now()
     return {
@@ -532,8 +579,3 @@ def _describe_key(cert: x509.Certificate) -> str:
     if isinstance(pub, ec.EllipticCurvePublicKey):
         return f"EC-{pub.curve.name}"
     return type(pub).__name__
-
-
-def der_sha256(data: bytes) -> str:
-    """SHA-256 hex of raw DER bytes (fingerprint of a certificate not yet parsed)."""
-    return hashlib.sha256(data).hexdigest()

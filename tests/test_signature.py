@@ -20,19 +20,23 @@ E, D = f"{{{NS}}}", f"{{{DSIG_NS}}}"
 
 
 @pytest.fixture(scope="module")
-def store(pki):  # type: ignore[no-untyped-def]
+def store(pki):
     """A trust store with the test CA and its fresh CRL."""
     return pki.trust_store()
 
 
 @pytest.fixture(scope="module")
-def signed_g22(pki, edxml_document) -> bytes:  # type: ignore[no-untyped-def]
+def signed_g22(pki, edxml_document) -> bytes:
     """A document from G22 with an attachment, signed by G22's RSA key."""
     agency = pki.agencies[G22]
-    return sign(edxml_document(G22, H41, attachment=b"PK\x03\x04 zip bytes"), agency.key, agency.cert)
+    return sign(
+        edxml_document(G22, H41, attachment=b"PK\x03\x04 zip bytes"), agency.key, agency.cert
+    )
 
 
-def _code(data: bytes, store: trust.TrustStore, policy: SignaturePolicy | None = None, **kw: object) -> str:
+def _code(
+    data: bytes, store: trust.TrustStore, policy: SignaturePolicy | None = None, **kw: object
+) -> str:
     with pytest.raises(SignatureInvalid) as info:
         verify(data, store, policy or SignaturePolicy(), **kw)  # type: ignore[arg-type]
     return info.value.code
@@ -46,7 +50,7 @@ def _bytes(root: etree._Element) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
-# --- signing ----------------------------------------------------------------------------------------
+# --- signing -------------------------------------------------------------------------------------
 
 
 def test_signature_is_last_child_of_header_in_dsig_namespace(signed_g22: bytes) -> None:
@@ -69,7 +73,7 @@ def test_signature_is_last_child_of_header_in_dsig_namespace(signed_g22: bytes) 
     assert last.find(f"{D}KeyInfo/{D}X509Data/{D}X509Certificate") is not None
 
 
-def test_genuine_rsa_package_verifies_with_signer_details(pki, signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_genuine_rsa_package_verifies_with_signer_details(pki, signed_g22, store) -> None:
     """A genuine package verifies and reports OrganId, subject, serial, fingerprint, algorithms."""
     result = verify(signed_g22, store, SignaturePolicy())
     cert = pki.agencies[G22].cert
@@ -83,7 +87,7 @@ def test_genuine_rsa_package_verifies_with_signer_details(pki, signed_g22, store
     assert result.signed_root.find(f"{E}edXMLEnvelope/{E}edXMLHeader/{D}Signature") is None
 
 
-def test_ecdsa_status_package_signs_and_verifies(pki, edxml_status, store) -> None:  # type: ignore[no-untyped-def]
+def test_ecdsa_status_package_signs_and_verifies(pki, edxml_status, store) -> None:
     """A status package signed with a P-256 key uses ecdsa-sha256 and verifies."""
     agency = pki.agencies[H41]
     signed = sign(edxml_status(H41, G22), agency.key, agency.cert)
@@ -92,7 +96,7 @@ def test_ecdsa_status_package_signs_and_verifies(pki, edxml_status, store) -> No
     assert result.signer_organ_id == H41
 
 
-def test_sign_refuses_signed_package_and_wrong_key(pki, signed_g22, edxml_document) -> None:  # type: ignore[no-untyped-def]
+def test_sign_refuses_signed_package_and_wrong_key(pki, signed_g22, edxml_document) -> None:
     """Signing twice, a key/cert mismatch and an algorithm/key mismatch are refused clearly."""
     g22, h41 = pki.agencies[G22], pki.agencies[H41]
     with pytest.raises(SignatureInvalid) as info:
@@ -104,17 +108,17 @@ def test_sign_refuses_signed_package_and_wrong_key(pki, signed_g22, edxml_docume
         sign(edxml_document(), g22.key, g22.cert, algorithm="ecdsa-sha256")
 
 
-def test_pem_bytes_accepted_for_key_and_cert(pki, edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_pem_bytes_accepted_for_key_and_cert(pki, edxml_document, store) -> None:
     """sign() takes PEM bytes as well as key and certificate objects."""
     agency = pki.agencies[G22]
     signed = sign(edxml_document(), agency.key_path.read_bytes(), agency.cert_path.read_bytes())
     assert verify(signed, store).signer_organ_id == G22
 
 
-# --- unsigned and policy ---------------------------------------------------------------------------
+# --- unsigned and policy -------------------------------------------------------------------------
 
 
-def test_unsigned_package_refused_or_allowed_by_policy(edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_unsigned_package_refused_or_allowed_by_policy(edxml_document, store) -> None:
     """Unsigned: SIG_MISSING by default; signed=False with a warning when policy allows it."""
     data = edxml_document()
     assert _code(data, store) == "SIG_MISSING"
@@ -124,46 +128,52 @@ def test_unsigned_package_refused_or_allowed_by_policy(edxml_document, store) ->
     assert result.warnings
 
 
-# --- certificates ----------------------------------------------------------------------------------
+# --- certificates --------------------------------------------------------------------------------
 
 
-def _sign_with(pki, build, organ_id: str = G22, **issue: object) -> bytes:  # type: ignore[no-untyped-def]
+def _sign_with(pki, build, organ_id: str = G22, **issue: object) -> bytes:
     key, cert = trust.issue_agency_certificate(pki.ca_key, pki.ca_cert, organ_id, "Agency", **issue)
     return sign(build(G22, H41), key, cert)
 
 
-def test_certificate_from_another_ca_is_untrusted(edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_certificate_from_another_ca_is_untrusted(edxml_document, store) -> None:
     """A certificate issued by a CA we do not trust gives CERT_UNTRUSTED."""
     other_key, other_ca = trust.init_ca("Rogue CA")
     key, cert = trust.issue_agency_certificate(other_key, other_ca, G22, "Fake VPCP")
     assert _code(sign(edxml_document(), key, cert), store) == "CERT_UNTRUSTED"
 
 
-def test_expired_certificate(pki, edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_expired_certificate(pki, edxml_document, store) -> None:
     """A certificate past notAfter gives CERT_EXPIRED."""
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     data = _sign_with(pki, edxml_document, not_before=start, days=30)
     assert _code(data, store) == "CERT_EXPIRED"
 
 
-def test_not_yet_valid_certificate(pki, edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_not_yet_valid_certificate(pki, edxml_document, store) -> None:
     """A certificate before notBefore gives CERT_NOT_YET_VALID."""
     start = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     data = _sign_with(pki, edxml_document, not_before=start)
     assert _code(data, store) == "CERT_NOT_YET_VALID"
 
 
-def test_wrong_key_usage(pki, edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_key_usage(pki, edxml_document, store) -> None:
     """A certificate without nonRepudiation (only keyEncipherment + digitalSignature) is refused."""
     usage = x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=True,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=True,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
     assert _code(_sign_with(pki, edxml_document, key_usage=usage), store) == "CERT_KEY_USAGE"
 
 
-def test_revoked_certificate(pki, edxml_document) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_certificate(pki, edxml_document) -> None:
     """A certificate listed on its CA's fresh CRL gives CERT_REVOKED."""
     key, cert = trust.issue_agency_certificate(pki.ca_key, pki.ca_cert, G22, "VPCP old key")
     crl = trust.make_crl(
@@ -173,12 +183,14 @@ def test_revoked_certificate(pki, edxml_document) -> None:  # type: ignore[no-un
     assert _code(sign(edxml_document(), key, cert), store) == "CERT_REVOKED"
 
 
-def test_missing_and_expired_crl_fail_closed_unless_policy(pki, signed_g22) -> None:  # type: ignore[no-untyped-def]
-    """No CRL gives CRL_MISSING, a stale CRL CRL_EXPIRED; crl_required=False accepts with a warning."""
+def test_missing_and_expired_crl_fail_closed_unless_policy(pki, signed_g22) -> None:
+    """No CRL: CRL_MISSING; stale CRL: CRL_EXPIRED; crl_required=False accepts with a warning."""
     no_crl = pki.trust_store(with_crl=False)
     assert _code(signed_g22, no_crl) == "CRL_MISSING"
     stale = trust.make_crl(
-        pki.ca_key, pki.ca_cert, days=1,
+        pki.ca_key,
+        pki.ca_cert,
+        days=1,
         this_update=dt.datetime.now(dt.UTC) - dt.timedelta(days=3),
     )
     stale_store = trust.TrustStore(anchors=[pki.ca_cert], crls=[stale])
@@ -188,7 +200,7 @@ def test_missing_and_expired_crl_fail_closed_unless_policy(pki, signed_g22) -> N
     assert any("CRL" in w for w in lenient.warnings)
 
 
-def test_crl_signed_by_someone_else_counts_as_missing(pki, signed_g22) -> None:  # type: ignore[no-untyped-def]
+def test_crl_signed_by_someone_else_counts_as_missing(pki, signed_g22) -> None:
     """A CRL naming our CA as issuer but signed by another key is ignored (CRL_MISSING)."""
     rogue_key, _ = trust.init_ca("edoc_axis Test Root CA")
     forged = trust.make_crl(rogue_key, pki.ca_cert)
@@ -196,20 +208,20 @@ def test_crl_signed_by_someone_else_counts_as_missing(pki, signed_g22) -> None: 
     assert _code(signed_g22, store) == "CRL_MISSING"
 
 
-def test_signer_organ_id_must_equal_from(pki, edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_signer_organ_id_must_equal_from(pki, edxml_document, store) -> None:
     """H41's certificate signing a package whose From is G22 gives SIGNER_MISMATCH."""
     h41 = pki.agencies[H41]
     data = sign(edxml_document(G22, H41), h41.key, h41.cert)
     assert _code(data, store) == "SIGNER_MISMATCH"
 
 
-def test_certificate_without_organ_id(pki, edxml_document, store) -> None:  # type: ignore[no-untyped-def]
+def test_certificate_without_organ_id(pki, edxml_document, store) -> None:
     """A certificate binding two OrganIds is ambiguous: CERT_NO_ORGAN_ID."""
     data = _sign_with(pki, edxml_document, extra_organ_ids=[H41])
     assert _code(data, store) == "CERT_NO_ORGAN_ID"
 
 
-def test_directory_fingerprint_allow_list(pki, signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_directory_fingerprint_allow_list(pki, signed_g22, store) -> None:
     """A certificate not among the directory's fingerprints gives CERT_NOT_IN_DIRECTORY."""
     other = "ab" * 32
     assert _code(signed_g22, store, allowed_fingerprints=[other]) == "CERT_NOT_IN_DIRECTORY"
@@ -217,10 +229,10 @@ def test_directory_fingerprint_allow_list(pki, signed_g22, store) -> None:  # ty
     assert verify(signed_g22, store, allowed_fingerprints=[other, mine.upper()]).signed
 
 
-# --- tampering and wrapping --------------------------------------------------------------------------
+# --- tampering and wrapping ----------------------------------------------------------------------
 
 
-def test_tampered_attachment_byte(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_attachment_byte(signed_g22, store) -> None:
     """Changing one byte of the attachment gives SIG_DIGEST_MISMATCH."""
     root = _tree(signed_g22)
     node = root.find(f"{E}AttachmentEncoded/{E}Attachment/{E}ContentTransferEncoded")
@@ -231,7 +243,7 @@ def test_tampered_attachment_byte(signed_g22, store) -> None:  # type: ignore[no
     assert _code(_bytes(root), store) == "SIG_DIGEST_MISMATCH"
 
 
-def test_tampered_signature_value(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_signature_value(signed_g22, store) -> None:
     """A changed SignatureValue gives SIG_VALUE."""
     root = _tree(signed_g22)
     value = root.find(f".//{D}SignatureValue")
@@ -242,7 +254,7 @@ def test_tampered_signature_value(signed_g22, store) -> None:  # type: ignore[no
     assert _code(_bytes(root), store) == "SIG_VALUE"
 
 
-def test_moved_signature(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_moved_signature(signed_g22, store) -> None:
     """A Signature moved into MessageHeader or before TraceHeaderList gives SIG_MISPLACED."""
     root = _tree(signed_g22)
     sig = root.find(f".//{D}Signature")
@@ -258,7 +270,7 @@ def test_moved_signature(signed_g22, store) -> None:  # type: ignore[no-untyped-
     assert _code(_bytes(root), store) == "SIG_MISPLACED"
 
 
-def test_duplicated_signature(pki, signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_duplicated_signature(pki, signed_g22, store) -> None:
     """Two Signature elements give SIG_DUPLICATE."""
     root = _tree(signed_g22)
     sig = root.find(f".//{D}Signature")
@@ -268,7 +280,7 @@ def test_duplicated_signature(pki, signed_g22, store) -> None:  # type: ignore[n
     assert _code(_bytes(root), store) == "SIG_DUPLICATE"
 
 
-def test_wrapping_original_content_in_new_root(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_wrapping_original_content_in_new_root(signed_g22, store) -> None:
     """XSW: a forged envelope with the signed original hidden deeper is SIG_MISPLACED."""
     original = _tree(signed_g22)
     forged = etree.fromstring(signed_g22.replace("thử nghiệm".encode(), "giả mạo".encode()))
@@ -280,7 +292,7 @@ def test_wrapping_original_content_in_new_root(signed_g22, store) -> None:  # ty
     assert _code(_bytes(forged), store) == "SIG_MISPLACED"
 
 
-def test_wrapping_in_signature_object(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_wrapping_in_signature_object(signed_g22, store) -> None:
     """XSW: content smuggled into a ds:Object inside Signature gives SIG_STRUCTURE."""
     root = _tree(signed_g22)
     sig = root.find(f".//{D}Signature")
@@ -293,13 +305,13 @@ def test_wrapping_in_signature_object(signed_g22, store) -> None:  # type: ignor
     assert _code(_bytes(root), store) == "SIG_STRUCTURE"
 
 
-def test_reference_to_an_id_is_refused(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_reference_to_an_id_is_refused(signed_g22, store) -> None:
     """XSW: a Reference pointing at an Id instead of the whole package gives SIG_REFERENCE."""
     data = signed_g22.replace(b'URI=""', b'URI="#evil"')
     assert _code(data, store) == "SIG_REFERENCE"
 
 
-def test_two_references_are_refused(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_two_references_are_refused(signed_g22, store) -> None:
     """A second Reference in SignedInfo gives SIG_REFERENCE."""
     root = _tree(signed_g22)
     ref = root.find(f".//{D}Reference")
@@ -308,15 +320,17 @@ def test_two_references_are_refused(signed_g22, store) -> None:  # type: ignore[
     assert _code(_bytes(root), store) == "SIG_REFERENCE"
 
 
-def test_comment_injection(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_comment_injection(signed_g22, store) -> None:
     """A comment splitting From/OrganId (signature still valid) gives SIG_COMMENT_INJECTION."""
-    data = signed_g22.replace(b"<OrganId>000.00.00.G22</OrganId>", b"<OrganId>000.00.00.H<!---->22</OrganId>", 1)
+    data = signed_g22.replace(
+        b"<OrganId>000.00.00.G22</OrganId>", b"<OrganId>000.00.00.H<!---->22</OrganId>", 1
+    )
     data = signed_g22.replace(b"<OrganId>000.00.00.G22", b"<OrganId>000.00.00.G<!-- x -->22", 1)
     assert data != signed_g22
     assert _code(data, store) == "SIG_COMMENT_INJECTION"
 
 
-def test_harmless_comments_between_elements_are_fine(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_harmless_comments_between_elements_are_fine(signed_g22, store) -> None:
     """Comments between elements do not split values and do not break the signature."""
     data = signed_g22.replace(b"<MessageHeader>", b"<!-- header --><MessageHeader>", 1)
     result = verify(data, store)
@@ -324,10 +338,12 @@ def test_harmless_comments_between_elements_are_fine(signed_g22, store) -> None:
     assert not any(isinstance(n, etree._Comment) for n in result.signed_root.iter())
 
 
-def test_signed_content_only_is_returned(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_signed_content_only_is_returned(signed_g22, store) -> None:
     """signed_root holds the signed package, without the Signature, readable by local name."""
     result = verify(signed_g22, store)
-    organ = result.signed_root.find(f"{E}edXMLEnvelope/{E}edXMLHeader/{E}MessageHeader/{E}From/{E}OrganId")
+    organ = result.signed_root.find(
+        f"{E}edXMLEnvelope/{E}edXMLHeader/{E}MessageHeader/{E}From/{E}OrganId"
+    )
     assert organ is not None and organ.text == G22
 
 
@@ -336,26 +352,27 @@ def test_signed_content_only_is_returned(signed_g22, store) -> None:  # type: ig
     [
         (b"xmldsig-more#rsa-sha256", b"xmldsig-more#rsa-md5"),
         (b"xmlenc#sha256", b"xmldsig-more#md5"),
-        (b"xml-exc-c14n#\"", b"xml-evil-c14n#\""),
+        (b'xml-exc-c14n#"', b'xml-evil-c14n#"'),
         (b"xmldsig-more#rsa-sha256", b"xmldsig-more#hmac-sha256"),
     ],
 )
-def test_unknown_algorithms(signed_g22, store, old: bytes, new: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_algorithms(signed_g22, store, old: bytes, new: bytes) -> None:
     """Unknown or disallowed signature, digest, transform or HMAC algorithms give SIG_ALGORITHM."""
     assert old in signed_g22
     assert _code(signed_g22.replace(old, new), store) == "SIG_ALGORITHM"
 
 
-def test_sha1_refused_without_legacy_policy(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_sha1_refused_without_legacy_policy(signed_g22, store) -> None:
     """rsa-sha1 is SIG_ALGORITHM by default; under allow_sha1 it gets to the value check."""
     data = signed_g22.replace(
-        b"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", b"http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+        b"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+        b"http://www.w3.org/2000/09/xmldsig#rsa-sha1",
     )
     assert _code(data, store) == "SIG_ALGORITHM"
     assert _code(data, store, SignaturePolicy(allow_sha1=True)) == "SIG_VALUE"
 
 
-# --- the edXML-namespace quirk -------------------------------------------------------------------------
+# --- the edXML-namespace quirk -------------------------------------------------------------------
 
 
 def _into_edxml_namespace(signed: bytes) -> bytes:
@@ -366,25 +383,28 @@ def _into_edxml_namespace(signed: bytes) -> bytes:
     return text.encode()
 
 
-def test_signature_in_edxml_namespace_gets_precise_verdict(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
+def test_signature_in_edxml_namespace_gets_precise_verdict(signed_g22, store) -> None:
     """An edXML-namespace Signature gives SIG_WRONG_NAMESPACE by default."""
     data = _into_edxml_namespace(signed_g22)
     assert f"{E}Signature" in {el.tag for el in _tree(data).iter()}
     assert _code(data, store) == "SIG_WRONG_NAMESPACE"
 
 
-def test_signature_in_edxml_namespace_verified_when_policy_allows(signed_g22, store) -> None:  # type: ignore[no-untyped-def]
-    """With accept_edxml_namespace, such a Signature is read as XML-DSig and verifies, with a warning."""
+def test_signature_in_edxml_namespace_verified_when_policy_allows(signed_g22, store) -> None:
+    """With accept_edxml_namespace the Signature is read as XML-DSig and verifies, warning."""
     data = _into_edxml_namespace(signed_g22)
     result = verify(data, store, SignaturePolicy(accept_edxml_namespace=True))
     assert result.signer_organ_id == G22
     assert any("edXML namespace" in w for w in result.warnings)
     tampered = data.replace("thử nghiệm".encode(), "giả mạo".encode())
     assert tampered != data
-    assert _code(tampered, store, SignaturePolicy(accept_edxml_namespace=True)) == "SIG_WRONG_NAMESPACE"
+    assert (
+        _code(tampered, store, SignaturePolicy(accept_edxml_namespace=True))
+        == "SIG_WRONG_NAMESPACE"
+    )
 
 
-# --- garbage never escapes as a traceback ----------------------------------------------------------------
+# --- garbage never escapes as a traceback --------------------------------------------------------
 
 
 @pytest.mark.parametrize(
