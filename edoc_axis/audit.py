@@ -1,0 +1,832 @@
+"""The audit chain: hash-linked entries of every event, signed checkpoints, and their verification.
+
+Pure logic: the store keeps the rows and calls ``next_entry``/``seal`` inside its own
+transaction; ``verify_chain`` streams rows back in constant memory. Bundles and archives built
+from these pieces live in ``edoc_axis.evidence``.
+
+Entry hash (format version 1)::
+
+    entry_hash = SHA-256( bytes.fromhex(prev_hash) || canonical(entry) )
+    canonical  = b"edoc-axis/audit-entry/1\\0" || seq as 8-byte big-endian
+                 || for at, kind, package_id, document_id, counterpart, content_sha256, signer,
+                    detail: 0xFFFFFFFF when None, else 4-byte big-endian length || UTF-8 bytes
+
+Length prefixes make the encoding unambiguous (no separator can be smuggled into a field) and
+there are no floats. The first entry's ``prev_hash`` is ``genesis_hash(organ_id)``: SHA-256 of
+``b"edoc-axis/audit-genesis/1\\0" || OrganId``, so a log cannot be passed off as another node's.
+
+Checkpoints: every ``CheckpointPolicy`` interval the node signs (seq, head hash, time, OrganId,
+algorithm, certificate fingerprint) with its agency key (RSA-PSS-SHA256 or ECDSA-SHA256) and at
+once appends a ``checkpoint`` entry whose ``content_sha256`` is the checkpoint's digest, so the
+checkpoints are themselves chained into the log.
+
+What verification catches, and how:
+
+- an edited field: the entry's recomputed hash differs from its stored ``entry_hash``;
+- a deleted row: a gap in ``seq`` (or, if the attacker renumbered, entries hashed under another
+  seq); an inserted row: a duplicate ``seq``, a renumbered successor, or a broken link;
+- reordered rows: ``seq`` going backwards, or two neighbours hashed under each other's seq;
+- "edit, then recompute every later hash": the chain is self-consistent again, but the next
+  checkpoint's signed head hash no longer matches, and the attacker cannot re-sign it without the
+  agency key (a checkpoint signed with any other key fails the certificate check). Deleting those
+  checkpoints instead leaves ``checkpoint`` entries that point at nothing, and deleting those
+  entries too leaves an unsealed tail longer than the policy allows (reported when ``policy`` is
+  given to ``verify_chain``);
+- truncation before the last checkpoint: that checkpoint names a seq beyond the end of the log.
+
+What it cannot catch: removing or rewriting entries *after the last checkpoint* (at most one
+policy interval of entries), together with that checkpoint's chain entry. Nothing inside the
+node's own files can prove that a never-sealed entry existed; only a copy held elsewhere can.
+Evidence bundles and exported checkpoints are such copies: pass them to ``verify_chain`` as
+extra ``checkpoints`` and a truncated or rewritten log no longer matches them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from edoc_axis.errors import EdocAxisError, SignatureInvalid
+from edoc_axis.trust import TrustStore, fingerprint, organ_id_of
+
+FORMAT_VERSION = 1
+ZERO_HASH = "0" * 64
+_ENTRY_TAG = b"edoc-axis/audit-entry/1\x00"
+_CHECKPOINT_TAG = b"edoc-axis/audit-checkpoint/1\x00"
+_GENESIS_TAG = b"edoc-axis/audit-genesis/1\x00"
+_NONE = b"\xff\xff\xff\xff"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+RSA_PSS_SHA256 = "rsa-pss-sha256"
+ECDSA_SHA256 = "ecdsa-sha256"
+ALGORITHMS = (RSA_PSS_SHA256, ECDSA_SHA256)
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+class Kind(StrEnum):
+    """The closed set of events the chain records."""
+
+    SUBMITTED = "submitted"  # a package accepted from the DMS/CLI and stored for sending
+    PUBLISHED = "published"  # the broker confirmed one recipient's copy
+    PUBLISH_FAILED = "publish_failed"  # unroutable / returned / expired for one recipient
+    RECEIVED = "received"  # a package from another agency accepted and stored
+    STATUS_SENT = "status_sent"  # a signed status (01, 02, 03...) we queued to a sender
+    STATUS_RECEIVED = "status_received"  # a signed status from a recipient, verified
+    REJECTED = "rejected"  # an incoming package refused permanently (detail = error code)
+    DEAD_LETTERED = "dead_lettered"  # handed to the dead-letter queue
+    REPLAYED = "replayed"  # taken back out of the dead-letter queue by an operator
+    CHECKPOINT = "checkpoint"  # a signed checkpoint of the previous entry (chained into the log)
+    ARCHIVED = "archived"  # entries up to detail's seq moved to the archive file content_sha256
+
+
+KINDS = frozenset(k.value for k in Kind)
+
+
+class Code(StrEnum):
+    """Stable codes of the problems verification names."""
+
+    EDITED = "AUDIT_EDITED"
+    DELETED = "AUDIT_DELETED"
+    INSERTED = "AUDIT_INSERTED"
+    REORDERED = "AUDIT_REORDERED"
+    LINK_BROKEN = "AUDIT_LINK_BROKEN"
+    CHECKPOINT_SIGNATURE = "AUDIT_CHECKPOINT_SIGNATURE"
+    CHECKPOINT_HEAD = "AUDIT_CHECKPOINT_HEAD"
+    CHECKPOINT_MISSING = "AUDIT_CHECKPOINT_MISSING"
+    TRUNCATED = "AUDIT_TRUNCATED"
+    UNSEALED_TAIL = "AUDIT_UNSEALED_TAIL"
+    RECEIPT_INVALID = "AUDIT_RECEIPT_INVALID"
+    MALFORMED = "AUDIT_MALFORMED"
+
+
+def genesis_hash(organ_id: str) -> str:
+    """The ``prev_hash`` of a node's first entry, bound to its OrganId."""
+    return hashlib.sha256(_GENESIS_TAG + organ_id.encode("utf-8")).hexdigest()
+
+
+def format_time(moment: dt.datetime | None = None) -> str:
+    """UTC ISO-8601 with microseconds and a ``Z``: ``2025-03-01T07:30:00.000123Z``."""
+    moment = moment or dt.datetime.now(dt.UTC)
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    """The aware UTC datetime of a ``format_time`` string."""
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _malformed(message: str) -> EdocAxisError:
+    return EdocAxisError(message, code=Code.MALFORMED.value)
+
+
+# --- entries ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One event of the chain, exactly as stored (hashes are lowercase hex)."""
+
+    seq: int
+    at: str
+    kind: str
+    package_id: str | None
+    document_id: str | None
+    counterpart: str | None
+    content_sha256: str | None
+    signer: str | None
+    detail: str | None
+    prev_hash: str
+    entry_hash: str
+
+    def canonical(self) -> bytes:
+        """The versioned, length-prefixed encoding hashed into ``entry_hash``."""
+        return _canonical(self.seq, self)
+
+    def computed_hash(self) -> str:
+        """``entry_hash`` as it should be for these fields and ``prev_hash``."""
+        return _entry_hash(self.prev_hash, self.seq, self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (the JSONL export and bundle format)."""
+        return {name: getattr(self, name) for name in ENTRY_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:
+        """An entry from ``to_dict`` output; raises ``EdocAxisError(AUDIT_MALFORMED)``."""
+        if not isinstance(data, Mapping):
+            raise _malformed("an audit entry must be an object")
+        values: dict[str, Any] = {}
+        for name in ENTRY_FIELDS:
+            value = data.get(name)
+            if name == "seq":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise _malformed(f"entry seq must be a positive integer, got {value!r}")
+            elif name in ("at", "kind", "prev_hash", "entry_hash"):
+                if not isinstance(value, str):
+                    raise _malformed(f"entry field {name} must be a string")
+            elif value is not None and not isinstance(value, str):
+                raise _malformed(f"entry field {name} must be a string or null")
+            values[name] = value
+        return cls(**values)
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any]) -> AuditEntry:
+        """An entry from a store row whose columns are in ``ENTRY_FIELDS`` order."""
+        return cls(*row)
+
+
+ENTRY_FIELDS = (
+    "seq", "at", "kind", "package_id", "document_id", "counterpart", "content_sha256",
+    "signer", "detail", "prev_hash", "entry_hash",
+)
+
+
+def _canonical(seq: int, e: AuditEntry) -> bytes:
+    parts = [_ENTRY_TAG, seq.to_bytes(8, "big")]
+    for value in (
+        e.at, e.kind, e.package_id, e.document_id, e.counterpart, e.content_sha256, e.signer,
+        e.detail,
+    ):
+        if value is None:
+            parts.append(_NONE)
+        else:
+            raw = value.encode("utf-8")
+            parts.append(len(raw).to_bytes(4, "big"))
+            parts.append(raw)
+    return b"".join(parts)
+
+
+def _entry_hash(prev_hash: str, seq: int, e: AuditEntry) -> str:
+    try:
+        prev = bytes.fromhex(prev_hash)
+    except ValueError:
+        prev = prev_hash.encode("utf-8", "replace")
+    return hashlib.sha256(prev + _canonical(seq, e)).hexdigest()
+
+
+def _check_hex(name: str, value: str | None) -> None:
+    if value is not None and not _HEX64.fullmatch(value):
+        raise _malformed(f"{name} must be 64 lowercase hex digits")
+
+
+def next_entry(
+    prev: AuditEntry | None,
+    *,
+    kind: str,
+    genesis: str,
+    at: dt.datetime | str | None = None,
+    package_id: str | None = None,
+    document_id: str | None = None,
+    counterpart: str | None = None,
+    content_sha256: str | None = None,
+    signer: str | None = None,
+    detail: str | None = None,
+) -> AuditEntry:
+    """The entry that follows ``prev`` (``None``: the first, linked to ``genesis``).
+
+    The store calls this inside the transaction that records the event, with ``prev`` = the
+    current head row, and inserts the result; ``seq`` is ``prev.seq + 1`` (1 for the first).
+    ``content_sha256`` is the SHA-256 hex of the exact signed bytes involved; ``signer`` the
+    fingerprint of the certificate that signed them.
+    """
+    if kind not in KINDS:
+        raise _malformed(f"unknown audit event kind {kind!r}")
+    _check_hex("content_sha256", content_sha256)
+    _check_hex("signer", signer)
+    _check_hex("genesis", genesis)
+    when = at if isinstance(at, str) else format_time(at)
+    seq = 1 if prev is None else prev.seq + 1
+    prev_hash = genesis if prev is None else prev.entry_hash
+    draft = AuditEntry(
+        seq, when, str(kind), package_id, document_id, counterpart, content_sha256, signer,
+        detail, prev_hash, "",
+    )
+    return AuditEntry(
+        seq, when, str(kind), package_id, document_id, counterpart, content_sha256, signer,
+        detail, prev_hash, _entry_hash(prev_hash, seq, draft),
+    )
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement "the chain of ``organ_id`` had head ``head_hash`` at ``seq``"."""
+
+    seq: int
+    head_hash: str
+    at: str
+    organ_id: str
+    algorithm: str
+    signature: bytes
+    cert_der: bytes
+
+    @property
+    def cert_fingerprint(self) -> str:
+        """SHA-256 hex of the signer certificate's DER."""
+        return hashlib.sha256(self.cert_der).hexdigest()
+
+    def signed_payload(self) -> bytes:
+        """The canonical bytes the signature covers (binds the certificate too)."""
+        parts = [_CHECKPOINT_TAG, self.seq.to_bytes(8, "big")]
+        fields = (self.head_hash, self.at, self.organ_id, self.algorithm, self.cert_fingerprint)
+        for value in fields:
+            raw = value.encode("utf-8")
+            parts.append(len(raw).to_bytes(4, "big"))
+            parts.append(raw)
+        return b"".join(parts)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 hex of payload and signature: the ``content_sha256`` of its chain entry."""
+        return hashlib.sha256(self.signed_payload() + self.signature).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (signature and certificate as hex)."""
+        return {
+            "seq": self.seq, "head_hash": self.head_hash, "at": self.at,
+            "organ_id": self.organ_id, "algorithm": self.algorithm,
+            "signature": self.signature.hex(), "cert_der": self.cert_der.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """A checkpoint from ``to_dict`` output; raises ``EdocAxisError(AUDIT_MALFORMED)``."""
+        try:
+            seq = data["seq"]
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise TypeError("seq")
+            head_hash, at, organ_id, algorithm = (
+                data[k] for k in ("head_hash", "at", "organ_id", "algorithm")
+            )
+            if not all(isinstance(t, str) for t in (head_hash, at, organ_id, algorithm)):
+                raise TypeError("text field")
+            return cls(
+                seq, head_hash, at, organ_id, algorithm, bytes.fromhex(data["signature"]),
+                bytes.fromhex(data["cert_der"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _malformed(f"malformed checkpoint ({exc})") from exc
+
+
+def make_checkpoint(
+    head: AuditEntry,
+    key: PrivateKey,
+    cert: x509.Certificate,
+    organ_id: str,
+    *,
+    at: dt.datetime | None = None,
+) -> Checkpoint:
+    """Sign ``head`` (its seq and entry hash) with the agency key."""
+    algorithm = RSA_PSS_SHA256 if isinstance(key, rsa.RSAPrivateKey) else ECDSA_SHA256
+    unsigned = Checkpoint(
+        head.seq, head.entry_hash, format_time(at), organ_id, algorithm, b"",
+        cert.public_bytes(Encoding.DER),
+    )
+    payload = unsigned.signed_payload()
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(payload, _pss(), hashes.SHA256())
+    else:
+        signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    return Checkpoint(
+        unsigned.seq, unsigned.head_hash, unsigned.at, organ_id, algorithm, signature,
+        unsigned.cert_der,
+    )
+
+
+def _pss() -> padding.PSS:
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+def seal(
+    head: AuditEntry,
+    key: PrivateKey,
+    cert: x509.Certificate,
+    organ_id: str,
+    *,
+    genesis: str,
+    at: dt.datetime | None = None,
+) -> tuple[Checkpoint, AuditEntry]:
+    """A checkpoint of ``head`` and the ``checkpoint`` entry that chains it into the log.
+
+    Store both in the transaction that appended ``head``.
+    """
+    checkpoint = make_checkpoint(head, key, cert, organ_id, at=at)
+    entry = next_entry(
+        head, kind=Kind.CHECKPOINT, genesis=genesis, at=checkpoint.at,
+        content_sha256=checkpoint.digest, signer=checkpoint.cert_fingerprint,
+        detail=str(checkpoint.seq),
+    )
+    return checkpoint, entry
+
+
+def verify_checkpoint_signature(checkpoint: Checkpoint) -> x509.Certificate:
+    """Check the signature against the embedded certificate; return that certificate.
+
+    Raises ``SignatureInvalid(AUDIT_CHECKPOINT_SIGNATURE)``. Whether the certificate is
+    trusted is a separate question (a ``CertificateCheck``).
+    """
+    code = Code.CHECKPOINT_SIGNATURE.value
+    try:
+        cert = x509.load_der_x509_certificate(checkpoint.cert_der)
+        public = cert.public_key()
+    except ValueError as exc:
+        raise SignatureInvalid(f"checkpoint certificate unreadable ({exc})", code=code) from exc
+    payload = checkpoint.signed_payload()
+    try:
+        if checkpoint.algorithm == RSA_PSS_SHA256 and isinstance(public, rsa.RSAPublicKey):
+            public.verify(checkpoint.signature, payload, _pss(), hashes.SHA256())
+        elif checkpoint.algorithm == ECDSA_SHA256 and isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(checkpoint.signature, payload, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise SignatureInvalid(
+                f"checkpoint algorithm {checkpoint.algorithm!r} does not fit its key", code=code
+            )
+    except InvalidSignature as exc:
+        raise SignatureInvalid("checkpoint signature does not verify", code=code) from exc
+    return cert
+
+
+CertificateCheck = Callable[[x509.Certificate, Checkpoint], None]
+"""Accept the certificate that signed a checkpoint, or raise ``SignatureInvalid``."""
+
+
+def trusted_fingerprints(fingerprints: Iterable[str], organ_id: str) -> CertificateCheck:
+    """Accept only these certificates (the node's own, e.g. from the agency directory)."""
+    allowed = frozenset(fingerprints)
+
+    def check(cert: x509.Certificate, checkpoint: Checkpoint) -> None:
+        if checkpoint.organ_id != organ_id:
+            raise SignatureInvalid(
+                f"checkpoint is of {checkpoint.organ_id}, not {organ_id}",
+                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
+            )
+        if fingerprint(cert) not in allowed:
+            raise SignatureInvalid(
+                f"checkpoint signed by certificate {fingerprint(cert)}, not one of the node's",
+                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
+            )
+
+    return check
+
+
+def trusted_anchors(store: TrustStore, organ_id: str | None = None) -> CertificateCheck:
+    """Accept certificates chaining to ``store``'s anchors that bind the checkpoint's OrganId.
+
+    Validity is judged at the checkpoint's own time (an archive is verified years later, after
+    the certificate expired); missing CRLs are tolerated, a listed revocation is not.
+    """
+
+    def check(cert: x509.Certificate, checkpoint: Checkpoint) -> None:
+        try:
+            when = parse_time(checkpoint.at)
+        except ValueError as exc:
+            raise SignatureInvalid(
+                f"checkpoint time {checkpoint.at!r} is malformed",
+                code=Code.CHECKPOINT_SIGNATURE.value,
+            ) from exc
+        store.validate(cert, crl_required=False, at=when)
+        bound = organ_id_of(cert)
+        wanted = organ_id or checkpoint.organ_id
+        if bound != checkpoint.organ_id or bound != wanted:
+            raise SignatureInvalid(
+                f"checkpoint certificate binds OrganId {bound}, checkpoint says "
+                f"{checkpoint.organ_id}",
+                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
+            )
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointPolicy:
+    """Seal the chain after ``every_entries`` new entries or ``every_seconds``, whichever first."""
+
+    every_entries: int = 1000
+    every_seconds: float = 300.0
+
+    def due(
+        self, last: Checkpoint | None, head: AuditEntry | None, *, now: dt.datetime | None = None
+    ) -> bool:
+        """Whether to ``seal(head)`` now; call after every append, in the same transaction."""
+        if head is None:
+            return False
+        if last is None:
+            return head.kind != Kind.CHECKPOINT
+        if head.seq <= last.seq or (head.kind == Kind.CHECKPOINT and head.seq == last.seq + 1):
+            return False
+        if head.seq - last.seq >= self.every_entries:
+            return True
+        moment = now or parse_time(head.at)
+        return (moment - parse_time(last.at)).total_seconds() >= self.every_seconds
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing in the chain that does not hold: where (seq), what (code) and why."""
+
+    seq: int | None
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"seq": self.seq, "code": self.code, "message": self.message}
+
+
+TAIL_NOTE = (
+    "entries after the last valid checkpoint are not sealed: removing or rewriting them cannot "
+    "be detected from the node's own files (compare with checkpoints held elsewhere)"
+)
+
+
+@dataclass(slots=True)
+class ChainReport:
+    """The outcome of ``verify_chain``; ``ok`` only when no problem was found."""
+
+    entries: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_hash: str | None = None
+    checkpoints: int = 0
+    last_checkpoint_seq: int | None = None
+    last_checkpoint_at: str | None = None
+    unsealed: int = 0
+    receipts: int = 0
+    problem_count: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every entry, checkpoint and receipt held."""
+        return self.problem_count == 0
+
+    @property
+    def first(self) -> Problem | None:
+        """The first problem in chain order (what ``audit verify`` names)."""
+        return self.problems[0] if self.problems else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the note on the unsealed tail."""
+        return {
+            "ok": self.ok, "entries": self.entries, "first_seq": self.first_seq,
+            "last_seq": self.last_seq, "head_hash": self.head_hash,
+            "checkpoints": self.checkpoints, "last_checkpoint_seq": self.last_checkpoint_seq,
+            "last_checkpoint_at": self.last_checkpoint_at, "unsealed": self.unsealed,
+            "unsealed_note": TAIL_NOTE if self.unsealed else None, "receipts": self.receipts,
+            "problem_count": self.problem_count,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+ReceiptVerifier = Callable[[AuditEntry], str | None]
+"""Check the stored signed bytes behind an entry; return why they fail, or None."""
+
+
+def _written_seq(e: AuditEntry, window: int = 16) -> int | None:
+    """The seq an entry was hashed under, when a nearby one fits (renumbered rows)."""
+    for delta in range(1, window + 1):
+        for candidate in (e.seq + delta, e.seq - delta):
+            if candidate >= 1 and _entry_hash(e.prev_hash, candidate, e) == e.entry_hash:
+                return candidate
+    return None
+
+
+class _Verifier:
+    """The state of one streaming verification (kept out of the hot loop where possible)."""
+
+    def __init__(self, report: ChainReport, trust: CertificateCheck, max_problems: int) -> None:
+        self.report = report
+        self.trust = trust
+        self.max_problems = max_problems
+        self.cp_seq = -1
+        self.cp_digests: set[str] = set()
+        self.shift: tuple[int, int] | None = None  # (seq, written seq) of the last renumbered row
+
+    def flag(self, seq: int | None, code: Code, message: str) -> None:
+        self.report.problem_count += 1
+        if len(self.report.problems) < self.max_problems:
+            self.report.problems.append(Problem(seq, code.value, message))
+
+    def replace_last(self, seq: int, code: Code, message: str) -> None:
+        self.report.problems[-1] = Problem(seq, code.value, message)
+
+    def checkpoint_valid(self, cp: Checkpoint) -> bool:
+        if cp.seq != self.cp_seq:
+            self.cp_seq, self.cp_digests = cp.seq, set()
+        self.cp_digests.add(cp.digest)
+        try:
+            cert = verify_checkpoint_signature(cp)
+            self.trust(cert, cp)
+        except SignatureInvalid as exc:
+            self.flag(
+                cp.seq, Code.CHECKPOINT_SIGNATURE,
+                f"checkpoint at seq {cp.seq} (signed {cp.at}) does not hold: {exc.message}",
+            )
+            return False
+        return True
+
+    def out_of_order(self, e: AuditEntry, expected: int) -> None:
+        seq = e.seq
+        if seq == expected - 1:
+            self.flag(seq, Code.INSERTED, f"a second entry carries seq {seq}: one was inserted")
+            return
+        last = self.report.problems[-1] if self.report.problems else None
+        message = f"entry {seq} ({e.kind}) comes after entry {expected - 1}: entries were reordered"
+        if last is not None and last.code == Code.DELETED.value and last.seq is not None \
+                and last.seq > seq:
+            self.replace_last(last.seq, Code.REORDERED, message)
+        else:
+            self.flag(seq, Code.REORDERED, message)
+
+    def mismatch(self, e: AuditEntry) -> None:
+        seq = e.seq
+        written = None if self.report.problem_count >= self.max_problems else _written_seq(e)
+        if written is None:
+            self.flag(
+                seq, Code.EDITED,
+                f"entry {seq} ({e.kind}, package {e.package_id}) was edited: its stored hash "
+                "does not match its fields",
+            )
+        elif written > seq:
+            self.flag(
+                seq, Code.DELETED,
+                f"entry at seq {seq} was written as seq {written}: entries before it were "
+                "deleted and later ones renumbered",
+            )
+        elif self.shift == (seq - 1, seq) and self.report.problems:
+            self.replace_last(
+                seq - 1, Code.REORDERED,
+                f"entries {seq - 1} and {seq} were swapped (each hashed under the other's seq)",
+            )
+            self.report.problem_count -= 1
+            self.flag(seq, Code.REORDERED, f"entry {seq} was written as seq {written}")
+        else:
+            self.flag(
+                seq, Code.INSERTED,
+                f"entry at seq {seq} was written as seq {written}: entries were inserted before "
+                "it and later ones renumbered",
+            )
+        self.shift = (seq, written) if written is not None else None
+
+
+def verify_chain(  # noqa: PLR0912, PLR0915 - one streaming loop reads best in one place
+    entries: Iterable[AuditEntry],
+    *,
+    start_prev_hash: str,
+    trust: CertificateCheck,
+    checkpoints: Iterable[Checkpoint] = (),
+    start_seq: int = 1,
+    receipt_verifier: ReceiptVerifier | None = None,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 10_000,
+    policy: CheckpointPolicy | None = None,
+    clock_slack_seconds: float = 60.0,
+    max_problems: int = 100,
+) -> ChainReport:
+    """Recompute the chain from ``start_prev_hash`` and check every checkpoint, in one pass.
+
+    ``entries`` and ``checkpoints`` must each come in ascending ``seq`` order as stored (read
+    them ``ORDER BY seq``); both are consumed lazily, so memory stays constant. For a range
+    (``audit verify --from N``), pass ``start_seq=N`` and the stored hash of entry ``N-1``.
+    ``policy`` (the node's ``CheckpointPolicy``) lets verification notice removed checkpoints
+    through an unsealed tail longer than the policy allows.
+    """
+    report = ChainReport()
+    state = _Verifier(report, trust, max_problems)
+    pending = iter(checkpoints)
+    cp = next(pending, None)
+    running = start_prev_hash
+    expected = start_seq
+    sealed_until = start_seq - 1
+    sealed_at: str | None = None
+    tail_at: str | None = None
+    count = 0
+    last: AuditEntry | None = None
+    sha256 = hashlib.sha256
+    canonical = _canonical
+    fromhex = bytes.fromhex
+    checkpoint_kind = Kind.CHECKPOINT.value
+    for e in entries:
+        count += 1
+        seq = e.seq
+        if last is None:
+            report.first_seq = seq
+        while cp is not None and cp.seq < seq:
+            if cp.seq >= start_seq and state.checkpoint_valid(cp):
+                state.flag(cp.seq, Code.DELETED, f"checkpoint at seq {cp.seq} has no entry")
+            cp = next(pending, None)
+        try:
+            computed = sha256(fromhex(e.prev_hash) + canonical(seq, e)).hexdigest()
+        except (ValueError, TypeError, AttributeError) as exc:
+            state.flag(seq, Code.MALFORMED, f"entry {seq} cannot be read ({exc})")
+            computed = ""
+        clean = False
+        if seq != expected:
+            if seq > expected:
+                state.flag(
+                    seq, Code.DELETED, f"entries {expected}..{seq - 1} are missing (deleted)"
+                )
+            else:
+                state.out_of_order(e, expected)
+                if seq != expected - 1:
+                    last = e
+                    continue
+        elif computed != e.entry_hash:
+            if computed:
+                state.mismatch(e)
+        elif e.prev_hash != running:
+            state.flag(
+                seq, Code.LINK_BROKEN,
+                f"entry {seq} does not link to entry {seq - 1}: an entry was inserted before it, "
+                f"or entry {seq - 1} was rewritten",
+            )
+        else:
+            clean = True
+            state.shift = None
+        running = e.entry_hash
+        expected = seq + 1
+        last = e
+        while cp is not None and cp.seq == seq:
+            if state.checkpoint_valid(cp):
+                if cp.head_hash != e.entry_hash:
+                    state.flag(
+                        seq, Code.CHECKPOINT_HEAD,
+                        f"the checkpoint signed {cp.at} says the head at seq {seq} is "
+                        f"{cp.head_hash[:16]}..., the log has {e.entry_hash[:16]}...: an entry in "
+                        f"{sealed_until + 1}..{seq} was changed and later hashes recomputed",
+                    )
+                else:
+                    report.checkpoints += 1
+                    sealed_until, sealed_at = seq, cp.at
+            cp = next(pending, None)
+        if e.kind == checkpoint_kind:
+            if clean and seq - 1 >= start_seq and not (
+                state.cp_seq == seq - 1 and e.content_sha256 in state.cp_digests
+            ):
+                state.flag(
+                    seq, Code.CHECKPOINT_MISSING,
+                    f"entry {seq} records a checkpoint of seq {seq - 1} that is not stored "
+                    "(it was deleted or replaced)",
+                )
+        else:
+            tail_at = e.at
+            if receipt_verifier is not None and e.content_sha256 is not None:
+                report.receipts += 1
+                why = receipt_verifier(e)
+                if why:
+                    state.flag(seq, Code.RECEIPT_INVALID, f"entry {seq} ({e.kind}): {why}")
+        if progress is not None and count % progress_every == 0:
+            progress(count)
+    report.entries = count
+    if last is not None:
+        report.last_seq, report.head_hash = last.seq, last.entry_hash
+    end = report.last_seq if report.last_seq is not None else start_seq - 1
+    while cp is not None:
+        if cp.seq > end and state.checkpoint_valid(cp):
+            state.flag(
+                cp.seq, Code.TRUNCATED,
+                f"a checkpoint signed {cp.at} covers seq {cp.seq}, but the log ends at {end}: "
+                f"entries {end + 1}..{cp.seq} were removed",
+            )
+        cp = next(pending, None)
+    if sealed_until >= start_seq:
+        report.last_checkpoint_seq, report.last_checkpoint_at = sealed_until, sealed_at
+    report.unsealed = max(0, end - sealed_until)
+    if policy is not None:
+        _check_tail(
+            state, policy, end=end, sealed_until=sealed_until, sealed_at=sealed_at,
+            tail_at=tail_at, slack=clock_slack_seconds,
+        )
+    if progress is not None:
+        progress(count)
+    return report
+
+
+def _check_tail(
+    state: _Verifier, policy: CheckpointPolicy, *, end: int, sealed_until: int,
+    sealed_at: str | None, tail_at: str | None, slack: float,
+) -> None:
+    """Flag an unsealed tail the policy would never have left: checkpoints were removed."""
+    unsealed = end - sealed_until
+    if unsealed <= 1:
+        return
+    if unsealed > policy.every_entries + 1:
+        state.flag(
+            sealed_until + 1, Code.UNSEALED_TAIL,
+            f"{unsealed} entries after seq {sealed_until} carry no checkpoint, but the policy "
+            f"seals every {policy.every_entries}: checkpoints were removed",
+        )
+        return
+    if sealed_at is None or tail_at is None:
+        return
+    try:
+        gap = (parse_time(tail_at) - parse_time(sealed_at)).total_seconds()
+    except ValueError:
+        return
+    if gap > policy.every_seconds + slack:
+        state.flag(
+            sealed_until + 1, Code.UNSEALED_TAIL,
+            f"entries up to {tail_at} carry no checkpoint {gap:.0f} s after the last one, but the "
+            f"policy seals every {policy.every_seconds:.0f} s: checkpoints were removed",
+        )
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def to_jsonl(items: Iterable[AuditEntry | Checkpoint]) -> Iterator[str]:
+    """One compact JSON object per line (newline included), streaming."""
+    for item in items:
+        yield json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def entries_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[AuditEntry]:
+    """Entries back from ``to_jsonl`` lines (blank lines skipped); raises AUDIT_MALFORMED."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise _malformed(f"line {number} is not JSON ({exc})") from exc
+        yield AuditEntry.from_dict(data)
+
+
+def checkpoints_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[Checkpoint]:
+    """Checkpoints back from ``to_jsonl`` lines; raises AUDIT_MALFORMED."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise _malformed(f"line {number} is not JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise _malformed(f"line {number} is not an object")
+        yield Checkpoint.from_dict(data)
+
+
+def csv_rows(entries: Iterable[AuditEntry]) -> Iterator[list[str]]:
+    """A header row (``ENTRY_FIELDS``), then one row per entry ("" for None); for csv.writer."""
+    yield list(ENTRY_FIELDS)
+    for e in entries:
+        yield ["" if (v := getattr(e, name)) is None else str(v) for name in ENTRY_FIELDS]
