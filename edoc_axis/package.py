@@ -319,9 +319,7 @@ def from_tree(root: etree._Element) -> Package:
     envelope = _required(root, "edXMLEnvelope")
     header_block = _required(envelope, "edXMLHeader")
     header = _required(header_block, "MessageHeader")
-    signed = any(
-        child.tag in (q("Signature"), f"{{{DSIG_NS}}}Signature") for child in header_block
-    )
+    signed = any(child.tag in (q("Signature"), f"{{{DSIG_NS}}}Signature") for child in header_block)
     trace_list = header_block.find(q("TraceHeaderList"))
     traces = (
         [_trace(t) for t in trace_list.iterfind(q("TraceHeader"))] if trace_list is not None else []
@@ -360,8 +358,7 @@ def from_tree(root: etree._Element) -> Package:
         business=_opt(trace_list, "Bussiness", _business),
         manifest=[_reference(el) for el in _iter(manifest_el, "Reference")],
         attachments=[_attachment(el) for el in _iter(attachments_el, "Attachment")],
-        manifest_version=(manifest_el.get("version") if manifest_el is not None else None)
-        or "1.0",
+        manifest_version=(manifest_el.get("version") if manifest_el is not None else None) or "1.0",
         signed=signed,
     )
 
@@ -580,8 +577,8 @@ def build(pkg: Package) -> bytes:
                 _leaf(el, "Description", att.description)
                 _leaf(el, "ContentType", att.content_type)
                 _leaf(el, "ContentTransferEncoded", att.encoded)
-    body = etree.tostring(root, encoding="UTF-8", xml_declaration=False, pretty_print=True)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
+    text = etree.tostring(root, encoding="UTF-8", xml_declaration=False, pretty_print=True)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text
 
 
 def _sub(parent: etree._Element, name: str) -> etree._Element:
@@ -883,9 +880,7 @@ def parse_timestamp(text: str) -> datetime:
         raise ValueError(f"timestamp {text!r} is not a real date and time") from None
 
 
-def make_document_id(
-    organ_id: str, when: date | str, code_number: str, code_notation: str
-) -> str:
+def make_document_id(organ_id: str, when: date | str, code_number: str, code_notation: str) -> str:
     """The conventional DocumentId: ``<OrganId>,<yyyy/MM/dd>,<CodeNumber>/<CodeNotation>``."""
     day = when if isinstance(when, str) else format_date(when)
     return f"{organ_id},{day},{code_number}/{code_notation}"
@@ -929,4 +924,3 @@ def _organ_groups(value: str) -> list[str]:
     if not is_valid_organ_id(value):
         raise ValueError(f"{value!r} is not an OrganId (NNN.NN.NN.XXX)")
     return value.split(".")
-

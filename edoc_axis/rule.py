@@ -343,9 +343,7 @@ class _Rules:
         for replacement in replacements:
             self.organ_ids(replacement.iterfind(f"{q('OrganIdList')}/{q('OrganId')}"))
 
-    def attachments(
-        self, envelope: etree._Element, encoded: etree._Element | None
-    ) -> None:
+    def attachments(self, envelope: etree._Element, encoded: etree._Element | None) -> None:
         references = envelope.findall(f"{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}")
         attachments = encoded.findall(q("Attachment")) if encoded is not None else []
         by_cid: dict[str, list[etree._Element]] = {}

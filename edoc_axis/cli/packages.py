@@ -1,0 +1,432 @@
+"""``edoc-axis validate`` and ``edoc-axis package new|show``: check, build and read packages.
+
+These commands parse arguments, then call ``edoc_axis.schema`` and ``edoc_axis.package``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edoc_axis import package as pkgmod
+from edoc_axis.cli.base import reported_errors
+from edoc_axis.errors import EXIT_INVALID, EXIT_OK, ConfigError, EdocAxisError
+from edoc_axis.package import (
+    BUSINESS_DOC_TYPES,
+    PRIORITIES,
+    STATUS_CODES,
+    STEERING_TYPES,
+    Business,
+    BusinessDocumentInfo,
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    OtherInfo,
+    Package,
+    PromulgationInfo,
+    Receiver,
+    ReplacementInfo,
+    ResponseFor,
+    SignerInfo,
+    StaffInfo,
+    StatusPackage,
+)
+from edoc_axis.parser import DEFAULT_MAX_BYTES, XmlLimits
+from edoc_axis.schema import ValidationReport, validate
+
+PACKAGE_SUFFIXES = (".edxml", ".xml")
+
+
+# --- validate ----------------------------------------------------------------------------------
+
+
+def _package_files(paths: tuple[Path, ...]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PACKAGE_SUFFIXES
+            )
+            yield from found
+        else:
+            yield path
+
+
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    # Read one byte past the limit: enough for the parser to refuse it, never the whole file.
+    with path.open("rb") as stream:
+        return stream.read(max_bytes + 1)
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    help="Refuse packages larger than this many bytes.",
+)
+def validate_command(paths: tuple[Path, ...], as_json: bool, max_bytes: int) -> None:
+    """Check edXML packages: structure (XSD) and business rules, not signatures.
+
+    PATHS are package files or folders (searched recursively for *.edxml and *.xml). Prints
+    "PATH: valid", or one line per problem: "PATH:LINE: CODE ELEMENT: MESSAGE".
+    Exit status: 0 when every package is valid, 65 when any is invalid, 2 on usage errors.
+    """
+    files = list(_package_files(paths))
+    if not files:
+        raise click.UsageError("no *.edxml or *.xml package files under the given paths")
+    limits = XmlLimits(max_bytes=max_bytes)
+    results: list[tuple[Path, ValidationReport]] = []
+    for path in files:
+        try:
+            data = _read_bounded(path, max_bytes)
+        except OSError as exc:
+            raise click.FileError(str(path), hint=exc.strerror) from exc
+        report = validate(data, limits)
+        results.append((path, report))
+        if not as_json:
+            _echo_report(path, report)
+    all_valid = all(report.valid for _, report in results)
+    if as_json:
+        out = {
+            "valid": all_valid,
+            "packages": [{"path": str(path), **report.to_dict()} for path, report in results],
+        }
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+    sys.exit(EXIT_OK if all_valid else EXIT_INVALID)
+
+
+def _echo_report(path: Path, report: ValidationReport) -> None:
+    if report.valid:
+        click.echo(f"{path}: valid")
+        return
+    for finding in report.findings:
+        where = f"{path}:{finding.line}" if finding.line else str(path)
+        element = f" {finding.element}" if finding.element else ""
+        click.echo(f"{where}: {finding.code}{element}: {finding.message}")
+
+
+# --- package new / show ------------------------------------------------------------------------
+
+
+@click.group("package")
+def package_group() -> None:
+    """Build and inspect edXML packages."""
+
+
+def _load_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read package description {path}: {exc}") from exc
+
+
+def _org(data: dict[str, Any] | str) -> Organization:
+    if isinstance(data, str):
+        return Organization(data)
+    return Organization(**{k: str(v) for k, v in data.items()})
+
+
+def _str_fields(data: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in data.items()}
+
+
+def _business(data: dict[str, Any]) -> Business:
+    info = data.get("document_info")
+    return Business(
+        doc_type=int(data.get("doc_type", 0)),
+        document_id=data.get("document_id"),
+        reason=data.get("reason"),
+        paper=str(data["paper"]) if "paper" in data else "0",
+        document_info=BusinessDocumentInfo(
+            document_info=info.get("document_info"),
+            document_receiver=info.get("document_receiver"),
+            receivers=[
+                Receiver(str(r["organ_id"]), str(r["receiver_type"]))
+                for r in info.get("receivers", [])
+            ],
+        )
+        if info
+        else None,
+        replacements=[
+            ReplacementInfo(str(r["document_id"]), [str(o) for o in r.get("organ_ids", [])])
+            for r in data.get("replacements", [])
+        ],
+        staff_info=StaffInfo(**_str_fields(data["staff_info"])) if "staff_info" in data else None,
+    )
+
+
+def _document(spec: dict[str, Any]) -> DocumentPackage:
+    code = spec.get("code", {})
+    prom = spec.get("promulgation", {})
+    doc_type = spec.get("document_type", {})
+    sender = _org(spec["from"])
+    day = str(prom.get("date") or pkgmod.format_date(datetime.now(pkgmod.VN_TZ).date()))
+    number, notation = str(code.get("number", "")), str(code.get("notation", ""))
+    doc = DocumentPackage(
+        sender=sender,
+        recipients=[_org(t) for t in spec.get("to", [])],
+        code=Code(number, notation),
+        promulgation=PromulgationInfo(str(prom.get("place", "")), day),
+        document_type=DocumentType(
+            str(doc_type.get("type", "1")),
+            str(doc_type.get("type_detail", "1")),
+            str(doc_type.get("type_name", "Công văn")),
+        ),
+        subject=str(spec.get("subject", "")),
+        document_id=spec.get("document_id")
+        or pkgmod.make_document_id(sender.organ_id, day, number, notation),
+        content=spec.get("content"),
+        signer=SignerInfo(**_str_fields(spec["signer"])) if "signer" in spec else None,
+        due_date=spec.get("due_date"),
+        to_places=[str(p) for p in spec.get("to_places", [])],
+        other_info=_other_info(spec["other_info"]) if "other_info" in spec else None,
+        response_for=[ResponseFor(**_str_fields(r)) for r in spec.get("response_for", [])],
+        steering_type=str(spec["steering_type"]) if "steering_type" in spec else None,
+        business=_business(spec.get("business", {})),
+    )
+    if spec.get("trace", True):
+        pkgmod.append_trace_header(doc, sender.organ_id, spec.get("timestamp"))
+    return doc
+
+
+def _other_info(data: dict[str, Any]) -> OtherInfo:
+    appendixes = [str(a) for a in data.get("appendixes", [])]
+    fields = _str_fields({k: v for k, v in data.items() if k != "appendixes"})
+    if "direction" in data and isinstance(data["direction"], bool):
+        fields["direction"] = "true" if data["direction"] else "false"
+    return OtherInfo(**fields, appendixes=appendixes)
+
+
+def _status(spec: dict[str, Any]) -> StatusPackage:
+    response = spec.get("response_for")
+    if not response or "organ_id" not in response:
+        raise click.UsageError("a status needs response_for.organ_id (--to) and its document")
+    status = pkgmod.new_status(
+        _org(spec["from"]),
+        ResponseFor(**_str_fields(response)),
+        str(spec.get("status_code", "")),
+        description=spec.get("description"),
+        staff_info=StaffInfo(**_str_fields(spec["staff_info"])) if "staff_info" in spec else None,
+    )
+    if "timestamp" in spec:
+        status.timestamp = str(spec["timestamp"])
+    return status
+
+
+def _merge_options(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """Command-line options override the TOML description."""
+    if opts["from_id"]:
+        sender = spec.get("from")
+        sender = dict(sender) if isinstance(sender, dict) else {}
+        sender["organ_id"] = opts["from_id"]
+        spec["from"] = sender
+    if opts["from_name"]:
+        spec.setdefault("from", {})["organ_name"] = opts["from_name"]
+    for key in ("subject", "document_id", "status_code", "description", "steering_type"):
+        if opts.get(key) is not None:
+            spec[key] = opts[key]
+    if spec.get("kind", "edoc") == "status":
+        response = spec.setdefault("response_for", {})
+        if opts["to"]:
+            response["organ_id"] = opts["to"][0]
+        for key in ("code", "promulgation_date", "document_id"):
+            if opts.get(f"response_{key}"):
+                response[key] = opts[f"response_{key}"]
+    elif opts["to"]:
+        spec["to"] = [{"organ_id": organ} for organ in opts["to"]]
+    return _merge_document_options(spec, opts)
+
+
+def _merge_document_options(spec: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    if opts["code_number"] is not None or opts["code_notation"] is not None:
+        code = spec.setdefault("code", {})
+        code["number"] = opts["code_number"] or code.get("number", "")
+        code["notation"] = opts["code_notation"] or code.get("notation", "")
+    if opts["date"]:
+        spec.setdefault("promulgation", {})["date"] = opts["date"]
+    if opts["place"]:
+        spec.setdefault("promulgation", {})["place"] = opts["place"]
+    if opts["priority"] is not None:
+        spec.setdefault("other_info", {})["priority"] = opts["priority"]
+    if opts["business_type"] is not None:
+        business = spec.setdefault("business", {})
+        business["doc_type"] = opts["business_type"]
+        if opts["business_document_id"]:
+            business["document_id"] = opts["business_document_id"]
+        if opts["reason"]:
+            business["reason"] = opts["reason"]
+    return spec
+
+
+@package_group.command("new")
+@click.option(
+    "--from-toml",
+    "toml_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="TOML description of the package (options below override it).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["edoc", "status"]),
+    default=None,
+    help="Document (edoc, default) or status package.",
+)
+@click.option("--from", "from_id", metavar="ORGANID", help="Sender's OrganId.")
+@click.option("--from-name", help="Sender's OrganName.")
+@click.option(
+    "--to",
+    multiple=True,
+    metavar="ORGANID",
+    help="Recipient OrganId (repeatable); for a status, the addressee.",
+)
+@click.option("--subject", help="Subject line of the document.")
+@click.option("--code-number", help="CodeNumber (số).")
+@click.option("--code-notation", help="CodeNotation (ký hiệu), e.g. VPCP-TTĐT.")
+@click.option("--date", metavar="YYYY/MM/DD", help="PromulgationDate (default: today).")
+@click.option("--place", help="Place of promulgation.")
+@click.option("--document-id", help="DocumentId (default: OrganId,date,number/notation).")
+@click.option("--priority", type=click.Choice(sorted(PRIORITIES)), help="OtherInfo/Priority.")
+@click.option("--steering-type", type=click.Choice(sorted(STEERING_TYPES)), help="SteeringType.")
+@click.option(
+    "--business-type",
+    type=click.IntRange(0, 3),
+    help="BussinessDocType: 0 new, 1 revoke, 2 update, 3 replace.",
+)
+@click.option("--business-document-id", help="Bussiness/DocumentId: the document operated on.")
+@click.option("--reason", help="BussinessDocReason.")
+@click.option("--status-code", type=click.Choice(sorted(STATUS_CODES)), help="Status code.")
+@click.option("--description", help="Status Description.")
+@click.option("--response-code", help="Status: the document's Code (number/notation).")
+@click.option("--response-promulgation-date", help="Status: the document's PromulgationDate.")
+@click.option("--response-document-id", help="Status: the document's DocumentId.")
+@click.option(
+    "--attach",
+    "attachments",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Attach a file (zipped and base64-encoded); repeatable.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the package here instead of stdout.",
+)
+def new_command(
+    toml_path: Path | None,
+    kind: str | None,
+    output: Path | None,
+    attachments: tuple[Path, ...],
+    **opts: Any,
+) -> None:
+    """Build a document or status package from options and/or a TOML description.
+
+    The package is unsigned UTF-8 edXML; sign it with the signing commands before sending.
+    """
+    with reported_errors():
+        spec = _load_toml(toml_path)
+        if kind:
+            spec["kind"] = kind
+        spec = _merge_options(spec, opts)
+        if "from" not in spec:
+            raise click.UsageError("the sender is required: --from ORGANID or [from] in TOML")
+        base = toml_path.parent if toml_path else Path.cwd()
+        files = [base / str(f) for f in spec.get("attachments", [])] + list(attachments)
+        try:
+            built: Package = _status(spec) if spec.get("kind") == "status" else _document(spec)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise click.UsageError(f"incomplete or wrong package description: {exc}") from exc
+        for path in files:
+            if not isinstance(built, DocumentPackage):
+                raise click.UsageError("a status package carries no attachments")
+            try:
+                content = path.read_bytes()
+            except OSError as exc:
+                raise click.FileError(str(path), hint=exc.strerror) from exc
+            pkgmod.add_attachment(built, path.name, content)
+        data = pkgmod.build(built)
+        if output is None:
+            sys.stdout.buffer.write(data)
+        else:
+            output.write_bytes(data)
+
+
+@package_group.command("show")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def show_command(file: Path) -> None:
+    """Print a readable summary of a package: kind, parties, ids, subject, attachments.
+
+    Does not validate it (use `edoc-axis validate`); exit 65 when it cannot be read at all.
+    """
+    with reported_errors():
+        built = pkgmod.parse(_read_bounded(file, DEFAULT_MAX_BYTES))
+        for label, value in _summary(built):
+            click.echo(f"{label + ':':<16}{value}")
+
+
+def _org_line(org: Organization) -> str:
+    return f"{org.organ_id}  {org.organ_name}".rstrip()
+
+
+def _summary(pkg: Package) -> Iterator[tuple[str, str]]:
+    yield "kind", pkg.kind
+    yield "from", _org_line(pkg.sender)
+    if isinstance(pkg, StatusPackage):
+        yield "to", pkg.response_for.organ_id
+        meaning = STATUS_CODES.get(pkg.status_code)
+        text = f"{meaning[1]} (sent by the {meaning[0]})" if meaning else "unknown code"
+        yield "status", f"{pkg.status_code} {text}"
+        yield "document id", pkg.response_for.document_id
+        yield "document code", pkg.response_for.code
+        if pkg.description:
+            yield "description", pkg.description
+        yield "timestamp", pkg.timestamp
+        yield "signed", "yes" if pkg.signed else "no"
+        return
+    for recipient in pkg.recipients:
+        yield "to", _org_line(recipient)
+    yield "document id", pkg.document_id or "-"
+    yield "code", f"{pkg.code.number}/{pkg.code.notation}"
+    yield "promulgated", f"{pkg.promulgation.date} {pkg.promulgation.place}".strip()
+    doc_type = pkg.document_type
+    yield "type", f"{doc_type.type}/{doc_type.type_detail} {doc_type.type_name}"
+    yield "subject", pkg.subject
+    business = BUSINESS_DOC_TYPES.get(pkg.business_doc_type, "unknown")
+    yield "business", f"{pkg.business_doc_type} {business}"
+    if pkg.business is not None and pkg.business.document_id:
+        yield "about document", pkg.business.document_id
+    if pkg.other_info is not None and pkg.other_info.priority:
+        priority = pkg.other_info.priority
+        yield "priority", f"{priority} {PRIORITIES.get(priority, 'unknown')}"
+    if pkg.steering_type:
+        yield "steering", f"{pkg.steering_type} {STEERING_TYPES.get(pkg.steering_type, '?')}"
+    for trace in pkg.trace_headers:
+        yield "trace", f"{trace.organ_id} at {trace.timestamp}"
+    yield "signed", "yes" if pkg.signed else "no"
+    for att in pkg.attachments:
+        yield "attachment", _attachment_line(att)
+
+
+def _attachment_line(att: pkgmod.Attachment) -> str:
+    encoded_size = len(att.encoded) * 3 // 4 - att.encoded[-2:].count("=")
+    try:
+        name, content = pkgmod.extract_attachment(att)
+        size = f"{len(content)} bytes ({encoded_size} encoded)"
+    except EdocAxisError as exc:
+        name, size = att.attachment_name or "?", f"unreadable: {exc.message}"
+    kind = att.content_type or "?"
+    return f"{name}  {size}  {kind}  {att.content_id}"
