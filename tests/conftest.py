@@ -58,7 +58,8 @@ def broker_url(broker_vhost: str) -> str:
 # --- trust (issue: PKI and signatures) ---------------------------------------------------------
 # `pki`: one test root CA, a fresh (empty) CRL, and two agencies: 000.00.00.G22 with RSA-2048
 # and 000.00.00.H41 with P-256; keys, certificates, CA and CRL also written as PEM files.
-# `signed_package_bytes`/`edxml_document`/`edxml_status`: hand-written minimal edXML packages.
+# `edxml_document`/`edxml_status` (build_edxml_document/build_edxml_status): hand-written
+# minimal unsigned edXML packages.
 
 
 @dataclass
@@ -123,62 +124,66 @@ def _edxml_organization(tag: str, organ_id: str) -> str:
     )
 
 
+def build_edxml_document(
+    sender: str = "000.00.00.G22", recipient: str = "000.00.00.H41", attachment: bytes = b""
+) -> bytes:
+    """A minimal unsigned edXML document package (hand-written, independent of package.py)."""
+    encoded = base64.b64encode(attachment).decode()
+    body = attachment_part = ""
+    if attachment:
+        body = (
+            '\n    <edXMLBody><edXMLManifest version="1.0"><Reference>'
+            "<ContentId>cid:1</ContentId><ContentType>application/zip</ContentType>"
+            "<AttachmentName>vanban.zip</AttachmentName></Reference></edXMLManifest></edXMLBody>"
+        )
+        attachment_part = (
+            "\n  <AttachmentEncoded><Attachment><ContentId>cid:1</ContentId>"
+            "<AttachmentName>vanban.zip</AttachmentName><ContentType>application/zip"
+            f"</ContentType><ContentTransferEncoded>{encoded}</ContentTransferEncoded>"
+            "</Attachment></AttachmentEncoded>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">\n'
+        "  <edXMLEnvelope>\n    <edXMLHeader>\n      <MessageHeader>"
+        f"{_edxml_organization('From', sender)}{_edxml_organization('To', recipient)}"
+        f"<DocumentId>{sender},2024/05/06,123/VPCP-TTĐT</DocumentId>"
+        "<Code><CodeNumber>123</CodeNumber><CodeNotation>VPCP-TTĐT</CodeNotation></Code>"
+        "<PromulgationInfo><Place>Hà Nội</Place><PromulgationDate>2024/05/06"
+        "</PromulgationDate></PromulgationInfo><DocumentType><Type>1</Type><TypeDetail>2"
+        "</TypeDetail><TypeName>Công văn</TypeName></DocumentType>"
+        "<Subject>Về việc thử nghiệm trục liên thông</Subject></MessageHeader>\n"
+        f"      <TraceHeaderList><TraceHeader><OrganId>{sender}</OrganId><Timestamp>"
+        "2024/05/06 08:00:00</Timestamp></TraceHeader></TraceHeaderList>\n"
+        f"    </edXMLHeader>{body}\n  </edXMLEnvelope>{attachment_part}\n</edXML>\n"
+    ).encode()
+
+
+def build_edxml_status(
+    sender: str = "000.00.00.H41", to: str = "000.00.00.G22", code: str = "01"
+) -> bytes:
+    """A minimal unsigned edXML status package."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016"><edXMLEnvelope><edXMLHeader>'
+        f"<MessageHeader>{_edxml_organization('From', sender)}<ResponseFor><OrganId>{to}"
+        "</OrganId><Code>123/VPCP-TTĐT</Code><PromulgationDate>2024/05/06</PromulgationDate>"
+        f"<DocumentId>{to},2024/05/06,123/VPCP-TTĐT</DocumentId></ResponseFor>"
+        f"<StatusCode>{code}</StatusCode><Timestamp>2024/05/06 09:00:00</Timestamp>"
+        "</MessageHeader></edXMLHeader></edXMLEnvelope></edXML>"
+    ).encode()
+
+
 @pytest.fixture(scope="session")
 def edxml_document() -> Callable[..., bytes]:
-    """Build a minimal unsigned edXML document package (hand-written, independent of package.py)."""
-
-    def build(
-        sender: str = "000.00.00.G22", recipient: str = "000.00.00.H41", attachment: bytes = b""
-    ) -> bytes:
-        encoded = base64.b64encode(attachment).decode()
-        body = attachment_part = ""
-        if attachment:
-            body = (
-                "\n    <edXMLBody><edXMLManifest version=\"1.0\"><Reference>"
-                "<ContentId>cid:1</ContentId><ContentType>application/zip</ContentType>"
-                "<AttachmentName>vanban.zip</AttachmentName></Reference></edXMLManifest></edXMLBody>"
-            )
-            attachment_part = (
-                "\n  <AttachmentEncoded><Attachment><ContentId>cid:1</ContentId>"
-                "<AttachmentName>vanban.zip</AttachmentName><ContentType>application/zip"
-                f"</ContentType><ContentTransferEncoded>{encoded}</ContentTransferEncoded>"
-                "</Attachment></AttachmentEncoded>"
-            )
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">\n'
-            "  <edXMLEnvelope>\n    <edXMLHeader>\n      <MessageHeader>"
-            f"{_edxml_organization('From', sender)}{_edxml_organization('To', recipient)}"
-            f"<DocumentId>{sender},2024/05/06,123/VPCP-TTĐT</DocumentId>"
-            "<Code><CodeNumber>123</CodeNumber><CodeNotation>VPCP-TTĐT</CodeNotation></Code>"
-            "<PromulgationInfo><Place>Hà Nội</Place><PromulgationDate>2024/05/06"
-            "</PromulgationDate></PromulgationInfo><DocumentType><Type>1</Type><TypeDetail>2"
-            "</TypeDetail><TypeName>Công văn</TypeName></DocumentType>"
-            "<Subject>Về việc thử nghiệm trục liên thông</Subject></MessageHeader>\n"
-            f"      <TraceHeaderList><TraceHeader><OrganId>{sender}</OrganId><Timestamp>"
-            "2024/05/06 08:00:00</Timestamp></TraceHeader></TraceHeaderList>\n"
-            f"    </edXMLHeader>{body}\n  </edXMLEnvelope>{attachment_part}\n</edXML>\n"
-        ).encode()
-
-    return build
+    """build_edxml_document(sender, recipient, attachment=b"") as a fixture."""
+    return build_edxml_document
 
 
 @pytest.fixture(scope="session")
 def edxml_status() -> Callable[..., bytes]:
-    """Build a minimal unsigned edXML status package."""
-
-    def build(sender: str = "000.00.00.H41", to: str = "000.00.00.G22", code: str = "01") -> bytes:
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016"><edXMLEnvelope><edXMLHeader>'
-            f"<MessageHeader>{_edxml_organization('From', sender)}<ResponseFor><OrganId>{to}"
-            "</OrganId><Code>123/VPCP-TTĐT</Code><PromulgationDate>2024/05/06</PromulgationDate>"
-            f"<DocumentId>{to},2024/05/06,123/VPCP-TTĐT</DocumentId></ResponseFor>"
-            f"<StatusCode>{code}</StatusCode><Timestamp>2024/05/06 09:00:00</Timestamp>"
-            "</MessageHeader></edXMLHeader></edXMLEnvelope></edXML>"
-        ).encode()
-
-    return build
+    """build_edxml_status(sender, to, code="01") as a fixture."""
+    return build_edxml_status
 
 
 # --- node (issue: routing) ---------------------------------------------------------------------
