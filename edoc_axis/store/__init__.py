@@ -150,6 +150,22 @@ class Store:
             conn.execute("ROLLBACK")
             raise _busy(exc) from exc
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Transaction]:
+        """A read-only view (deferred ``BEGIN``): the Transaction's reads on one snapshot.
+
+        Do not write through it; writes belong in ``transaction()``.
+        """
+        conn = self.conn
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise _busy(exc) from exc
+        try:
+            yield Transaction(conn, None)
+        finally:
+            conn.execute("ROLLBACK")
+
     # reads
 
     def package(self, package_id: str) -> PackageRecord:
