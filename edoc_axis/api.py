@@ -1,0 +1,1414 @@
+"""The DMS gateway: the national axis client protocol over HTTP, plus health, metrics and OpenAPI.
+
+An agency's document-management system points its existing axis SDK at the node; this module
+authenticates each call (HMAC over the ``XroadVnpt-*`` headers, exactly as the deployed Java SDK
+signs them, quirks included) and maps it onto a ``DmsBackend`` (the node). Protocol and quirks:
+``shared/spec/axis-client-protocol.md``; decisions this module takes where the spec is silent:
+
+- **Timestamp** ``ddMMyyyy'T'HHmmss+SSSS`` carries no zone: it is read in
+  ``GatewayOptions.timezone`` (default Asia/Ho_Chi_Minh, UTC+7). It may be at most
+  ``skew_seconds`` (300) in the future, and at most ``max_timestamp_age`` (default:
+  ``skew_seconds``) in the past. The Java SDK stamps the time once, when its service object is
+  built, and resends it on every later call: a DMS that keeps one SDK object for longer must run
+  with ``max_timestamp_age=0`` (no age limit; future skew is still enforced).
+- **Replay**: a mutating call (``sendEdoc``, ``updateStatus``) whose ``(systemid, hash-header)``
+  was already accepted inside the replay window is refused (``AUTH_REPLAY``); a failed call does
+  not consume its signature, so the SDK may retry it. Read calls are not replay-checked: the SDK
+  legitimately repeats byte-identical signed headers when it polls.
+- **Body of sendEdoc**: the package is the body whose SHA-256 equals the signed ``hash-file``
+  (unpadded-per-byte hex as the SDK writes it, or the normal 64 characters). SDK 2.0.1 appends
+  CRLF after the file and may label it multipart; the raw body, the body less a trailing CRLF and
+  a ``file_doc`` multipart part are tried, in that order.
+- Answers are ASCII-only JSON (the SDK reads sendEdoc answers as US-ASCII), never ``null``
+  where the SDK calls ``getAsString`` (it would throw), and ``DocId`` is always present on
+  sendEdoc answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone, tzinfo
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, Protocol, cast
+
+from edoc_axis import __version__
+from edoc_axis.errors import (
+    ConfigError,
+    EdocAxisError,
+    NotFound,
+    PackageRejected,
+    PackageTooLarge,
+    RequestRefused,
+    SpoofedSender,
+    TemporaryFailure,
+)
+from edoc_axis.log import get_logger
+
+log = get_logger(__name__)
+
+VN_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
+DEFAULT_LISTEN = "127.0.0.1:8470"
+MiB = 1024 * 1024
+
+Kind = Literal["edoc", "status"]
+AckState = Literal["done", "fail", "processing"]
+CALLS = (
+    "sendEdoc",
+    "getReceivedEdocList",
+    "getEdoc",
+    "updateStatus",
+    "getSentEdocList",
+    "getAgenciesList",
+)
+MUTATING_CALLS = frozenset({"sendEdoc", "updateStatus"})
+PREFIX = "xroadvnpt-"
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DmsSystem:
+    """One DMS allowed to call the gateway: its id, shared secret and the agency it speaks for.
+
+    TOML shape expected from the node config (loading it is config.py's job)::
+
+        [[dms]]
+        systemid = "vbdh-bo-noi-vu"
+        secret = "..."            # or secret_file / an EDOC_AXIS_* override
+        organ_id = "000.00.00.G22"
+    """
+
+    systemid: str
+    secret: str = field(repr=False)
+    organ_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """How the gateway listens and how strict it is (see the module docstring)."""
+
+    listen: str = DEFAULT_LISTEN
+    max_body_bytes: int = 16 * MiB
+    max_connections: int = 64
+    socket_timeout: float = 30.0
+    skew_seconds: int = 300
+    max_timestamp_age: int | None = None  # None: = skew_seconds; 0: no limit (long-lived SDKs)
+    replay_window: int = 86_400  # seconds a mutating call's signature is remembered (at least skew)
+    replay_cache_size: int = 200_000
+    timezone: tzinfo = VN_TZ
+
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); raises ConfigError naming the key."""
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(
+                f"api.listen must be host:port, got {self.listen!r}", element="listen"
+            )
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# --- what the gateway needs from the node ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedItem:
+    """A package received for the agency that its DMS has not yet acknowledged ``done``."""
+
+    doc_id: str
+    from_organ: str
+    to_organ: str
+    kind: Kind
+    status: str  # transport acknowledgement so far: "new", "processing", "fail"
+    status_desc: str = ""
+    created: datetime | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentItem:
+    """Tracking of one sent package towards one recipient."""
+
+    from_code: str
+    to_code: str
+    sender_doc_id: str
+    receiver_doc_id: str
+    send_status: str
+    send_status_desc: str
+    receive_status: str
+    receive_status_desc: str
+    sent_time: datetime | None
+    received_time: datetime | None
+    title: str
+    notation: str
+    kind: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyItem:
+    """One directory entry as the axis lists it."""
+
+    id: str
+    pid: str
+    code: str
+    name: str
+    mail: str
+    mobile: str
+    fax: str
+    code102: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMetrics:
+    """Node-side numbers exposed on /metrics."""
+
+    packages_in: int = 0
+    packages_out: int = 0
+    outbox_depth: int = 0
+    queue_lag_seconds: float = 0.0
+    rejections: Mapping[str, int] = field(default_factory=dict)
+    broker_connected: bool | None = None
+
+
+class DmsBackend(Protocol):
+    """The node as the gateway sees it. Errors are EdocAxisError subclasses with a code."""
+
+    def submit(
+        self, data: bytes, kind: Kind, declared_from: str, declared_to: list[str] | None
+    ) -> str:
+        """Validate, store and queue a package exactly as ``edoc-axis send``; return its DocId."""
+        ...
+
+    def received(self, agency: str, kind: Kind) -> list[ReceivedItem]:
+        """Packages received for ``agency`` not yet acknowledged ``done``."""
+        ...
+
+    def fetch(self, agency: str, doc_id: str) -> bytes:
+        """The stored bytes of a received package (raises NotFound)."""
+        ...
+
+    def acknowledge(
+        self, agency: str, doc_id: str, state: AckState, description: str | None
+    ) -> None:
+        """Record the DMS's pickup acknowledgement (raises NotFound)."""
+        ...
+
+    def sent(self, agency: str, kind: Kind, doc_id: str | None) -> list[SentItem]:
+        """Per-recipient tracking of packages sent by ``agency``."""
+        ...
+
+    def agencies(self) -> list[AgencyItem]:
+        """The agency directory."""
+        ...
+
+    def metrics(self) -> NodeMetrics:
+        """Current node numbers (called by /metrics and /healthz)."""
+        ...
+
+
+# --- SDK formats -------------------------------------------------------------------------------
+
+_TIMESTAMP = re.compile(r"^(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})$")
+
+
+def format_sdk_timestamp(moment: datetime, tz: tzinfo = VN_TZ) -> str:
+    """``ddMMyyyy'T'HHmmss+SSSS`` in ``tz``: milliseconds zero-padded to four digits, no zone."""
+    local = moment.astimezone(tz) if moment.tzinfo else moment
+    return local.strftime("%d%m%YT%H%M%S") + f"+{local.microsecond // 1000:04d}"
+
+
+def parse_sdk_timestamp(text: str, tz: tzinfo = VN_TZ) -> datetime:
+    """Read an SDK timestamp as local time in ``tz``; raises ValueError when malformed."""
+    match = _TIMESTAMP.match(text.strip())
+    if not match:
+        raise ValueError("expected ddMMyyyyTHHmmss+SSSS")
+    day, month, year, hour, minute, second, millis = (int(g) for g in match.groups())
+    if millis > 999:
+        raise ValueError("milliseconds above 999")
+    return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=tz)
+
+
+def sha256_hex(data: bytes) -> str:
+    """The normal 64-character lowercase hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_hex_unpadded(data: bytes) -> str:
+    """SHA-256 hex as the Java SDK writes ``hash-file``: no zero padding per byte (0x0c -> 'c')."""
+    return "".join(format(b, "x") for b in hashlib.sha256(data).digest())
+
+
+def hash_file_matches(data: bytes, hash_file: str) -> bool:
+    """True when ``hash_file`` is the body's SHA-256 in either the normal or the SDK rendering."""
+    given = hash_file.strip().lower().encode("ascii", "replace")
+    normal = sha256_hex(data).encode()
+    unpadded = "".join(format(b, "x") for b in bytes.fromhex(normal.decode())).encode()
+    return hmac.compare_digest(given, normal) or hmac.compare_digest(given, unpadded)
+
+
+def sign_headers(secret: str, sign_header: str) -> str:
+    """``XroadVnpt-hash-header``: hex HMAC-SHA256 keyed by the secret over the sign-header JSON."""
+    return _hmac_hex(secret, sign_header.encode("utf-8"))
+
+
+def _hmac_hex(secret: str, raw: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+
+
+# --- errors and answers ------------------------------------------------------------------------
+
+# HTTP status per gateway code; backend errors are mapped by class in _status_for().
+_STATUS_BY_CODE = {
+    "AUTH_MISSING": 401,
+    "AUTH_UNKNOWN_SYSTEM": 401,
+    "AUTH_BAD_HMAC": 401,
+    "AUTH_BAD_SIGN_HEADER": 401,
+    "AUTH_HEADER_MISMATCH": 401,
+    "AUTH_BAD_TIMESTAMP": 401,
+    "AUTH_TIMESTAMP_SKEW": 401,
+    "AUTH_REPLAY": 401,
+    "FROM_NOT_ALLOWED": 403,
+    "HASH_FILE_MISMATCH": 400,
+    "BAD_REQUEST": 400,
+    "BAD_HEADER": 400,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "LENGTH_REQUIRED": 411,
+    "BODY_TOO_LARGE": 413,
+    "HEADER_TOO_LARGE": 431,
+    "SERVER_BUSY": 503,
+    "INTERNAL_ERROR": 500,
+}
+
+
+def refused(code: str, message: str, *, element: str | None = None) -> RequestRefused:
+    """A gateway refusal with a stable code (HTTP status from the code table)."""
+    return RequestRefused(message, code=code, element=element)
+
+
+# Backend errors by class, most specific first; anything else the node raises on purpose is 400.
+_STATUS_BY_CLASS: tuple[tuple[type[EdocAxisError], int], ...] = (
+    (NotFound, 404),
+    (PackageTooLarge, 413),
+    (SpoofedSender, 403),
+    (PackageRejected, 422),
+    (TemporaryFailure, 503),
+    (ConfigError, 500),
+)
+
+
+def _status_for(exc: EdocAxisError) -> int:
+    if isinstance(exc, RequestRefused):
+        return _STATUS_BY_CODE.get(exc.code, 400)
+    return next((status for cls, status in _STATUS_BY_CLASS if isinstance(exc, cls)), 400)
+
+
+@dataclass(slots=True)
+class Response:
+    """An HTTP answer ready to write."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    close: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_response(status: int, payload: Mapping[str, Any], *, close: bool = False) -> Response:
+    body = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    return Response(status, body, close=close)
+
+
+def ok_payload(**extra: Any) -> dict[str, Any]:
+    """The protocol's success shape plus call-specific fields."""
+    return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "Success", **extra}
+
+
+def fail_payload(code: str, desc: str, call: str | None = None) -> dict[str, Any]:
+    """The protocol's error shape; sendEdoc answers always carry DocId (the SDK reads it)."""
+    payload: dict[str, Any] = {"status": "FAIL", "ErrorCode": code, "ErrorDesc": desc}
+    if call == "sendEdoc":
+        payload["DocId"] = ""
+    return payload
+
+
+def _error_response(exc: EdocAxisError, call: str | None) -> Response:
+    status = _status_for(exc)
+    response = _json_response(status, fail_payload(exc.code, str(exc), call))
+    if status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+# --- request view ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Request:
+    """What the gateway needs of an HTTP request: headers by lowercase name, raw latin-1 text."""
+
+    method: str
+    path: str
+    headers: dict[str, list[str]]
+    body: bytes = b""
+
+    def values(self, name: str) -> list[str]:
+        """Every value of a header (case-insensitive name), as sent on the wire (latin-1)."""
+        return self.headers.get(name.lower(), [])
+
+    def first(self, name: str) -> str | None:
+        """The first value of a header, or None."""
+        found = self.values(name)
+        return found[0] if found else None
+
+
+def _wire_text(value: str) -> str:
+    """Header bytes arrive as latin-1 text; the SDK writes UTF-8, so re-read them as UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A request that passed authentication: who sent it and the signed values it carries."""
+
+    system: DmsSystem
+    signed: dict[str, str]  # lowercase key without the XroadVnpt- prefix -> value
+    replay_key: tuple[str, str] | None
+
+
+# Headers each call relies on (beyond timestamp and systemid). Others are ignored (sticky).
+_RELIED: dict[str, tuple[str, ...]] = {
+    "sendEdoc": ("from", "to", "servicetype", "messagetype", "hash-file"),
+    "getReceivedEdocList": ("servicetype", "messagetype"),
+    "getEdoc": ("docid",),
+    "updateStatus": ("docid", "status", "description"),
+    "getSentEdocList": ("servicetype", "messagetype", "docid"),
+    "getAgenciesList": (),
+}
+
+
+class _ReplayCache:
+    """Signatures of accepted mutating calls, remembered for a window (bounded LRU)."""
+
+    def __init__(self, window: float, size: int) -> None:
+        self._window = window
+        self._size = size
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def reserve(self, key: tuple[str, str], now: float) -> bool:
+        """Claim a signature; False when it was already used inside the window."""
+        with self._lock:
+            while self._seen:
+                oldest_key, oldest_time = next(iter(self._seen.items()))
+                if oldest_time > now - self._window and len(self._seen) < self._size:
+                    break
+                del self._seen[oldest_key]
+            if key in self._seen:
+                return False
+            self._seen[key] = now
+            return True
+
+    def release(self, key: tuple[str, str]) -> None:
+        """Give a signature back (its call failed, so a retry is not a replay)."""
+        with self._lock:
+            self._seen.pop(key, None)
+
+
+class Authenticator:
+    """The HMAC scheme of the protocol, checked in a fixed order with one code per failure."""
+
+    def __init__(
+        self,
+        systems: Iterable[DmsSystem],
+        options: GatewayOptions,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._systems: dict[str, DmsSystem] = {}
+        for system in systems:
+            if not system.systemid or not system.secret:
+                raise ConfigError("a [[dms]] entry needs a systemid and a secret", element="dms")
+            if system.systemid in self._systems:
+                raise ConfigError(f"duplicate DMS systemid {system.systemid!r}", element="dms")
+            self._systems[system.systemid] = system
+        self._options = options
+        self._clock = clock
+        age = (
+            options.skew_seconds if options.max_timestamp_age is None else options.max_timestamp_age
+        )
+        self._max_age = age
+        window = max(options.replay_window, options.skew_seconds * 2, age)
+        self._replay = _ReplayCache(window, options.replay_cache_size)
+
+    def authenticate(self, call: str, request: Request) -> Authenticated:
+        """Return who is calling, or raise RequestRefused with the failing check's code."""
+        headers = {
+            name: _single(request, PREFIX + name)
+            for name in ("systemid", "timestamp", "sign-header", "sign-header-key", "hash-header")
+        }
+        missing = [PREFIX + k for k, v in headers.items() if v is None]
+        if missing:
+            raise refused("AUTH_MISSING", f"missing header(s): {', '.join(missing)}")
+        systemid = _wire_text(cast(str, headers["systemid"]))
+        system = self._systems.get(systemid)
+        if system is None:
+            raise refused("AUTH_UNKNOWN_SYSTEM", f"unknown systemid {systemid!r}")
+        raw_sign_header = cast(str, headers["sign-header"]).encode("latin-1", "replace")
+        expected = _hmac_hex(system.secret, raw_sign_header).encode()
+        given = cast(str, headers["hash-header"]).strip().lower().encode("latin-1", "replace")
+        if not hmac.compare_digest(expected, given):
+            raise refused("AUTH_BAD_HMAC", "XroadVnpt-hash-header is not the HMAC of sign-header")
+        signed = _parse_sign_header(
+            _wire_text(cast(str, headers["sign-header"])),
+            _wire_text(cast(str, headers["sign-header-key"])),
+        )
+        for key in ("systemid", "timestamp", *_RELIED[call]):
+            _check_signed_matches(request, signed, key)
+        self._check_timestamp(signed["timestamp"])
+        replay_key = None
+        if call in MUTATING_CALLS:
+            replay_key = (system.systemid, given.decode("latin-1"))
+            if not self._replay.reserve(replay_key, self._clock()):
+                raise refused("AUTH_REPLAY", "this signed request was already accepted")
+        return Authenticated(system, signed, replay_key)
+
+    def release(self, auth: Authenticated) -> None:
+        """Forget the signature of a call that failed, so the SDK may retry it."""
+        if auth.replay_key is not None:
+            self._replay.release(auth.replay_key)
+
+    def _check_timestamp(self, text: str) -> None:
+        try:
+            stamp = parse_sdk_timestamp(text, self._options.timezone)
+        except ValueError as exc:
+            raise refused(
+                "AUTH_BAD_TIMESTAMP", f"XroadVnpt-timestamp {text!r}: {exc}", element="timestamp"
+            ) from exc
+        delta = self._clock() - stamp.timestamp()
+        if delta < -self._options.skew_seconds:
+            raise refused(
+                "AUTH_TIMESTAMP_SKEW",
+                f"timestamp is {-delta:.0f} s in the future (allowed {self._options.skew_seconds}"
+                f" s, read as {self._options.timezone} local time)",
+                element="timestamp",
+            )
+        if self._max_age and delta > self._max_age:
+            raise refused(
+                "AUTH_TIMESTAMP_SKEW",
+                f"timestamp is {delta:.0f} s old (allowed {self._max_age} s, read as "
+                f"{self._options.timezone} local time)",
+                element="timestamp",
+            )
+
+
+def _single(request: Request, name: str) -> str | None:
+    found = request.values(name)
+    if len(found) > 1:
+        raise refused("AUTH_HEADER_MISMATCH", f"header {name} sent more than once", element=name)
+    return found[0] if found else None
+
+
+def _parse_sign_header(text: str, key_list: str) -> dict[str, str]:
+    """The signed JSON as {lowercase key without prefix: value}; refuses ambiguity."""
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(f"duplicate key {key}")
+            out[key] = value
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs_hook)
+    except ValueError as exc:
+        raise refused("AUTH_BAD_SIGN_HEADER", f"XroadVnpt-sign-header is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise refused("AUTH_BAD_SIGN_HEADER", "XroadVnpt-sign-header must be a JSON object")
+    signed: dict[str, str] = {}
+    names: list[str] = []
+    for key, value in data.items():
+        if not key.lower().startswith(PREFIX) or not isinstance(value, str):
+            raise refused(
+                "AUTH_BAD_SIGN_HEADER",
+                f"sign-header entry {key!r} must be an XroadVnpt-<name> string",
+            )
+        name = key[len(PREFIX) :]
+        if name.lower() in signed:
+            raise refused("AUTH_BAD_SIGN_HEADER", f"sign-header names {name!r} twice (by case)")
+        signed[name.lower()] = value
+        names.append(name)
+    listed = [n.strip() for n in key_list.split(";") if n.strip()]
+    if sorted(listed) != sorted(names):
+        raise refused(
+            "AUTH_HEADER_MISMATCH",
+            "XroadVnpt-sign-header-key does not list the names in XroadVnpt-sign-header",
+        )
+    return signed
+
+
+def _check_signed_matches(request: Request, signed: Mapping[str, str], key: str) -> None:
+    """A header the call relies on must be both signed and sent, with the same value."""
+    wire = request.values(PREFIX + key)
+    if len(wire) > 1:
+        raise refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} sent more than once")
+    if key not in signed:
+        if wire:
+            raise refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} is sent but not signed")
+        if key in ("systemid", "timestamp"):
+            raise refused("AUTH_MISSING", f"XroadVnpt-{key} is not in the signed headers")
+        return
+    if not wire:
+        raise refused("AUTH_HEADER_MISMATCH", f"signed header XroadVnpt-{key} was not sent")
+    if _wire_text(wire[0]).strip() != signed[key].strip():
+        raise refused(
+            "AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} differs from its signed value"
+        )
+
+
+# --- the protocol calls --------------------------------------------------------------------------
+
+
+def _kind(signed: Mapping[str, str], *, required: bool) -> Kind:
+    value = signed.get("messagetype", "").strip().lower()
+    if not value:
+        if required:
+            raise refused("BAD_REQUEST", "header messagetype (edoc or status) is required")
+        return "edoc"
+    if value not in ("edoc", "status"):
+        raise refused("BAD_REQUEST", f"messagetype must be edoc or status, not {value!r}")
+    return cast(Kind, value)
+
+
+def _check_service(signed: Mapping[str, str]) -> None:
+    service = signed.get("servicetype", "").strip()
+    if service and service.lower() != "edoc":
+        raise refused("BAD_REQUEST", f"servicetype must be eDoc, not {service!r}")
+
+
+def _doc_id(signed: Mapping[str, str], *, required: bool) -> str | None:
+    value = signed.get("docid", "").strip()
+    if not value:
+        if required:
+            raise refused("BAD_REQUEST", "header docId is required")
+        return None
+    if len(value) > 256 or any(ord(c) < 32 for c in value):
+        raise refused("BAD_REQUEST", "header docId is malformed")
+    return value
+
+
+def _recipients(signed: Mapping[str, str]) -> list[str] | None:
+    """``to``: a JSON list of OrganIds as the SDK sends it, or one bare OrganId."""
+    raw = signed.get("to", "").strip()
+    if not raw:
+        return None
+    if not raw.startswith("["):
+        return [raw]
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise refused("BAD_REQUEST", f"header to is not a JSON list: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise refused("BAD_REQUEST", "header to must be a JSON list of OrganIds")
+    return [v.strip() for v in value] or None
+
+
+def extract_package(request: Request, hash_file: str) -> bytes:
+    """The package bytes whose SHA-256 is ``hash_file`` (see the module docstring)."""
+    body = request.body
+    candidates = [body]
+    if body.endswith(b"\r\n"):
+        candidates.append(body[:-2])
+    part = _multipart_file(request)
+    if part is not None:
+        candidates.append(part)
+    for candidate in candidates:
+        if candidate and hash_file_matches(candidate, hash_file):
+            return candidate
+    if not body:
+        raise refused("BAD_REQUEST", "sendEdoc needs the package as the request body")
+    raise refused(
+        "HASH_FILE_MISMATCH", "hash-file is not the SHA-256 of the body", element="hash-file"
+    )
+
+
+def _multipart_file(request: Request) -> bytes | None:
+    content_type = request.first("content-type") or ""
+    if not content_type.lower().startswith("multipart/form-data"):
+        return None
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=HTTP).parsebytes(head + request.body)
+    if not message.is_multipart():
+        return None
+    parts = list(message.iter_parts())
+    chosen = next(
+        (p for p in parts if p.get_param("name", header="content-disposition") == "file_doc"),
+        parts[0] if len(parts) == 1 else None,
+    )
+    if chosen is None:
+        return None
+    payload = chosen.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else None
+
+
+def _time_text(moment: datetime | None, tz: tzinfo) -> str:
+    if moment is None:
+        return ""
+    local = moment.astimezone(tz) if moment.tzinfo else moment
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+class DmsGateway:
+    """The protocol, independent of the HTTP server: ``handle(Request) -> Response``."""
+
+    def __init__(
+        self,
+        backend: DmsBackend,
+        systems: Iterable[DmsSystem],
+        options: GatewayOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.options = options or GatewayOptions()
+        self.auth = Authenticator(systems, self.options, clock)
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str], int] = {}
+        self._rejections: dict[str, int] = {}
+        self._seconds: dict[str, float] = {}
+        self._openapi: bytes | None = None
+
+    # -- entry points used by the HTTP layer
+
+    def precheck(  # noqa: PLR0911 - one early refusal per HTTP-level check
+        self, method: str, path: str, headers: Mapping[str, list[str]]
+    ) -> Response | None:
+        """Refuse before the body is read: unknown path, wrong method, length missing or too big."""
+        call = _call_name(path)
+        if call is None and path not in ("/healthz", "/metrics", "/openapi.json"):
+            return self._refuse(refused("NOT_FOUND", f"no such call {path!r}"), None, close=True)
+        if call is None:
+            if method not in ("GET", "HEAD"):
+                return self._refuse(
+                    refused("METHOD_NOT_ALLOWED", f"{path} answers GET"), None, close=True
+                )
+            return None
+        if method not in ("POST", "GET"):
+            return self._refuse(
+                refused("METHOD_NOT_ALLOWED", "protocol calls are POST"), call, close=True
+            )
+        lengths = headers.get("content-length", [])
+        if headers.get("transfer-encoding"):
+            return self._refuse(
+                refused("LENGTH_REQUIRED", "send a Content-Length, not chunked transfer"),
+                call,
+                close=True,
+            )
+        if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
+            return self._refuse(refused("BAD_HEADER", "bad Content-Length"), call, close=True)
+        if lengths and int(lengths[0]) > self.options.max_body_bytes:
+            return self._refuse(
+                refused(
+                    "BODY_TOO_LARGE",
+                    f"body of {int(lengths[0])} bytes exceeds {self.options.max_body_bytes}",
+                ),
+                call,
+                close=True,
+            )
+        return None
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request; never raises, never leaks a traceback."""
+        early = self.precheck(request.method, request.path, request.headers)
+        if early is not None:
+            return early
+        if request.path == "/healthz":
+            return self._healthz()
+        if request.path == "/metrics":
+            return Response(200, self.render_metrics(), "text/plain; version=0.0.4; charset=utf-8")
+        if request.path == "/openapi.json":
+            if self._openapi is None:
+                self._openapi = json.dumps(openapi_document(), ensure_ascii=True).encode()
+            return Response(200, self._openapi)
+        call = cast(str, _call_name(request.path))
+        started = time.perf_counter()
+        auth: Authenticated | None = None
+        try:
+            auth = self.auth.authenticate(call, request)
+            response = _json_response(200, self._dispatch(call, auth, request))
+        except EdocAxisError as exc:
+            if auth is not None:
+                self.auth.release(auth)
+            response = self._refuse(exc, call)
+        except Exception:  # a bug or an unexpected library error: log it, answer generically
+            if auth is not None:
+                self.auth.release(auth)
+            ref = uuid.uuid4().hex[:12]
+            log.exception("dms_call_crashed", call=call, ref=ref)
+            response = self._refuse(
+                refused("INTERNAL_ERROR", f"internal error; see the node log (ref {ref})"), call
+            )
+        self._count(call, "OK" if response.status == 200 else "FAIL", time.perf_counter() - started)
+        return response
+
+    # -- calls
+
+    def _dispatch(self, call: str, auth: Authenticated, request: Request) -> dict[str, Any]:
+        signed, agency, tz = auth.signed, auth.system.organ_id, self.options.timezone
+        if call == "sendEdoc":
+            _check_service(signed)
+            kind = _kind(signed, required=True)
+            declared_from = signed.get("from", "").strip()
+            if not declared_from:
+                raise refused("BAD_REQUEST", "header from is required")
+            if declared_from != agency:
+                raise refused(
+                    "FROM_NOT_ALLOWED",
+                    f"system {auth.system.systemid!r} may not send as {declared_from!r}",
+                    element="from",
+                )
+            hash_file = signed.get("hash-file", "").strip()
+            if not hash_file:
+                raise refused("BAD_REQUEST", "header hash-file is required")
+            data = extract_package(request, hash_file)
+            doc_id = self.backend.submit(data, kind, declared_from, _recipients(signed))
+            log.info(
+                "dms_package_submitted", systemid=auth.system.systemid, doc_id=doc_id, kind=kind
+            )
+            return ok_payload(DocId=doc_id)
+        if call == "getReceivedEdocList":
+            _check_service(signed)
+            items = self.backend.received(agency, _kind(signed, required=False))
+            return ok_payload(data=[_received_json(i, tz) for i in items])
+        if call == "getEdoc":
+            data = self.backend.fetch(agency, cast(str, _doc_id(signed, required=True)))
+            return ok_payload(data=base64.b64encode(data).decode("ascii"))
+        if call == "updateStatus":
+            doc_id = cast(str, _doc_id(signed, required=True))
+            state = signed.get("status", "").strip().lower()
+            if state not in ("done", "fail", "processing"):
+                raise refused("BAD_REQUEST", "status must be done, fail or processing")
+            description = signed.get("description") or None
+            self.backend.acknowledge(agency, doc_id, cast(AckState, state), description)
+            return ok_payload()
+        if call == "getSentEdocList":
+            _check_service(signed)
+            kind = _kind(signed, required=False)
+            items_sent = self.backend.sent(agency, kind, _doc_id(signed, required=False))
+            return ok_payload(data=[_sent_json(i, tz) for i in items_sent])
+        return ok_payload(data=[_agency_json(a) for a in self.backend.agencies()])
+
+    # -- health, metrics
+
+    def _healthz(self) -> Response:
+        try:
+            node = self.backend.metrics()
+        except Exception as exc:  # health must answer even when the node is sick
+            log.warning("dms_health_failed", error=type(exc).__name__)
+            return _json_response(
+                503,
+                {
+                    "status": "FAIL",
+                    "ErrorCode": "NODE_UNAVAILABLE",
+                    "ErrorDesc": "the node does not answer",
+                },
+            )
+        payload: dict[str, Any] = {"status": "OK", "version": __version__}
+        if node.broker_connected is not None:
+            payload["broker_connected"] = node.broker_connected
+        return _json_response(200, payload)
+
+    def render_metrics(self) -> bytes:
+        """Prometheus text exposition of gateway counters and the node's numbers."""
+        lines: list[str] = []
+
+        def metric(
+            name: str, kind: str, help_text: str, samples: Iterable[tuple[str, Any]]
+        ) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{labels} {value}" for labels, value in samples)
+
+        try:
+            node: NodeMetrics | None = self.backend.metrics()
+        except Exception as exc:  # metrics must not fail because the node is sick
+            log.warning("dms_metrics_failed", error=type(exc).__name__)
+            node = None
+        with self._lock:
+            requests = sorted(self._requests.items())
+            rejections = sorted(self._rejections.items())
+            seconds = sorted(self._seconds.items())
+        if node is not None:
+            metric(
+                "edoc_axis_packages_in_total",
+                "counter",
+                "Packages received from the axis.",
+                [("", node.packages_in)],
+            )
+            metric(
+                "edoc_axis_packages_out_total",
+                "counter",
+                "Packages submitted for sending.",
+                [("", node.packages_out)],
+            )
+            metric(
+                "edoc_axis_outbox_depth",
+                "gauge",
+                "Messages waiting in the outbox for the broker.",
+                [("", node.outbox_depth)],
+            )
+            metric(
+                "edoc_axis_queue_lag_seconds",
+                "gauge",
+                "Age of the oldest unsent outbox message.",
+                [("", node.queue_lag_seconds)],
+            )
+        node_rejections = sorted((node.rejections if node else {}).items())
+        metric(
+            "edoc_axis_rejections_total",
+            "counter",
+            "Refused requests and packages by code.",
+            [(f'{{source="api",code="{_label(c)}"}}', n) for c, n in rejections]
+            + [(f'{{source="node",code="{_label(c)}"}}', n) for c, n in node_rejections],
+        )
+        metric(
+            "edoc_axis_dms_requests_total",
+            "counter",
+            "DMS protocol calls by result.",
+            [(f'{{call="{c}",result="{r}"}}', n) for (c, r), n in requests],
+        )
+        metric(
+            "edoc_axis_dms_request_seconds_total",
+            "counter",
+            "Time spent answering DMS protocol calls.",
+            [(f'{{call="{c}"}}', f"{s:.6f}") for c, s in seconds],
+        )
+        if node is not None and node.broker_connected is not None:
+            metric(
+                "edoc_axis_broker_connected",
+                "gauge",
+                "1 when the broker link is up.",
+                [("", int(node.broker_connected))],
+            )
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    def _refuse(self, exc: EdocAxisError, call: str | None, *, close: bool = False) -> Response:
+        with self._lock:
+            self._rejections[exc.code] = self._rejections.get(exc.code, 0) + 1
+        log.warning("dms_request_refused", call=call, code=exc.code, reason=exc.message)
+        response = _error_response(exc, call)
+        response.close = response.close or close
+        return response
+
+    def _count(self, call: str, result: str, seconds: float) -> None:
+        with self._lock:
+            key = (call, result)
+            self._requests[key] = self._requests.get(key, 0) + 1
+            self._seconds[call] = self._seconds.get(call, 0.0) + seconds
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _call_name(path: str) -> str | None:
+    name = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return name if name in CALLS else None
+
+
+def _received_json(item: ReceivedItem, tz: tzinfo) -> dict[str, str]:
+    return {
+        "docId": item.doc_id,
+        "from": item.from_organ,
+        "to": item.to_organ,
+        "status": item.status,
+        "status_desc": item.status_desc,
+        "created_time": _time_text(item.created, tz),
+        "updated_time": _time_text(item.updated, tz),
+        "messageType": item.kind,
+        "serviceType": "eDoc",
+    }
+
+
+def _sent_json(item: SentItem, tz: tzinfo) -> dict[str, str]:
+    return {
+        "fromCode": item.from_code,
+        "toCode": item.to_code,
+        "senderDocId": item.sender_doc_id,
+        "receiverDocId": item.receiver_doc_id,
+        "sendStatus": item.send_status,
+        "sendStatusDesc": item.send_status_desc,
+        "receiveStatus": item.receive_status,
+        "receiveStatusDesc": item.receive_status_desc,
+        "sentTime": _time_text(item.sent_time, tz),
+        "receivedTime": _time_text(item.received_time, tz),
+        "title": item.title,
+        "notation": item.notation,
+        "messageType": item.kind,
+        "serviceType": "eDoc",
+    }
+
+
+def _agency_json(item: AgencyItem) -> dict[str, str]:
+    return {
+        "id": item.id,
+        "pid": item.pid,
+        "code": item.code,
+        "name": item.name,
+        "mail": item.mail,
+        "mobile": item.mobile,
+        "fax": item.fax,
+        "code102": item.code102,
+    }
+
+
+# --- HTTP server -------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Adapts http.server to DmsGateway: JSON errors everywhere, early size refusal."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = f"edoc-axis/{__version__}"
+    sys_version = ""
+    server: _Server
+
+    def setup(self) -> None:
+        # Per-connection read/write timeout against slow or stalled clients.
+        self.request.settimeout(self.server.gateway.options.socket_timeout)
+        super().setup()
+
+    def _collect_headers(self) -> dict[str, list[str]]:
+        collected: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            collected.setdefault(name.lower(), []).append(value)
+        return collected
+
+    def handle_expect_100(self) -> bool:
+        early = self.server.gateway.precheck(self.command, self.path, self._collect_headers())
+        if early is not None:
+            self._write(early)
+            return False
+        return super().handle_expect_100()
+
+    def _serve(self) -> None:
+        gateway = self.server.gateway
+        headers = self._collect_headers()
+        early = gateway.precheck(self.command, self.path, headers)
+        if early is not None:
+            self._write(early)
+            return
+        length = int(headers.get("content-length", ["0"])[0].strip() or 0)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self.close_connection = True
+            return
+        path = self.path.split("?", 1)[0]
+        self._write(gateway.handle(Request(self.command, path, headers, body)))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def _write(self, response: Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if response.close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, huge headers) in the protocol's shape."""
+        err = {
+            400: "BAD_REQUEST",
+            414: "BAD_REQUEST",
+            431: "HEADER_TOO_LARGE",
+            501: "METHOD_NOT_ALLOWED",
+            505: "BAD_REQUEST",
+        }.get(code, "BAD_REQUEST")
+        status = 405 if code == 501 else code
+        self.close_connection = True
+        response = _json_response(status, fail_payload(err, message or "bad request"), close=True)
+        with contextlib.suppress(OSError):
+            self._write(response)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http_request", line=format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], gateway: DmsGateway) -> None:
+        self.gateway = gateway
+        self._slots = threading.BoundedSemaphore(gateway.options.max_connections)
+        self._active: set[socket.socket] = set()
+        self._active_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            # Over the connection limit: answer at once instead of queueing without bound.
+            busy = _json_response(503, fail_payload("SERVER_BUSY", "too many connections"))
+            head = (
+                f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(busy.body)}\r\nConnection: close\r\n"
+                "Retry-After: 1\r\n\r\n"
+            ).encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(head + busy.body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        with self._active_lock:
+            self._active.add(request)
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active.discard(request)
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("http_connection_error", client=str(client_address[0]))
+
+    def drop_connections(self) -> None:
+        """Unblock handler threads waiting on idle keep-alive connections."""
+        with self._active_lock:
+            active = list(self._active)
+        for sock in active:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class DmsServer:
+    """The gateway on a threaded HTTP server; ``start()`` in the background, ``stop()`` to end.
+
+    stdlib ``ThreadingHTTPServer`` is used on purpose: every refusal, including the early 413
+    (decided from Content-Length before the body is read) and http.server's own parse errors,
+    goes out in the protocol's JSON shape, which waitress (reads whole bodies before the app and
+    answers its own limits in text/plain) cannot do without patching its internals. Concurrency
+    is bounded by ``max_connections`` (one thread each; over the limit: 503 SERVER_BUSY at once),
+    slow clients by ``socket_timeout``.
+    """
+
+    def __init__(
+        self,
+        backend: DmsBackend,
+        systems: Iterable[DmsSystem],
+        options: GatewayOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.gateway = DmsGateway(backend, systems, options, clock=clock)
+        try:
+            self._server = _Server(self.gateway.options.address(), self.gateway)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self.gateway.options.listen}: {exc.strerror}",
+                element="api.listen",
+            ) from exc
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); port is real even when 0 was configured."""
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        """Base URL a client uses as its endpoint."""
+        host, port = self.address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until ``stop()``."""
+        log.info("dms_gateway_listening", url=self.url)
+        self._server.serve_forever(poll_interval=0.2)
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self.serve_forever, name="edoc-dms-gateway", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close idle connections, let running calls finish, release the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout)
+            self._thread = None
+        self._server.drop_connections()
+        self._server.server_close()
+        log.info("dms_gateway_stopped")
+
+    def __enter__(self) -> DmsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+
+def _header_param(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+_AUTH_PARAMS: Sequence[dict[str, Any]] = (
+    _header_param("XroadVnpt-systemid", "The DMS system id.", required=True),
+    _header_param(
+        "XroadVnpt-timestamp",
+        "Client local time ddMMyyyy'T'HHmmss+SSSS (millis, 4 digits), read in the "
+        "node's time zone (default UTC+7); see skew policy.",
+        required=True,
+    ),
+    _header_param("XroadVnpt-sign-header-key", "Signed header names joined by ';'.", required=True),
+    _header_param(
+        "XroadVnpt-sign-header",
+        'Compact JSON object {"XroadVnpt-<name>": value} of every signed header.',
+        required=True,
+    ),
+    _header_param(
+        "XroadVnpt-hash-header",
+        "Lowercase hex HMAC-SHA256(secret, XroadVnpt-sign-header).",
+        required=True,
+    ),
+    _header_param("XroadVnpt-version", "SDK protocol version (ignored)."),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3 description of the protocol calls, health, metrics and the error shape."""
+    envelope = {"$ref": "#/components/schemas/Envelope"}
+    error = {
+        "description": "Refused; ErrorCode says why.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+    def listing(item: str) -> dict[str, Any]:
+        return {
+            "allOf": [
+                envelope,
+                {
+                    "type": "object",
+                    "properties": {
+                        "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}}
+                    },
+                },
+            ]
+        }
+
+    def call(
+        summary: str,
+        params: list[dict[str, Any]],
+        schema: dict[str, Any],
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "security": [{"XroadVnptHmac": []}],
+            "parameters": [*_AUTH_PARAMS, *params],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": schema}}},
+                **dict.fromkeys(("400", "401", "403", "404", "413", "422", "503"), error),
+            },
+        }
+        if body is not None:
+            op["requestBody"] = body
+        return {"post": op}
+
+    kind_param = _header_param("XroadVnpt-messagetype", "edoc or status.")
+    service_param = _header_param("XroadVnpt-servicetype", "eDoc.")
+    doc_param = _header_param("XroadVnpt-docId", "DocId of the package.", required=True)
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "edoc-axis DMS gateway",
+            "version": __version__,
+            "description": (
+                "The national axis client protocol served by an edoc-axis node. Every call is "
+                "authenticated by HMAC over the XroadVnpt-* headers; headers a call does not use "
+                "are ignored (the SDK keeps them from earlier calls) but stay covered by the HMAC. "
+                "Mutating calls are replay-checked; timestamps may be at most skew_seconds in the "
+                "future and max_timestamp_age old."
+            ),
+        },
+        "paths": {
+            "/sendEdoc": call(
+                "Submit an edoc or status package",
+                [
+                    _header_param(
+                        "XroadVnpt-from",
+                        "Sender OrganId; must be the system's agency.",
+                        required=True,
+                    ),
+                    service_param,
+                    {**kind_param, "required": True},
+                    _header_param("XroadVnpt-to", "JSON list of recipient OrganIds."),
+                    _header_param(
+                        "XroadVnpt-hash-file",
+                        "SHA-256 hex of the body (64 chars, or unpadded per byte).",
+                        required=True,
+                    ),
+                ],
+                {
+                    "allOf": [
+                        envelope,
+                        {"type": "object", "properties": {"DocId": {"type": "string"}}},
+                    ]
+                },
+                {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+            ),
+            "/getReceivedEdocList": call(
+                "List received packages not yet acknowledged done",
+                [service_param, kind_param],
+                listing("ReceivedItem"),
+            ),
+            "/getEdoc": call(
+                "Fetch one received package (base64)",
+                [doc_param, _header_param("XroadVnpt-filePath", "Client-side path (ignored).")],
+                {
+                    "allOf": [
+                        envelope,
+                        {
+                            "type": "object",
+                            "properties": {"data": {"type": "string", "format": "byte"}},
+                        },
+                    ]
+                },
+            ),
+            "/updateStatus": call(
+                "Acknowledge pickup of a received package",
+                [
+                    doc_param,
+                    _header_param("XroadVnpt-status", "done, fail or processing.", required=True),
+                    _header_param("XroadVnpt-description", "Free text."),
+                ],
+                envelope,
+            ),
+            "/getSentEdocList": call(
+                "Per-recipient tracking of sent packages",
+                [
+                    service_param,
+                    kind_param,
+                    _header_param("XroadVnpt-docId", "Only this sent package."),
+                ],
+                listing("SentItem"),
+            ),
+            "/getAgenciesList": call("The agency directory", [], listing("Agency")),
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and node reachability",
+                    "responses": {
+                        "200": {"description": "Serving"},
+                        "503": {"description": "Node unavailable"},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text metrics",
+                    "responses": {"200": {"description": "text/plain; version=0.0.4"}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3"}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "XroadVnptHmac": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "XroadVnpt-hash-header",
+                    "description": "HMAC-SHA256 with the system secret over XroadVnpt-sign-header; "
+                    "see the header parameters of each call.",
+                }
+            },
+            "schemas": {
+                "Envelope": {
+                    "type": "object",
+                    "required": ["status", "ErrorCode", "ErrorDesc"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["OK"]},
+                        "ErrorCode": {"type": "string", "enum": ["0"]},
+                        "ErrorDesc": {"type": "string"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["status", "ErrorCode", "ErrorDesc"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["FAIL"]},
+                        "ErrorCode": {
+                            "type": "string",
+                            "description": (
+                                "A stable code: "
+                                + ", ".join(sorted(_STATUS_BY_CODE))
+                                + ", or the node's own (NOT_FOUND, SCHEMA_VIOLATION, "
+                                "SIG_INVALID, BROKER_UNAVAILABLE, ...)."
+                            ),
+                        },
+                        "ErrorDesc": {"type": "string"},
+                        "DocId": {"type": "string", "description": "sendEdoc only: ''"},
+                    },
+                },
+                "ReceivedItem": strings,
+                "SentItem": strings,
+                "Agency": strings,
+            },
+        },
+    }
