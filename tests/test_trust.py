@@ -1,0 +1,99 @@
+"""Tests for edoc_axis.trust: certificate contents, OrganId binding, validation and its cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+
+from edoc_axis import trust
+from edoc_axis.errors import SignatureInvalid, TrustError
+
+G22 = "000.00.00.G22"
+
+
+def test_agency_certificate_contents(pki) -> None:
+    """Agency certs: OrganId as SAN URI, digitalSignature+nonRepudiation, CA=false."""
+    cert = pki.agencies[G22].cert
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [f"urn:qcvn102:organid:{G22}"]
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and usage.value.content_commitment
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert trust.organ_id_of(cert) == G22
+    days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
+    assert days == trust.DEFAULT_AGENCY_DAYS
+
+
+def test_organ_id_absent_or_ambiguous_is_none(pki) -> None:
+    """organ_id_of returns None for a CA certificate and for one binding two OrganIds."""
+    assert trust.organ_id_of(pki.ca_cert) is None
+    _, cert = trust.issue_agency_certificate(
+        pki.ca_key, pki.ca_cert, G22, "x", extra_organ_ids=["000.00.00.H41"]
+    )
+    assert trust.organ_id_of(cert) is None
+    assert trust.organ_ids_of(cert) == [G22, "000.00.00.H41"]
+
+
+def test_fingerprint_is_sha256_hex(pki) -> None:
+    """fingerprint() is 64 lowercase hex characters and differs per certificate."""
+    a = trust.fingerprint(pki.agencies[G22].cert)
+    b = trust.fingerprint(pki.agencies["000.00.00.H41"].cert)
+    assert len(a) == 64 and a == a.lower() and a != b
+
+
+def test_validation_is_cached_until_crl_next_update(pki) -> None:
+    """A validated chain is reused (same object) and valid_until is the CRL's nextUpdate."""
+    store = pki.trust_store()
+    cert = pki.agencies[G22].cert
+    first = store.validate(cert)
+    assert store.validate(cert) is first
+    assert first.valid_until == store.crls[0].next_update_utc
+    later = first.valid_until + dt.timedelta(seconds=1)
+    with pytest.raises(SignatureInvalid) as info:
+        store.validate(cert, at=later)
+    assert info.value.code == "CRL_EXPIRED"
+
+
+def test_failures_are_not_cached(pki) -> None:
+    """A certificate refused once is checked again next time (no negative cache)."""
+    store = pki.trust_store(with_crl=False)
+    cert = pki.agencies[G22].cert
+    for _ in range(2):
+        with pytest.raises(SignatureInvalid):
+            store.validate(cert)
+    assert store.validate(cert, crl_required=False).warnings
+
+
+def test_ca_certificate_cannot_sign(pki) -> None:
+    """A CA certificate as signer is refused with CERT_KEY_USAGE."""
+    with pytest.raises(SignatureInvalid) as info:
+        pki.trust_store().validate(pki.ca_cert)
+    assert info.value.code == "CERT_KEY_USAGE"
+
+
+def test_pem_round_trip_and_bad_input(pki) -> None:
+    """PEM helpers round-trip; garbage gives TrustError, not a library exception."""
+    pem = trust.cert_to_pem(pki.ca_cert)
+    assert trust.load_certificate(pem) == pki.ca_cert
+    crl = trust.make_crl(pki.ca_key, pki.ca_cert)
+    assert len(trust.load_crls(trust.crl_to_pem(crl) * 2)) == 2
+    assert (
+        trust.load_private_key(trust.key_to_pem(pki.ca_key)).public_key() == pki.ca_key.public_key()
+    )
+    for loader in (trust.load_certificate, trust.load_crls, trust.load_private_key):
+        with pytest.raises(TrustError):
+            loader(b"not pem at all")
+    with pytest.raises(TrustError):
+        trust.TrustStore(anchors=[])
+    with pytest.raises(TrustError):
+        trust.generate_key("rsa1024")
+
+
+def test_certificate_summary(pki) -> None:
+    """certificate_summary gives what pki show prints."""
+    summary = trust.certificate_summary(pki.agencies["000.00.00.H41"].cert)
+    assert summary["organ_id"] == "000.00.00.H41"
+    assert summary["key"] == "EC-secp256r1"
+    assert isinstance(summary["days_to_expiry"], int)
