@@ -49,6 +49,14 @@ class BrokerSettings:
     publish_window: int = 256
     delivery_limit: int = 5
 
+    def __repr__(self) -> str:  # the URL holds a password: never let it reach a log
+        return (
+            f"BrokerSettings(url={self.redacted_url!r}, heartbeat={self.heartbeat}, "
+            f"blocked_connection_timeout={self.blocked_connection_timeout}, "
+            f"prefetch={self.prefetch}, publish_window={self.publish_window}, "
+            f"delivery_limit={self.delivery_limit})"
+        )
+
     @property
     def user(self) -> str:
         """The broker user name in the URL (``guest`` when absent, as pika assumes)."""

@@ -167,15 +167,19 @@ class Directory:
     def __len__(self) -> int:
         return len(self._agencies)
 
+    def problems(self) -> list[str]:
+        """Entries that load but cannot work: an agency without any certificate fingerprint."""
+        return [
+            f"{agency.organ_id}: no certificate fingerprint listed; "
+            "no signature from this agency (not even a receipt) can be accepted"
+            for agency in self._agencies
+            if not agency.fingerprints
+        ]
+
     def warnings(self) -> list[str]:
-        """Oddities that do not make the directory unusable (reported by ``directory check``)."""
+        """Oddities worth a look that do not stop anything (reported by ``directory check``)."""
         out: list[str] = []
         for agency in self._agencies:
-            if not agency.fingerprints:
-                out.append(
-                    f"{agency.organ_id}: no certificate fingerprint listed; "
-                    "no signature from this agency can be accepted"
-                )
             expected = organ_parent(agency.organ_id) if is_valid_organ_id(agency.organ_id) else None
             if agency.parent and expected and expected != agency.parent and expected in self:
                 out.append(
@@ -184,13 +188,17 @@ class Directory:
                 )
         return out
 
-    def check_certificates(self, certificates: Iterable[CertificateFacts]) -> list[str]:
-        """Problems between the directory and a set of certificates (``directory check --certs``).
+    def check_certificates(
+        self, certificates: Iterable[CertificateFacts]
+    ) -> tuple[list[str], list[str]]:
+        """Problems and warnings between the directory and a set of certificates.
 
-        A certificate must name a listed agency, and that agency must list its fingerprint; an
-        agency none of whose fingerprints belongs to a given certificate is reported too.
+        Problems: a certificate naming no listed agency, or whose agency does not list its
+        fingerprint, or listed under another agency, or expired. Warnings: an agency none of
+        whose fingerprints belongs to a given certificate (the set may be partial).
         """
         problems: list[str] = []
+        warnings: list[str] = []
         seen: set[str] = set()
         for cert in certificates:
             seen.add(cert.fingerprint)
@@ -215,10 +223,10 @@ class Directory:
                 problems.append(f"{where}: certificate of {cert.organ_id} has expired")
         for agency in self._agencies:
             if agency.fingerprints and not any(fp in seen for fp in agency.fingerprints):
-                problems.append(
+                warnings.append(
                     f"{agency.organ_id}: none of its fingerprints matches a given certificate"
                 )
-        return problems
+        return problems, warnings
 
 
 @dataclass(frozen=True, slots=True)
