@@ -1,0 +1,286 @@
+"""Node settings: TOML file, EDOC_AXIS_* overrides, validation, rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edoc_axis.config import (
+    BrokerSettings,
+    load_settings,
+    render_config,
+    render_example,
+    write_config,
+)
+from edoc_axis.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "node.example.toml"
+
+MINIMAL = """\
+organ_id = "000.00.00.H41"
+data_dir = "state"
+directory = "../directory.toml"
+
+[broker]
+url = "amqp://000.00.00.H41:secret@127.0.0.1:5672/edoc"
+
+[keys]
+key = "keys/agency.key.pem"
+cert = "/etc/edoc/agency.cert.pem"
+
+[trust]
+anchors = ["ca.pem"]
+crls = ["crl.pem"]
+"""
+
+
+def _write(tmp_path: Path, text: str = MINIMAL) -> Path:
+    path = tmp_path / "node" / "node.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_loads() -> None:
+    """The shipped annotated example loads as it is and names the Government Office."""
+    settings = load_settings(EXAMPLE, env={})
+    assert settings.organ_id == "000.00.00.G22"
+    assert settings.broker.user == "000.00.00.G22"
+    assert settings.broker.vhost == "edoc"
+    assert settings.directory_path == EXAMPLE.parent / "directory.example.toml"
+    assert settings.signature.require_signature is True
+    assert settings.limits.xml_limits().max_bytes == 15 * 1024 * 1024
+
+
+def test_example_file_is_the_rendered_example() -> None:
+    """config/node.example.toml is exactly what render_example() produces (no drift)."""
+    assert EXAMPLE.read_text(encoding="utf-8") == render_example()
+
+
+def test_example_documents_every_key() -> None:
+    """Every key line of the example is preceded by a comment explaining it."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    for index, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            assert lines[index - 1].startswith("#"), line
+
+
+def test_relative_paths_resolve_against_the_file_folder(tmp_path: Path) -> None:
+    """Relative paths are taken from the config file's folder, absolute ones are kept."""
+    path = _write(tmp_path)
+    settings = load_settings(path, env={})
+    base = path.parent
+    assert settings.data_dir == base / "state"
+    assert settings.store_path == base / "state" / "node.sqlite3"
+    assert settings.directory_path == base / ".." / "directory.toml"
+    assert settings.keys.key == base / "keys" / "agency.key.pem"
+    assert settings.keys.cert == Path("/etc/edoc/agency.cert.pem")
+    assert settings.trust.anchors == (base / "ca.pem",)
+    assert settings.config_path == path
+
+
+def test_defaults_apply(tmp_path: Path) -> None:
+    """Keys left out take the documented defaults."""
+    settings = load_settings(_write(tmp_path), env={})
+    assert settings.broker.heartbeat == 30
+    assert settings.broker.prefetch == 64
+    assert settings.broker.publish_window == 256
+    assert settings.broker.delivery_limit == 5
+    assert settings.keys.chain == ()
+    assert settings.signature.crl_required is True
+    assert settings.signature.accept_unsigned_status is False
+    assert settings.api.listen == "127.0.0.1:8470"
+
+
+def test_env_overrides_with_type_conversion(tmp_path: Path) -> None:
+    """EDOC_AXIS_* variables override the file, converted to each field's type."""
+    path = _write(tmp_path)
+    env = {
+        "EDOC_AXIS_ORGAN_ID": "000.00.00.G22",
+        "EDOC_AXIS_DATA_DIR": "/srv/edoc",
+        "EDOC_AXIS_BROKER_URL": "amqps://u:p@broker:5671/%2F",
+        "EDOC_AXIS_BROKER_PREFETCH": "16",
+        "EDOC_AXIS_SIGNATURE_CRL_REQUIRED": "no",
+        "EDOC_AXIS_SIGNATURE_ALLOW_SHA1": "TRUE",
+        "EDOC_AXIS_TRUST_ANCHORS": "/a/root1.pem, /a/root2.pem",
+        "EDOC_AXIS_KEYS_CHAIN": "",
+        "EDOC_AXIS_LOG_LEVEL": "debug",  # other EDOC_AXIS_ variables are not config keys
+    }
+    settings = load_settings(path, env=env)
+    assert settings.organ_id == "000.00.00.G22"
+    assert settings.data_dir == Path("/srv/edoc")
+    assert settings.broker.url == "amqps://u:p@broker:5671/%2F"
+    assert settings.broker.vhost == "/"
+    assert settings.broker.prefetch == 16
+    assert settings.signature.crl_required is False
+    assert settings.signature.allow_sha1 is True
+    assert settings.trust.anchors == (Path("/a/root1.pem"), Path("/a/root2.pem"))
+    assert settings.keys.chain == ()
+
+
+def test_env_names_the_file(tmp_path: Path) -> None:
+    """EDOC_AXIS_CONFIG names the config file when no path is given."""
+    path = _write(tmp_path)
+    settings = load_settings(env={"EDOC_AXIS_CONFIG": str(path)})
+    assert settings.config_path == path
+
+
+def test_env_only_without_file(tmp_path: Path) -> None:
+    """Without a file every required key can come from the environment."""
+    env = {
+        "EDOC_AXIS_ORGAN_ID": "000.00.00.G22",
+        "EDOC_AXIS_DATA_DIR": str(tmp_path),
+        "EDOC_AXIS_DIRECTORY": str(tmp_path / "d.toml"),
+        "EDOC_AXIS_BROKER_URL": "amqp://g22:pw@localhost/",
+        "EDOC_AXIS_KEYS_KEY": str(tmp_path / "k.pem"),
+        "EDOC_AXIS_KEYS_CERT": str(tmp_path / "c.pem"),
+    }
+    settings = load_settings(env=env)
+    assert settings.config_path is None
+    assert settings.broker.user == "g22"
+
+
+def test_missing_required_key_names_it() -> None:
+    """A missing required key is reported by name, with a hint when there is no file."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={})
+    assert err.value.code == "CONFIG_MISSING"
+    assert "'organ_id' is required" in err.value.message
+    assert "'broker.url' is required" in err.value.message
+    assert "EDOC_AXIS_CONFIG" in err.value.message
+
+
+def test_unknown_key_rejected(tmp_path: Path) -> None:
+    """A misspelt key is an error naming the key and suggesting the right one."""
+    path = _write(tmp_path, MINIMAL.replace("[broker]\n", "[broker]\nprefech = 10\n"))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, env={})
+    assert err.value.code == "CONFIG_UNKNOWN_KEY"
+    assert err.value.element == "broker.prefech"
+    assert "did you mean 'broker.prefetch'" in err.value.message
+
+
+def test_unknown_section_rejected(tmp_path: Path) -> None:
+    """An unknown top-level key or table is an error too."""
+    path = _write(tmp_path, MINIMAL + "\n[brokr]\nurl = 'x'\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, env={})
+    assert err.value.element == "brokr"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "code"),
+    [
+        ('organ_id = "01.02.G22"', "organ_id", "CONFIG_ORGAN_ID"),
+        ('organ_id = "000.00.00.g22"', "organ_id", "CONFIG_ORGAN_ID"),
+    ],
+)
+def test_bad_organ_id(tmp_path: Path, text: str, key: str, code: str) -> None:
+    """A malformed OrganId is refused."""
+    path = _write(tmp_path, MINIMAL.replace('organ_id = "000.00.00.H41"', text))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, env={})
+    assert (err.value.element, err.value.code) == (key, code)
+
+
+def test_lenient_organ_id_accepted(tmp_path: Path) -> None:
+    """The lenient form seen in real traffic (last group letter + 2 letters/digits) loads."""
+    settings = load_settings(_write(tmp_path), env={"EDOC_AXIS_ORGAN_ID": "001.00.20.TT2"})
+    assert settings.organ_id == "001.00.20.TT2"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://broker/", "broker:5672", "amqp:///edoc", "amqp://h:99999/"]
+)
+def test_bad_broker_url(tmp_path: Path, url: str) -> None:
+    """Only amqp:// and amqps:// URLs naming a host are accepted."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(_write(tmp_path), env={"EDOC_AXIS_BROKER_URL": url})
+    assert err.value.element == "broker.url"
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("prefetch = 0", "broker.prefetch"),
+        ("heartbeat = -5", "broker.heartbeat"),
+        ('prefetch = "64"', "broker.prefetch"),
+        ("prefetch = true", "broker.prefetch"),
+    ],
+)
+def test_bad_integers(tmp_path: Path, line: str, key: str) -> None:
+    """Integers must be positive whole numbers of the TOML integer type."""
+    path = _write(tmp_path, MINIMAL.replace("[broker]\n", f"[broker]\n{line}\n"))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, env={})
+    assert (err.value.code, err.value.element) == ("CONFIG_TYPE", key)
+
+
+def test_bad_env_values_name_the_variable(tmp_path: Path) -> None:
+    """An unparsable environment value names the variable."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(_write(tmp_path), env={"EDOC_AXIS_SIGNATURE_ALLOW_SHA1": "maybe"})
+    assert "EDOC_AXIS_SIGNATURE_ALLOW_SHA1" in err.value.message
+
+
+def test_limit_over_broker_maximum(tmp_path: Path) -> None:
+    """max_package_bytes above the broker's 16 MiB is refused now rather than at send time."""
+    env = {"EDOC_AXIS_LIMITS_MAX_PACKAGE_BYTES": str(17 * 1024 * 1024)}
+    with pytest.raises(ConfigError) as err:
+        load_settings(_write(tmp_path), env=env)
+    assert err.value.element == "limits.max_package_bytes"
+
+
+def test_all_problems_listed(tmp_path: Path) -> None:
+    """Several problems come back in one error, one line each."""
+    text = MINIMAL.replace('"000.00.00.H41"', '"bad"', 1) + "\n[api]\nlisten = 'nowhere'\n"
+    with pytest.raises(ConfigError) as err:
+        load_settings(_write(tmp_path, text), env={})
+    assert "2 problems" in err.value.message
+    assert "organ_id" in err.value.message and "api.listen" in err.value.message
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    """A broken TOML file gives a ConfigError with the parser's position."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(_write(tmp_path, "organ_id = \n"), env={})
+    assert err.value.code == "CONFIG_SYNTAX"
+    assert "line 1" in err.value.message
+
+
+def test_missing_file() -> None:
+    """A config path that does not exist is a clear error."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(Path("/nonexistent/node.toml"), env={})
+    assert err.value.code == "CONFIG_NOT_FOUND"
+
+
+def test_render_round_trip(tmp_path: Path) -> None:
+    """write_config writes a file that loads back to equal settings, paths made relative."""
+    settings = load_settings(_write(tmp_path), env={})
+    target = tmp_path / "node" / "copy.toml"
+    write_config(target, settings)
+    again = load_settings(target, env={})
+    assert again == settings.__class__(**{**_fields(settings), "config_path": target})
+    text = target.read_text(encoding="utf-8")
+    assert 'data_dir = "state"' in text
+    assert target.stat().st_mode & 0o077 == 0
+    with pytest.raises(ConfigError) as err:
+        write_config(target, settings)
+    assert err.value.code == "CONFIG_EXISTS"
+    write_config(target, settings, force=True)
+    assert render_config(settings).startswith("# edoc_axis node configuration")
+
+
+def _fields(settings: object) -> dict[str, object]:
+    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def test_broker_password_never_in_repr() -> None:
+    """The broker password does not appear in the settings' repr (logs, tracebacks)."""
+    broker = BrokerSettings(url="amqp://user:s3cr3t@host:5672/v")
+    assert "s3cr3t" not in repr(broker)
+    assert broker.redacted_url == "amqp://user:***@host:5672/v"
+    assert BrokerSettings(url="amqp://host").user == "guest"
