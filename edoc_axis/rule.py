@@ -90,7 +90,8 @@ _STATUS_HEADER: tuple[tuple[str, int, int | None], ...] = (
 _BASE64 = re.compile(r"[A-Za-z0-9+/\s]*(?:=\s*){0,2}")
 _INTEGER = re.compile(r"[+-]?\d+")
 _BOOLEANS = {"true", "false", "1", "0"}
-_DSIG_SIGNATURE = f"{{{DSIG_NS}}}Signature"
+_DSIG_PREFIX = f"{{{DSIG_NS}}}"
+_DSIG_SIGNATURE = f"{_DSIG_PREFIX}Signature"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,16 @@ class _Rules:
 
     def header_block(self, block: etree._Element) -> None:
         self.count(block, (("MessageHeader", 1, 1), ("TraceHeaderList", 0, 1)))
+        for child in block:
+            # The XSD lets any XML-DSig element through (lax); only Signature belongs here.
+            tag = child.tag
+            if isinstance(tag, str) and tag.startswith(_DSIG_PREFIX) and tag != _DSIG_SIGNATURE:
+                self.add(
+                    "SCHEMA_UNEXPECTED_ELEMENT",
+                    f"XML-DSig element {etree.QName(child).localname} is not expected in "
+                    "edXMLHeader; only Signature is",
+                    child,
+                )
         signatures = [c for c in block if c.tag in (q("Signature"), _DSIG_SIGNATURE)]
         if len(signatures) > 1:
             self.add("CARDINALITY", "edXMLHeader has more than one Signature", signatures[1])

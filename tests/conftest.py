@@ -55,6 +55,33 @@ def broker_url(broker_vhost: str) -> str:
 
 # --- packages (issue: edXML packages) ----------------------------------------------------------
 
+
+def _corpus(kind: str) -> list[Path]:
+    return sorted(p for p in (DATA / kind).iterdir() if p.suffix in (".edxml", ".xml"))
+
+
+VALID_PACKAGES = _corpus("valid")
+INVALID_PACKAGES = _corpus("invalid")
+HOSTILE_PACKAGES = _corpus("hostile")
+
+
+def expected_code(path: Path) -> str:
+    """The code a corpus file must yield: its name up to ``--``."""
+    return path.name.split("--", 1)[0]
+
+
+@pytest.fixture
+def sample_document() -> bytes:
+    """A valid document package with every header element and one attachment."""
+    return (DATA / "valid" / "doc-business-0-new.edxml").read_bytes()
+
+
+@pytest.fixture
+def sample_status() -> bytes:
+    """A valid status package (03, from a recipient)."""
+    return (DATA / "valid" / "status-03.edxml").read_bytes()
+
+
 # --- trust (issue: PKI and signatures) ---------------------------------------------------------
 # `pki`: one test root CA, a fresh (empty) CRL, and two agencies: 000.00.00.G22 with RSA-2048
 # and 000.00.00.H41 with P-256; keys, certificates, CA and CRL also written as PEM files.
