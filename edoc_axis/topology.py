@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,24 +215,45 @@ def provision(
     if not Path(exe).exists():
         raise ConfigError("rabbitmqctl not found; is RabbitMQ installed here?",
                           code="BROKER_CTL_MISSING")
-    # The file holds password hashes: private temp file, removed right after the import.
-    fd, name = tempfile.mkstemp(prefix="edoc-axis-definitions-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
-        result = subprocess.run([exe, "-q", "import_definitions", name],
-                                capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BrokerUnavailable(f"rabbitmqctl import_definitions failed: {exc}",
-                                code="BROKER_PROVISION_FAILED") from exc
-    finally:
-        Path(name).unlink(missing_ok=True)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise BrokerUnavailable(
-            f"rabbitmqctl import_definitions failed: {detail[-1] if detail else result.returncode}",
-            code="BROKER_PROVISION_FAILED")
+    # Through stdin: the password hashes never touch the disk, and the broker's own user need
+    # not be able to read a temporary file of ours.
+    _rabbitmqctl(exe, "import_definitions", "--format", "json", stdin=json.dumps(document))
+    _await_bindings(exe, target, document["bindings"])
     # Dev convenience: the admin of the URL may inspect the vhost (dead letters, queue depths).
     admin = unquote(urlparse(admin_url).username or "guest")
     subprocess.run([exe, "-q", "set_permissions", "-p", target, admin, ".*", ".*", ".*"],
                    capture_output=True, timeout=60, check=False)
+
+
+def _rabbitmqctl(exe: str, *args: str, stdin: str | None = None) -> str:
+    try:
+        result = subprocess.run([exe, "-q", *args], input=stdin, capture_output=True, text=True,
+                                timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerUnavailable(f"rabbitmqctl {args[0]} failed: {exc}",
+                                code="BROKER_PROVISION_FAILED") from exc
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise BrokerUnavailable(
+            f"rabbitmqctl {args[0]} failed: {detail[-1] if detail else result.returncode}",
+            code="BROKER_PROVISION_FAILED")
+    return result.stdout
+
+
+def _await_bindings(exe: str, vhost: str, bindings: list[dict[str, Any]],
+                    timeout: float = 60.0) -> None:
+    """Wait until the import is visible: rabbitmqctl says the import may finish asynchronously,
+    and bindings are imported last."""
+    wanted = {(b["source"], b["destination"], b["routing_key"]) for b in bindings}
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = _rabbitmqctl(exe, "list_bindings", "-p", vhost, "source_name",
+                               "destination_name", "routing_key")
+        present = {tuple(line.split("\t")) for line in listing.splitlines()}
+        if wanted <= present:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(
+                f"definitions import did not complete within {timeout:.0f} s",
+                code="BROKER_PROVISION_FAILED")
+        time.sleep(0.2)

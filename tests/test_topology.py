@@ -1,0 +1,253 @@
+"""Broker layout: names, password hashes, definitions JSON, and what an agency user may do."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pika
+import pika.exceptions
+import pytest
+from click.testing import CliRunner
+
+from edoc_axis.cli.broker import broker_group
+from edoc_axis.errors import ConfigError, NotFound
+from edoc_axis.topology import url_with_vhost, vhost_of
+from edoc_axis.transport import (
+    BrokerAccount,
+    Confirmation,
+    IncomingMessage,
+    Link,
+    Outcome,
+    OutgoingMessage,
+    Topology,
+    check_queues,
+    definitions,
+    password_hash,
+    provision,
+    replay_dead_letter,
+)
+
+TOPOLOGY = Topology()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    subprocess.run([exe, "-q", *args], check=False, capture_output=True, timeout=60)
+
+
+def test_names_follow_the_organ_id() -> None:
+    """Queues are edoc.in.<OrganId> and edoc.dead.<OrganId>."""
+    assert TOPOLOGY.queue_for("000.00.00.G22") == "edoc.in.000.00.00.G22"
+    assert TOPOLOGY.dead_queue_for("000.00.00.G22") == "edoc.dead.000.00.00.G22"
+    assert TOPOLOGY.queue_arguments() == {"x-queue-type": "quorum", "x-delivery-limit": 5,
+                                          "x-dead-letter-exchange": "edoc.dlx"}
+
+
+def test_password_hash_is_rabbitmq_sha256() -> None:
+    """base64(salt4 + sha256(salt4 + password)), with a fresh salt each time."""
+    salt = bytes.fromhex("908dc60a")
+    raw = base64.b64decode(password_hash("test12", salt))
+    assert raw[:4] == salt and raw[4:] == hashlib.sha256(salt + b"test12").digest()
+    assert password_hash("mật khẩu") != password_hash("mật khẩu")
+    with pytest.raises(ValueError, match="4 bytes"):
+        password_hash("x", b"12")
+
+
+def test_definitions_grant_least_privilege() -> None:
+    """Each agency: configure nothing, write edoc.axis only, read its own two queues only."""
+    doc = definitions([BrokerAccount("000.00.00.G22", "g22", "pw")], "edoc", TOPOLOGY)
+    [user] = doc["users"]
+    assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256" and user["tags"] == []
+    assert "pw" not in json.dumps(doc)
+    [perm] = doc["permissions"]
+    assert (perm["configure"], perm["write"]) == ("^$", r"^edoc\.axis$")
+    assert perm["read"] == r"^(edoc\.in\.000\.00\.00\.G22|edoc\.dead\.000\.00\.00\.G22)$"
+    assert {q["name"]: q["arguments"]["x-queue-type"] for q in doc["queues"]} == {
+        "edoc.in.000.00.00.G22": "quorum", "edoc.dead.000.00.00.G22": "quorum"}
+    assert all(q["durable"] and not q["auto_delete"] for q in doc["queues"])
+    assert all("x-delivery-limit" in q["arguments"] for q in doc["queues"])
+    assert {(b["source"], b["destination"], b["routing_key"]) for b in doc["bindings"]} == {
+        ("edoc.axis", "edoc.in.000.00.00.G22", "000.00.00.G22"),
+        ("edoc.dlx", "edoc.dead.000.00.00.G22", "000.00.00.G22")}
+    assert {e["name"] for e in doc["exchanges"]} == {"edoc.axis", "edoc.dlx"}
+
+
+def test_definitions_refuse_duplicates_and_blanks() -> None:
+    """Two agencies with one user, or an account without a password, is a config error."""
+    with pytest.raises(ConfigError) as dup:
+        definitions([BrokerAccount("A", "u", "p"), BrokerAccount("B", "u", "p")], "/")
+    assert dup.value.code == "BROKER_ACCOUNT_DUPLICATE"
+    with pytest.raises(ConfigError) as blank:
+        definitions([BrokerAccount("A", "u", "")], "/")
+    assert blank.value.code == "BROKER_ACCOUNT_INCOMPLETE"
+    assert "pw" not in repr(BrokerAccount("A", "u", "pw"))
+
+
+def test_provision_refuses_a_remote_broker() -> None:
+    """provision only drives the local broker's rabbitmqctl."""
+    with pytest.raises(ConfigError) as err:
+        provision("amqp://admin:x@broker.example.gov.vn/edoc", [BrokerAccount("A", "u", "p")])
+    assert err.value.code == "BROKER_NOT_LOCAL"
+
+
+def test_url_vhost_helpers() -> None:
+    """The vhost of a URL can be read and swapped (/ is %2F)."""
+    assert vhost_of("amqp://u:p@h:5672/%2F") == "/"
+    assert vhost_of("amqp://u:p@h:5672/edoc") == "edoc"
+    assert vhost_of(url_with_vhost("amqp://u:p@h:5672/x", "a/b")) == "a/b"
+
+
+@pytest.fixture(scope="module")
+def provisioned(broker_url: str, broker_vhost: str) -> Iterator[list[BrokerAccount]]:
+    """Two agencies imported with rabbitmqctl import_definitions; their users removed after."""
+    tag = uuid.uuid4().hex[:8]
+    accounts = [BrokerAccount(f"T{tag}.A", f"edoc-test-{tag}-a", f"pw-a-{tag}"),
+                BrokerAccount(f"T{tag}.B", f"edoc-test-{tag}-b", f"pw-b {tag} ơ")]
+    provision(broker_url, accounts, TOPOLOGY, broker_vhost)
+    yield accounts
+    for account in accounts:
+        _rabbitmqctl("delete_user", account.user)
+
+
+def _url(account: BrokerAccount, vhost: str) -> str:
+    return (f"amqp://{quote(account.user, safe='')}:{quote(account.password, safe='')}"
+            f"@127.0.0.1:5672/{quote(vhost, safe='')}")
+
+
+def _refused(action: Callable[[Any], Any], url: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    try:
+        action(channel)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        return int(exc.reply_code)
+    finally:
+        if connection.is_open:
+            connection.close()
+    return 0
+
+
+@pytest.mark.broker
+def test_agency_user_has_exactly_its_rights(provisioned: list[BrokerAccount],
+                                            broker_vhost: str) -> None:
+    """An imported user logs in, publishes to the axis, reads its queue, and nothing else."""
+    a, b = provisioned
+    url_a, url_b = _url(a, broker_vhost), _url(b, broker_vhost)
+    props = pika.BasicProperties(user_id=a.user, message_id="p-1", delivery_mode=2)
+
+    def publish_to_b(channel: Any) -> None:
+        channel.basic_publish("edoc.axis", b.organ_id, b"<edXML/>", props, mandatory=True)
+
+    assert _refused(publish_to_b, url_a) == 0
+    # Passive declares work without configure rights (so the Link checks its queue with one).
+    assert check_queues(url_a, TOPOLOGY, [a.organ_id])[TOPOLOGY.queue_for(a.organ_id)] == 0
+    assert _refused(lambda ch: ch.basic_get(TOPOLOGY.queue_for(b.organ_id)), url_a) == 403
+    assert _refused(lambda ch: ch.basic_get(TOPOLOGY.dead_queue_for(b.organ_id)), url_a) == 403
+    assert _refused(lambda ch: ch.queue_declare(
+        TOPOLOGY.queue_for(a.organ_id), durable=True, arguments=TOPOLOGY.queue_arguments()),
+        url_a) == 403
+    assert _refused(lambda ch: ch.queue_declare("edoc.mine", durable=True), url_a) == 403
+    assert _refused(lambda ch: ch.basic_publish("edoc.dlx", b.organ_id, b"x", props), url_a) == 403
+    spoof = pika.BasicProperties(user_id=b.user)
+    assert _refused(lambda ch: ch.basic_publish("edoc.axis", b.organ_id, b"x", spoof), url_a) == 406
+
+    connection = pika.BlockingConnection(pika.URLParameters(url_b))
+    method, properties, body = connection.channel().basic_get(TOPOLOGY.queue_for(b.organ_id),
+                                                              auto_ack=True)
+    connection.close()
+    assert method is not None and body == b"<edXML/>"
+    assert (properties.user_id, properties.message_id) == (a.user, "p-1")
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        pika.BlockingConnection(pika.URLParameters(_url(BrokerAccount("", a.user, "bad"),
+                                                        broker_vhost)))
+
+
+@pytest.mark.broker
+def test_links_work_as_agency_users(provisioned: list[BrokerAccount], broker_vhost: str) -> None:
+    """A's Link publishes to B with confirms; B's Link consumes; B replays its own dead letter."""
+    a, b = provisioned
+    confirmations: list[Confirmation] = []
+    sent = [OutgoingMessage(1, "p-1", b.organ_id, b"<edXML/>", "edoc", {"edoc-from": a.organ_id})]
+    pub = Link(_url(a, broker_vhost), TOPOLOGY, user_id=a.user,
+               fetch_outgoing=lambda n: [sent.pop()] if sent else [],
+               on_confirmed=confirmations.extend)
+    received: list[IncomingMessage] = []
+
+    def reject(batch: list[IncomingMessage]) -> list[Outcome]:
+        received.extend(batch)
+        return [Outcome.REJECT] * len(batch)
+
+    sub = Link(_url(b, broker_vhost), TOPOLOGY, user_id=b.user,
+               queue=TOPOLOGY.queue_for(b.organ_id), handle_batch=reject)
+    threads = [threading.Thread(target=link.run, daemon=True) for link in (pub, sub)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while not (confirmations and received and sub.stats.rejected):
+        assert time.monotonic() < deadline, "no confirmation or delivery"
+        time.sleep(0.01)
+    for link in (pub, sub):
+        link.stop()
+    for thread in threads:
+        thread.join(10)
+    assert confirmations[0].ok and received[0].user_id == a.user
+    # The replay needs b's own user_id; a's original user travels in a header.
+    url_b = _url(b, broker_vhost)
+    deadline = time.monotonic() + 20
+    while check_queues(url_b, TOPOLOGY, [b.organ_id])[TOPOLOGY.dead_queue_for(b.organ_id)] < 1:
+        assert time.monotonic() < deadline, "rejected message never reached the dead queue"
+        time.sleep(0.01)
+    assert replay_dead_letter(url_b, TOPOLOGY, b.organ_id, "p-1", b.user)
+    connection = pika.BlockingConnection(pika.URLParameters(url_b))
+    method, properties, _ = connection.channel().basic_get(TOPOLOGY.queue_for(b.organ_id),
+                                                           auto_ack=True)
+    connection.close()
+    assert method is not None and properties.user_id == b.user
+    assert properties.headers["x-edoc-replay-of-user"] == a.user
+
+
+@pytest.mark.broker
+def test_cli_definitions_import_and_provision(broker_url: str, broker_vhost: str) -> None:
+    """`broker definitions` prints importable JSON; `broker provision` applies it."""
+    tag = uuid.uuid4().hex[:8]
+    user = f"edoc-test-{tag}-cli"
+    runner = CliRunner()
+    try:
+        result = runner.invoke(broker_group, [
+            "definitions", "--vhost", broker_vhost, "--agency", f"T{tag}.C={user}:secret"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.output)
+        assert doc["users"][0]["name"] == user
+        exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+        subprocess.run([exe, "-q", "import_definitions", "--format", "json"], check=True,
+                       input=result.output.encode(), capture_output=True, timeout=60)
+        url = _url(BrokerAccount(f"T{tag}.C", user, "secret"), broker_vhost)
+        deadline = time.monotonic() + 20
+        while True:  # rabbitmqctl documents the import as possibly asynchronous
+            try:
+                counts = check_queues(url, TOPOLOGY, [f"T{tag}.C"])
+                break
+            except (ConfigError, NotFound):
+                assert time.monotonic() < deadline, "imported definitions never appeared"
+                time.sleep(0.1)
+        assert counts == {f"edoc.in.T{tag}.C": 0, f"edoc.dead.T{tag}.C": 0}
+        result = runner.invoke(broker_group, [
+            "provision", "--url", broker_url, "--agency", f"T{tag}.D={user}-d:pw2"])
+        assert result.exit_code == 0, result.output
+        assert f"edoc.in.T{tag}.D" in result.output
+        bad = runner.invoke(broker_group, ["definitions", "--agency", "no-equals-sign"])
+        assert bad.exit_code == 2 and "ORGANID=USER:PASSWORD" in bad.output
+    finally:
+        _rabbitmqctl("delete_user", user)
+        _rabbitmqctl("delete_user", f"{user}-d")
