@@ -80,6 +80,8 @@ _SIGNATURE_CHILDREN = {"SignedInfo", "SignatureValue", "KeyInfo"}
 _KEYINFO_CHILDREN = {"X509Data", "KeyName"}
 _X509DATA_CHILDREN = {"X509Certificate", "X509SubjectName", "X509IssuerSerial", "X509SKI"}
 
+_SHA1_SIGNATURE_URIS = frozenset(m.value for m in _SHA1_SIGNATURE_METHODS)
+
 _CONFIGS = {
     allow_sha1: SignatureConfiguration(
         location=_SIG_LOCATION,
@@ -90,6 +92,27 @@ _CONFIGS = {
     )
     for allow_sha1 in (False, True)
 }
+
+
+_ALLOWED_SIGNATURE_URIS = {
+    flag: frozenset(m.value for m in config.signature_methods) for flag, config in _CONFIGS.items()
+}
+_ALLOWED_DIGEST_URIS = {
+    flag: frozenset(d.value for d in config.digest_algorithms) for flag, config in _CONFIGS.items()
+}
+
+
+class _Verifier(XMLVerifier):
+    """signxml's verifier, fed the tree parse_xml already built instead of re-parsing it.
+
+    signxml copies its input only to leave the caller's tree untouched; verification itself
+    works on further copies, and the tree handed over here is private to one ``verify`` call.
+    """
+
+    def get_root(self, data: object) -> object:
+        if isinstance(data, etree._Element):
+            return data
+        return super().get_root(data)  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,9 +327,8 @@ def _check_shape(  # noqa: PLR0912 - one branch per distinct verdict reads best
             "SIG_ALGORITHM", f"canonicalization {c14n.get('Algorithm')!r} is not allowed"
         )
     sig_alg = method.get("Algorithm") or ""
-    allowed_sig = {m.value for m in _CONFIGS[allow_sha1].signature_methods}
-    if sig_alg not in allowed_sig:
-        if sig_alg in {m.value for m in _SHA1_SIGNATURE_METHODS}:
+    if sig_alg not in _ALLOWED_SIGNATURE_URIS[allow_sha1]:
+        if sig_alg in _SHA1_SIGNATURE_URIS:
             raise _invalid(
                 "SIG_ALGORITHM",
                 f"SHA-1 signature method {sig_alg} is refused (legacy policy allow_sha1 is off)",
@@ -329,15 +351,13 @@ def _check_shape(  # noqa: PLR0912 - one branch per distinct verdict reads best
         raise _invalid("SIG_REFERENCE", "the Reference lacks the enveloped-signature transform")
     digest = reference.find(f"{_D}DigestMethod")
     digest_alg = digest.get("Algorithm") if digest is not None else None
-    if digest_alg not in {d.value for d in _CONFIGS[allow_sha1].digest_algorithms}:
+    if digest_alg not in _ALLOWED_DIGEST_URIS[allow_sha1]:
         if digest_alg == DigestAlgorithm.SHA1.value:
             raise _invalid(
                 "SIG_ALGORITHM", "SHA-1 digest is refused (legacy policy allow_sha1 is off)"
             )
         raise _invalid("SIG_ALGORITHM", f"digest method {digest_alg!r} is not on the allow-list")
-    if digest_alg == DigestAlgorithm.SHA1.value or sig_alg in {
-        m.value for m in _SHA1_SIGNATURE_METHODS
-    }:
+    if digest_alg == DigestAlgorithm.SHA1.value or sig_alg in _SHA1_SIGNATURE_URIS:
         warnings.append(
             "legacy SHA-1 signature accepted by policy; ask the sender to move to SHA-256"
         )
@@ -449,7 +469,7 @@ def verify(
     sig = signatures[0]
     _check_placement(sig, header)
     warnings: list[str] = []
-    candidates: list[bytes | etree._Element] = [data]
+    candidates: list[bytes | etree._Element] = [root]
     if sig.tag != f"{_D}Signature":
         namespace = etree.QName(sig).namespace
         if namespace != NS or not policy.accept_edxml_namespace:
@@ -527,7 +547,7 @@ def _run_signxml(
     suffix = " (even when read as XML-DSig)" if wrong_namespace else ""
     for index, payload in enumerate(candidates):
         try:
-            verified = XMLVerifier().verify(
+            verified = _Verifier().verify(
                 payload,
                 x509_cert=leaf,
                 parser=_hardened_parser(),

@@ -378,6 +378,9 @@ class TrustStore:
         default_factory=dict, init=False, repr=False
     )
     _store: verification.Store | None = field(default=None, init=False, repr=False)
+    _fingerprints: dict[int, tuple[x509.Certificate, str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not self.anchors:
@@ -414,8 +417,8 @@ class TrustStore:
         that is present and fresh and lists the certificate still rejects it.
         """
         now = at or _now()
-        fp = fingerprint(leaf)
-        key = (fp, tuple(fingerprint(c) for c in intermediates), crl_required)
+        fp = self._fingerprint(leaf)
+        key = (fp, tuple(self._fingerprint(c) for c in intermediates), crl_required)
         with self._lock:
             entry = self._cache.get(key)
         if entry is not None and entry.valid_from <= now < entry.chain.valid_until:
@@ -426,6 +429,18 @@ class TrustStore:
                 self._cache.clear()
             self._cache[key] = _CacheEntry(chain, valid_from=leaf.not_valid_before_utc)
         return chain
+
+    def _fingerprint(self, cert: x509.Certificate) -> str:
+        # Callers (signature.verify) hand in the same parsed object for the same certificate
+        # text; hashing its DER costs more than everything else on the cached path.
+        entry = self._fingerprints.get(id(cert))
+        if entry is not None and entry[0] is cert:
+            return entry[1]
+        fp = fingerprint(cert)
+        if len(self._fingerprints) >= self.cache_size:
+            self._fingerprints.clear()
+        self._fingerprints[id(cert)] = (cert, fp)
+        return fp
 
     def _validate_uncached(
         self,
