@@ -1,0 +1,262 @@
+"""`edoc-axis init`, `directory list|show|check` and `doctor`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from edoc_axis import transport, trust
+from edoc_axis.cli import main
+from edoc_axis.cli.admin import Check, broker_check, diagnose
+from edoc_axis.config import Settings, load_settings
+from edoc_axis.directory import Directory
+from edoc_axis.topology import Topology
+
+G22, H41 = "000.00.00.G22", "000.00.00.H41"
+
+
+def run(*args: str | Path) -> Result:
+    """Invoke ``edoc-axis`` in-process."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@dataclass
+class Bench:
+    """Two dev agencies sharing one CA and one directory, made by `init --dev`."""
+
+    root: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.root / "directory.toml"
+
+    def config(self, organ_id: str) -> Path:
+        return self.root / organ_id / "node.toml"
+
+    def settings(self, organ_id: str) -> Settings:
+        return load_settings(self.config(organ_id), env={})
+
+
+def _init_dev(root: Path, organ_id: str, *extra: str) -> Result:
+    return run("init", "--dev", "--organ-id", organ_id, "--data-dir", root / organ_id,
+               "--ca", root / "ca", "--directory", root / "directory.toml",
+               "--key-type", "p256", *extra)
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Bench:
+    """A fresh two-agency dev bench (P-256 keys: quick to make)."""
+    for organ_id, name in ((G22, "Văn phòng Chính phủ"), (H41, "UBND tỉnh Nghệ An")):
+        result = _init_dev(tmp_path, organ_id, "--name", name)
+        assert result.exit_code == 0, result.output
+    return Bench(tmp_path)
+
+
+def _by_name(checks: list[Check], name: str) -> list[Check]:
+    return [c for c in checks if c.name == name]
+
+
+# --- init ----------------------------------------------------------------------------------------
+
+
+def test_init_writes_a_config_load_settings_accepts(tmp_path: Path) -> None:
+    """Plain init writes a loadable config and refuses to overwrite it without --force."""
+    url = "amqps://g22:pw@broker.gov.vn:5671/edoc"
+    args = ("init", "--organ-id", G22, "--data-dir", tmp_path / "node", "--broker-url", url)
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    settings = load_settings(tmp_path / "node" / "node.toml", env={})
+    assert settings.organ_id == G22
+    assert settings.broker.url == url
+    assert settings.data_dir == tmp_path / "node"
+    assert settings.keys.cert == tmp_path / "node" / "keys" / "agency.cert.pem"
+    again = run(*args)
+    assert again.exit_code == 78
+    assert "already exists; pass --force" in again.output
+    assert run(*args, "--force").exit_code == 0
+
+
+def test_init_without_dev_needs_a_broker_url(tmp_path: Path) -> None:
+    """Outside --dev the broker URL must be given; bad OrganIds and URLs are refused."""
+    result = run("init", "--organ-id", G22, "--data-dir", tmp_path)
+    assert result.exit_code == 78 and "--broker-url is required" in result.output
+    result = run("init", "--organ-id", "01.02.G22", "--data-dir", tmp_path, "--broker-url",
+                 "amqp://h/")
+    assert result.exit_code == 78 and "CONFIG_ORGAN_ID" in result.output
+    result = run("init", "--organ-id", G22, "--data-dir", tmp_path, "--broker-url", "http://h/")
+    assert result.exit_code == 78 and "amqp://" in result.output
+    assert not (tmp_path / "node.toml").exists()
+
+
+def test_init_dev_creates_keys_bound_to_the_organ_id(bench: Bench) -> None:
+    """init --dev issues a certificate carrying the OrganId from one shared CA, lists it."""
+    directory = Directory.load(bench.directory)
+    issuers = set()
+    for organ_id in (G22, H41):
+        settings = bench.settings(organ_id)
+        cert = trust.load_certificate(settings.keys.cert.read_bytes())
+        assert trust.organ_id_of(cert) == organ_id
+        assert settings.keys.key.stat().st_mode & 0o077 == 0
+        agency = directory.get(organ_id)
+        assert agency.fingerprints == (trust.fingerprint(cert),)
+        assert agency.broker_user == settings.broker.user == organ_id
+        assert settings.trust.anchors == (bench.root / "ca" / "ca.pem",)
+        issuers.add(cert.issuer)
+    assert len(issuers) == 1
+    assert directory.get(G22).name == "Văn phòng Chính phủ"
+    passwords = (bench.root / "broker-passwords").read_text().splitlines()
+    assert {line.split("=", 1)[0] for line in passwords} == {G22, H41}
+    assert f"{G22}={bench.settings(G22).broker.url.split(':')[2].split('@')[0]}" in passwords
+
+
+def test_init_dev_force_replaces_key_and_fingerprint(bench: Bench) -> None:
+    """Re-running init --dev --force issues a new key and updates only that agency's entry."""
+    old = Directory.load(bench.directory)
+    url_before = bench.settings(G22).broker.url
+    result = _init_dev(bench.root, G22, "--force", "--code", "G22")
+    assert result.exit_code == 0, result.output
+    new = Directory.load(bench.directory)
+    assert new.get(G22).fingerprints != old.get(G22).fingerprints
+    assert new.get(G22).code == "G22"
+    assert new.get(G22).name == "Văn phòng Chính phủ"  # kept from the existing entry
+    assert new.get(H41) == old.get(H41)
+    assert bench.settings(G22).broker.url == url_before  # password kept in broker-passwords
+    cert = trust.load_certificate(bench.settings(G22).keys.cert.read_bytes())
+    assert new.get(G22).trusts(trust.fingerprint(cert))
+
+
+# --- directory -----------------------------------------------------------------------------------
+
+
+def test_directory_list_show_check(bench: Bench) -> None:
+    """list (table and JSON), show and check work from a node's config."""
+    config = bench.config(G22)
+    listed = run("directory", "list", "--config", config)
+    assert listed.exit_code == 0
+    assert G22 in listed.output and "UBND tỉnh Nghệ An" in listed.output
+    as_json = json.loads(run("directory", "list", "-c", config, "--json").output)
+    assert [a["organ_id"] for a in as_json] == [G22, H41]
+    shown = run("directory", "show", H41, "-f", bench.directory)
+    assert shown.exit_code == 0 and "broker_user:  000.00.00.H41" in shown.output
+    missing = run("directory", "show", "000.00.00.G12", "-f", bench.directory)
+    assert missing.exit_code == 65 and "AGENCY_UNKNOWN" in missing.output
+    checked = run("directory", "check", "-f", bench.directory, "--certs", bench.root)
+    assert checked.exit_code == 0, checked.output
+    assert "lists 2 agencies" in checked.output
+
+
+def test_directory_check_reports_problems(bench: Bench, tmp_path: Path) -> None:
+    """check exits 78 and names each problem: bad file, or a certificate not listed."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[agency]]\norgan_id = "01.02.G22"\ncode = "X"\nname = "n"\n'
+                   'broker_user = "u"\nparent = "000.00.00.G01"\nfingerprints = ["zz"]\n')
+    result = run("directory", "check", "-f", bad)
+    assert result.exit_code == 78
+    for needle in ("3 problems", "not a valid OrganId", "parent 000.00.00.G01", "64 hex"):
+        assert needle in result.output
+    _init_dev(bench.root / "other", H41)  # a cert of H41 that the shared directory does not list
+    result = run("directory", "check", "-f", bench.directory, "--certs", bench.root)
+    assert result.exit_code == 78
+    assert "fingerprint not listed for 000.00.00.H41" in result.output
+
+
+# --- doctor --------------------------------------------------------------------------------------
+
+
+def test_doctor_passes_on_a_dev_setup(bench: Bench) -> None:
+    """On a fresh dev node every non-broker check is ok and the exit code is 0."""
+    result = run("doctor", "--config", bench.config(G22), "--no-broker")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    names = [line.split(":")[0].split(None, 1)[1] for line in lines]
+    assert names == ["config", "data dir", "store", "signing key", "certificate", "expiry",
+                     "directory", "fingerprint", "trust anchors", "crls", "chain", "broker"]
+    assert all(line.startswith("ok ") for line in lines[:-1])
+    assert lines[-1].startswith("skip  broker")
+
+
+def test_doctor_fails_clearly_when_the_key_is_missing(bench: Bench) -> None:
+    """A missing signing key is a FAIL line naming the file, and exit 1."""
+    settings = bench.settings(G22)
+    settings.keys.key.unlink()
+    result = run("doctor", "-c", bench.config(G22), "--no-broker")
+    assert result.exit_code == 1
+    assert f"FAIL  signing key: cannot read {settings.keys.key} (No such file or directory)" \
+        in result.output
+    assert "ok    certificate:" in result.output  # the other checks still run
+
+
+def test_doctor_detects_identity_mismatches(bench: Bench) -> None:
+    """Another agency's key/cert, or a fingerprint not listed, fail with the reason."""
+    g22, h41 = bench.settings(G22), bench.settings(H41)
+    g22.keys.key.write_bytes(h41.keys.key.read_bytes())
+    checks = diagnose(bench.config(G22), env={}, check_broker=None)
+    assert "is not the key of" in _by_name(checks, "signing key")[0].detail
+    g22.keys.cert.write_bytes(h41.keys.cert.read_bytes())
+    checks = diagnose(bench.config(G22), env={}, check_broker=None)
+    assert _by_name(checks, "signing key")[0].status == "ok"
+    cert_check = _by_name(checks, "certificate")[0]
+    assert (cert_check.status, cert_check.detail.endswith(f"issued to {H41}, not {G22}")) == (
+        "FAIL", True)
+    fp_check = _by_name(checks, "fingerprint")[0]
+    assert fp_check.status == "FAIL" and "not listed for 000.00.00.G22" in fp_check.detail
+
+
+def test_doctor_expiry_and_crl_freshness(bench: Bench) -> None:
+    """Near expiry warns, expired fails; a stale CRL fails while CRLs are required."""
+    cert = trust.load_certificate(bench.settings(G22).keys.cert.read_bytes())
+    soon = cert.not_valid_after_utc - dt.timedelta(days=10)
+    checks = diagnose(bench.config(G22), env={}, check_broker=None, now=soon)
+    assert _by_name(checks, "expiry")[0].status == "warn"
+    assert _by_name(checks, "crls")[0].status == "FAIL"  # the 30-day dev CRL is long stale
+    late = cert.not_valid_after_utc + dt.timedelta(days=1)
+    checks = diagnose(bench.config(G22), env={}, check_broker=None, now=late)
+    assert _by_name(checks, "expiry")[0].detail.startswith("certificate expired on")
+    assert _by_name(checks, "chain")[0].status == "FAIL"
+
+
+def test_doctor_directory_and_config_failures(bench: Bench) -> None:
+    """A broken config stops after the config line; an unlisted agency fails the directory."""
+    checks = diagnose(bench.root / "nope.toml", env={}, check_broker=None)
+    assert [(c.name, c.status) for c in checks] == [("config", "FAIL")]
+    env = {"EDOC_AXIS_DIRECTORY": str(bench.root / "other.toml")}
+    (bench.root / "other.toml").write_text("")
+    checks = diagnose(bench.config(G22), env=env, check_broker=None)
+    assert "000.00.00.G22 (this node) is not listed" in _by_name(checks, "directory")[0].detail
+
+
+def test_doctor_uses_the_broker_check_it_is_given(bench: Bench) -> None:
+    """The broker check is a parameter: its reason becomes the FAIL line."""
+    seen: list[str] = []
+
+    def refuse(settings: Settings) -> str | None:
+        seen.append(settings.organ_id)
+        return "BROKER_NOT_FOUND: queue edoc.in.000.00.00.G22 does not exist"
+
+    checks = diagnose(bench.config(G22), env={}, check_broker=refuse)
+    assert seen == [G22]
+    assert checks[-1].line() == (
+        "FAIL  broker: BROKER_NOT_FOUND: queue edoc.in.000.00.00.G22 does not exist")
+    checks = diagnose(bench.config(G22), env={}, check_broker=lambda s: None)
+    assert checks[-1].status == "ok" and "edoc.in.000.00.00.G22" in checks[-1].detail
+
+
+@pytest.mark.broker
+def test_broker_check_on_the_real_broker(bench: Bench, broker_url: str) -> None:
+    """The real check fails while the agency's queue is missing, and passes once declared."""
+    organ_id = f"000.00.{uuid.uuid4().int % 90 + 10}.G22"
+    settings = load_settings(bench.config(G22), env={
+        "EDOC_AXIS_BROKER_URL": broker_url, "EDOC_AXIS_ORGAN_ID": organ_id})
+    reason = broker_check(settings)
+    assert reason is not None and "BROKER_NOT_FOUND" in reason
+    transport.declare_topology(broker_url, Topology(), [organ_id])
+    assert broker_check(settings) is None
+    wrong = load_settings(bench.config(G22), env={
+        "EDOC_AXIS_BROKER_URL": broker_url.replace("guest:guest", "guest:wrong")})
+    assert "BROKER_AUTH_FAILED" in (broker_check(wrong) or "")
