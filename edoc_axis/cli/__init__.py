@@ -4,6 +4,7 @@ Commands only parse arguments, load settings and call into the package. Exit cod
 0 ok, 1 failure, 2 usage, 65 invalid input, 69 broker unavailable, 78 configuration error.
 """
 
+from edoc_axis.cli.admin import directory_group, doctor_command, init_command
 from edoc_axis.cli.base import main
 from edoc_axis.cli.broker import broker_group
 from edoc_axis.cli.packages import package_group, validate_command
@@ -15,5 +16,8 @@ main.add_command(package_group)
 main.add_command(pki_group)
 main.add_command(sign_command)
 main.add_command(verify_command)
+main.add_command(init_command)
+main.add_command(directory_group)
+main.add_command(doctor_command)
 
 __all__ = ["main"]
