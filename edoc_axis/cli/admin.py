@@ -49,6 +49,7 @@ DEV_CRL_DAYS = 30
 CA_KEY, CA_CERT, CA_CRL, CA_CRL_NUMBER = "ca.key", "ca.pem", "crl.pem", "crlnumber"
 INTERMEDIATE_KEY, INTERMEDIATE_CERT = "intermediate.key", "intermediate.pem"
 AGENCY_KEY, AGENCY_CERT = "agency.key.pem", "agency.cert.pem"
+DEV_PASSWORDS = "broker-passwords"  # next to the directory file, shared by the dev agencies
 
 config_option = click.option(
     "-c",
@@ -78,6 +79,7 @@ class InitRequest:
     dev: bool = False
     ca_dir: Path | None = None
     key_type: str = "rsa2048"
+    broker_passwords: Path | None = None
     force: bool = False
 
 
@@ -102,14 +104,18 @@ def init_node(request: InitRequest) -> InitResult:
         raise ConfigError(f"{output} already exists; pass --force to overwrite it",
                           code="CONFIG_EXISTS")
     notes: list[str] = []
+    directory_path = (request.directory or data_dir / "directory.toml").expanduser().absolute()
     url = request.broker_url
     if url is None:
         if not request.dev:
             raise ConfigError("--broker-url is required (only --dev invents one)",
                               code="CONFIG_MISSING", element="broker.url")
-        # The dev broker user is the OrganId; `edoc-axis broker provision` creates it.
-        url = f"amqp://{organ_id}:{secrets.token_urlsafe(18)}@127.0.0.1:5672/edoc"
-        notes.append(f"broker user {organ_id} with a new random password (in the config)")
+        passwords = (request.broker_passwords
+                     or directory_path.parent / DEV_PASSWORDS).expanduser().absolute()
+        url = f"amqp://{organ_id}:{_dev_password(passwords, organ_id)}@127.0.0.1:5672/%2F"
+        notes.append(f"broker user {organ_id}, password in {passwords}; create it with "
+                     f"`edoc-axis broker provision --directory {directory_path} "
+                     f"--passwords {passwords}`")
     problem = broker_url_problem(url)
     if problem:
         raise ConfigError(f"--broker-url {problem}", code="CONFIG_BROKER_URL",
@@ -127,7 +133,7 @@ def init_node(request: InitRequest) -> InitResult:
         keys=KeySettings(key=data_dir / "keys" / AGENCY_KEY, cert=data_dir / "keys" / AGENCY_CERT,
                          chain=chain if request.dev else ()),
         trust=TrustSettings(anchors=(anchor,), crls=(crl,)),
-        directory_path=(request.directory or data_dir / "directory.toml").expanduser().absolute(),
+        directory_path=directory_path,
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     if request.dev:
@@ -194,6 +200,22 @@ def _dev_identity(request: InitRequest, settings: Settings, ca_dir: Path) -> lis
     if implied and agency.parent is None:
         notes.append(f"parent {implied} not set (use --parent once it is listed)")
     return notes
+
+
+def _dev_password(path: Path, user: str) -> str:
+    """``user``'s password from a USER=PASSWORD file (the format `broker provision --passwords`
+    reads), appending a new random one when the user is not in it yet."""
+    with _locked(path.parent):
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                name, sep, password = line.strip().partition("=")
+                if sep and name.strip() == user and password:
+                    return password
+        password = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
+            out.write(f"{user}={password}\n")
+        return password
 
 
 def _issuing_ca(ca_dir: Path) -> tuple[trust.PrivateKey, x509.Certificate]:
@@ -267,19 +289,25 @@ def key_matches(key: trust.PrivateKey, cert: x509.Certificate) -> bool:
               "new one created here when missing (default: DATA_DIR/pki/ca).")
 @click.option("--key-type", type=click.Choice(trust.KEY_TYPES), default="rsa2048",
               show_default=True, help="Key type of the dev signing key.")
+@click.option("--broker-passwords", type=click.Path(dir_okay=False, path_type=Path),
+              help="--dev: USER=PASSWORD file the dev broker password is taken from or added "
+              f"to (default: {DEV_PASSWORDS} next to the directory file).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the config (default: DATA_DIR/node.toml).")
 @click.option("--force", is_flag=True, help="Overwrite an existing config (and dev key).")
 def init_command(**options: Any) -> None:
     """Write a working node config for a new agency.
 
-    Example for a test bench of two agencies sharing one dev CA and directory:
+    Example for a test bench of two agencies sharing one dev CA, directory and broker:
 
     \b
       edoc-axis init --dev --organ-id 000.00.00.G22 --data-dir nodes/g22 \\
           --ca nodes/ca --directory nodes/directory.toml
       edoc-axis init --dev --organ-id 000.00.00.H41 --data-dir nodes/h41 \\
           --ca nodes/ca --directory nodes/directory.toml
+      edoc-axis broker provision --directory nodes/directory.toml \\
+          --passwords nodes/broker-passwords
+      edoc-axis doctor --config nodes/g22/node.toml
     """
     with reported_errors():
         result = init_node(InitRequest(**options))
