@@ -67,7 +67,9 @@ _ENTRY_TAG = b"edoc-axis/audit-entry/1\x00"
 _CHECKPOINT_TAG = b"edoc-axis/audit-checkpoint/1\x00"
 _GENESIS_TAG = b"edoc-axis/audit-genesis/1\x00"
 _NONE = b"\xff\xff\xff\xff"
+_NEVER = 1 << 62  # "no further checkpoint" in verify_chain's integer comparisons
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 RSA_PSS_SHA256 = "rsa-pss-sha256"
 ECDSA_SHA256 = "ecdsa-sha256"
 ALGORITHMS = (RSA_PSS_SHA256, ECDSA_SHA256)
@@ -121,12 +123,14 @@ def format_time(moment: dt.datetime | None = None) -> str:
     moment = moment or dt.datetime.now(dt.UTC)
     if moment.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> dt.datetime:
-    """The aware UTC datetime of a ``format_time`` string."""
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    """The aware UTC datetime of a ``format_time`` string; raises ValueError otherwise."""
+    if not _TIME.fullmatch(text):
+        raise ValueError(f"not an audit time: {text!r}")
+    return dt.datetime.fromisoformat(text)
 
 
 def _malformed(message: str) -> EdocAxisError:
@@ -196,17 +200,19 @@ ENTRY_FIELDS = (
 
 
 def _canonical(seq: int, e: AuditEntry) -> bytes:
+    # The hot path of verification: kept to plain local operations on purpose.
     parts = [_ENTRY_TAG, seq.to_bytes(8, "big")]
+    add = parts.append
     for value in (
         e.at, e.kind, e.package_id, e.document_id, e.counterpart, e.content_sha256, e.signer,
         e.detail,
     ):
         if value is None:
-            parts.append(_NONE)
+            add(_NONE)
         else:
-            raw = value.encode("utf-8")
-            parts.append(len(raw).to_bytes(4, "big"))
-            parts.append(raw)
+            raw = value.encode()
+            add(len(raw).to_bytes(4, "big"))
+            add(raw)
     return b"".join(parts)
 
 
@@ -560,6 +566,67 @@ class _Verifier:
         self.cp_seq = -1
         self.cp_digests: set[str] = set()
         self.shift: tuple[int, int] | None = None  # (seq, written seq) of the last renumbered row
+        self.sealed_until = 0
+        self.sealed_at: str | None = None
+
+    def diagnose(self, e: AuditEntry, expected: int, computed: str, running: str) -> bool:
+        """Name what is wrong with ``e``; False when it is out of order (skip it)."""
+        seq = e.seq
+        if seq > expected:
+            self.flag(seq, Code.DELETED, f"entries {expected}..{seq - 1} are missing (deleted)")
+        elif seq < expected:
+            self.out_of_order(e, expected)
+            return seq == expected - 1
+        elif computed != e.entry_hash:
+            if computed:
+                self.mismatch(e)
+        else:
+            self.flag(
+                seq, Code.LINK_BROKEN,
+                f"entry {seq} does not link to entry {seq - 1}: an entry was inserted before it, "
+                f"or entry {seq - 1} was rewritten",
+            )
+        return True
+
+    def orphan_checkpoints(
+        self, cp: Checkpoint | None, pending: Iterator[Checkpoint], seq: int, start_seq: int
+    ) -> Checkpoint | None:
+        """Skip checkpoints whose entry never came (flagging them); return the next one."""
+        while cp is not None and cp.seq < seq:
+            if cp.seq >= start_seq and self.checkpoint_valid(cp):
+                self.flag(cp.seq, Code.DELETED, f"checkpoint at seq {cp.seq} has no entry")
+            cp = next(pending, None)
+        return cp
+
+    def match_checkpoints(
+        self, cp: Checkpoint | None, pending: Iterator[Checkpoint], e: AuditEntry
+    ) -> Checkpoint | None:
+        """Check every checkpoint of ``e.seq`` against ``e``; return the next one."""
+        seq = e.seq
+        while cp is not None and cp.seq == seq:
+            if self.checkpoint_valid(cp):
+                if cp.head_hash != e.entry_hash:
+                    self.flag(
+                        seq, Code.CHECKPOINT_HEAD,
+                        f"the checkpoint signed {cp.at} says the head at seq {seq} is "
+                        f"{cp.head_hash[:16]}..., the log has {e.entry_hash[:16]}...: an entry "
+                        f"in {self.sealed_until + 1}..{seq} was changed and later hashes "
+                        "recomputed",
+                    )
+                else:
+                    self.report.checkpoints += 1
+                    self.sealed_until, self.sealed_at = seq, cp.at
+            cp = next(pending, None)
+        return cp
+
+    def check_checkpoint_entry(self, e: AuditEntry) -> None:
+        """A ``checkpoint`` entry must name a checkpoint of the previous seq that is stored."""
+        if not (self.cp_seq == e.seq - 1 and e.content_sha256 in self.cp_digests):
+            self.flag(
+                e.seq, Code.CHECKPOINT_MISSING,
+                f"entry {e.seq} records a checkpoint of seq {e.seq - 1} that is not stored "
+                "(it was deleted or replaced)",
+            )
 
     def flag(self, seq: int | None, code: Code, message: str) -> None:
         self.report.problem_count += 1
@@ -628,7 +695,7 @@ class _Verifier:
         self.shift = (seq, written) if written is not None else None
 
 
-def verify_chain(  # noqa: PLR0912, PLR0915 - one streaming loop reads best in one place
+def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece for speed
     entries: Iterable[AuditEntry],
     *,
     start_prev_hash: str,
@@ -652,14 +719,15 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - one streaming loop reads best in o
     """
     report = ChainReport()
     state = _Verifier(report, trust, max_problems)
+    state.sealed_until = start_seq - 1
     pending = iter(checkpoints)
     cp = next(pending, None)
+    next_cp = cp.seq if cp is not None else _NEVER
     running = start_prev_hash
     expected = start_seq
-    sealed_until = start_seq - 1
-    sealed_at: str | None = None
     tail_at: str | None = None
     count = 0
+    countdown = progress_every
     last: AuditEntry | None = None
     sha256 = hashlib.sha256
     canonical = _canonical
@@ -668,65 +736,29 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - one streaming loop reads best in o
     for e in entries:
         count += 1
         seq = e.seq
-        if last is None:
+        if count == 1:
             report.first_seq = seq
-        while cp is not None and cp.seq < seq:
-            if cp.seq >= start_seq and state.checkpoint_valid(cp):
-                state.flag(cp.seq, Code.DELETED, f"checkpoint at seq {cp.seq} has no entry")
-            cp = next(pending, None)
+        if seq > next_cp:
+            cp = state.orphan_checkpoints(cp, pending, seq, start_seq)
+            next_cp = cp.seq if cp is not None else _NEVER
         try:
             computed = sha256(fromhex(e.prev_hash) + canonical(seq, e)).hexdigest()
         except (ValueError, TypeError, AttributeError) as exc:
             state.flag(seq, Code.MALFORMED, f"entry {seq} cannot be read ({exc})")
             computed = ""
-        clean = False
-        if seq != expected:
-            if seq > expected:
-                state.flag(
-                    seq, Code.DELETED, f"entries {expected}..{seq - 1} are missing (deleted)"
-                )
-            else:
-                state.out_of_order(e, expected)
-                if seq != expected - 1:
-                    last = e
-                    continue
-        elif computed != e.entry_hash:
-            if computed:
-                state.mismatch(e)
-        elif e.prev_hash != running:
-            state.flag(
-                seq, Code.LINK_BROKEN,
-                f"entry {seq} does not link to entry {seq - 1}: an entry was inserted before it, "
-                f"or entry {seq - 1} was rewritten",
-            )
-        else:
-            clean = True
-            state.shift = None
+        clean = seq == expected and computed == e.entry_hash and e.prev_hash == running
+        if not clean and not state.diagnose(e, expected, computed, running):
+            last = e  # out of order: leave the chain's state as it was
+            continue
         running = e.entry_hash
         expected = seq + 1
         last = e
-        while cp is not None and cp.seq == seq:
-            if state.checkpoint_valid(cp):
-                if cp.head_hash != e.entry_hash:
-                    state.flag(
-                        seq, Code.CHECKPOINT_HEAD,
-                        f"the checkpoint signed {cp.at} says the head at seq {seq} is "
-                        f"{cp.head_hash[:16]}..., the log has {e.entry_hash[:16]}...: an entry in "
-                        f"{sealed_until + 1}..{seq} was changed and later hashes recomputed",
-                    )
-                else:
-                    report.checkpoints += 1
-                    sealed_until, sealed_at = seq, cp.at
-            cp = next(pending, None)
+        if seq == next_cp:
+            cp = state.match_checkpoints(cp, pending, e)
+            next_cp = cp.seq if cp is not None else _NEVER
         if e.kind == checkpoint_kind:
-            if clean and seq - 1 >= start_seq and not (
-                state.cp_seq == seq - 1 and e.content_sha256 in state.cp_digests
-            ):
-                state.flag(
-                    seq, Code.CHECKPOINT_MISSING,
-                    f"entry {seq} records a checkpoint of seq {seq - 1} that is not stored "
-                    "(it was deleted or replaced)",
-                )
+            if clean and seq > start_seq:
+                state.check_checkpoint_entry(e)
         else:
             tail_at = e.at
             if receipt_verifier is not None and e.content_sha256 is not None:
@@ -734,11 +766,27 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - one streaming loop reads best in o
                 why = receipt_verifier(e)
                 if why:
                     state.flag(seq, Code.RECEIPT_INVALID, f"entry {seq} ({e.kind}): {why}")
-        if progress is not None and count % progress_every == 0:
-            progress(count)
+        countdown -= 1
+        if not countdown:
+            countdown = progress_every
+            if progress is not None:
+                progress(count)
     report.entries = count
     if last is not None:
         report.last_seq, report.head_hash = last.seq, last.entry_hash
+    _finish(state, cp, pending, start_seq=start_seq, tail_at=tail_at, policy=policy,
+            slack=clock_slack_seconds)
+    if progress is not None:
+        progress(count)
+    return report
+
+
+def _finish(
+    state: _Verifier, cp: Checkpoint | None, pending: Iterator[Checkpoint], *, start_seq: int,
+    tail_at: str | None, policy: CheckpointPolicy | None, slack: float,
+) -> None:
+    """After the last entry: checkpoints beyond the end (truncation) and the unsealed tail."""
+    report = state.report
     end = report.last_seq if report.last_seq is not None else start_seq - 1
     while cp is not None:
         if cp.seq > end and state.checkpoint_valid(cp):
@@ -748,17 +796,15 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - one streaming loop reads best in o
                 f"entries {end + 1}..{cp.seq} were removed",
             )
         cp = next(pending, None)
+    sealed_until, sealed_at = state.sealed_until, state.sealed_at
     if sealed_until >= start_seq:
         report.last_checkpoint_seq, report.last_checkpoint_at = sealed_until, sealed_at
     report.unsealed = max(0, end - sealed_until)
     if policy is not None:
         _check_tail(
             state, policy, end=end, sealed_until=sealed_until, sealed_at=sealed_at,
-            tail_at=tail_at, slack=clock_slack_seconds,
+            tail_at=tail_at, slack=slack,
         )
-    if progress is not None:
-        progress(count)
-    return report
 
 
 def _check_tail(
