@@ -652,8 +652,13 @@ def _multipart_file(request: Request) -> bytes | None:
     content_type = request.first("content-type") or ""
     if not content_type.lower().startswith("multipart/form-data"):
         return None
-    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
-    message = BytesParser(policy=HTTP).parsebytes(head + request.body)
+    match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
+    if match is None:
+        return None
+    # The SDK's boundary ("===<millis>===") is unquoted, which the email parser does not take.
+    head = f'Content-Type: multipart/form-data; boundary="{match.group(1)}"\r\n\r\n'
+    head_bytes = head.encode("latin-1", "replace")
+    message = BytesParser(policy=HTTP).parsebytes(head_bytes + request.body)
     if not message.is_multipart():
         return None
     parts = list(message.iter_parts())
@@ -1051,6 +1056,8 @@ class _Handler(BaseHTTPRequestHandler):
         }.get(code, "BAD_REQUEST")
         status = 405 if code == 501 else code
         self.close_connection = True
+        # Parse errors can come before the version is known; always answer with a status line.
+        self.request_version = self.protocol_version
         response = _json_response(status, fail_payload(err, message or "bad request"), close=True)
         with contextlib.suppress(OSError):
             self._write(response)
