@@ -667,15 +667,21 @@ class _Doctor:
                 continue
             loaded += crls
             for crl in crls:
+                label = f"{path} ({_common_name(crl.issuer)})"
                 next_update = crl.next_update_utc
                 if next_update is None or next_update < self.now:
                     self.add("crls", FAIL if required else WARN,
-                             f"{path} is out of date (next update {next_update}); fetch a new one")
+                             f"{label} is out of date (next update {next_update}); fetch a new one")
                 else:
                     hours = (next_update - self.now).total_seconds() / 3600
                     status = WARN if hours < 24 else OK
-                    self.add("crls", status, f"{path} fresh until {next_update:%Y-%m-%d %H:%M}Z")
+                    self.add("crls", status, f"{label} fresh until {next_update:%Y-%m-%d %H:%M}Z")
         return loaded
+
+
+def _common_name(name: x509.Name) -> str:
+    names = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else name.rfc4514_string()
 
 
 def diagnose(config_path: Path | None = None, *, env: dict[str, str] | None = None,
