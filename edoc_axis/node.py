@@ -107,7 +107,8 @@ class _Received:
     message: IncomingMessage
     sha256: str
     identified: Agency | None = None
-    package: edxml.Package | None = None
+    package: edxml.Package | None = None  # verified: set only when every check passed
+    claimed: edxml.Package | None = None  # what the bytes say, before identity and signature
     error: EdocAxisError | None = None
     outcome: Outcome | None = None
     reply: bytes | None = None  # a signed status 01 (documents) or 02 (rejections)
@@ -458,7 +459,7 @@ class Node:
             if len(message.body) > self.limits.max_bytes:
                 raise PackageTooLarge(f"message of {len(message.body)} bytes exceeds the limit",
                                       code="PACKAGE_TOO_LARGE")
-            pkg = schema.check(message.body, self.limits)
+            pkg = item.claimed = schema.check(message.body, self.limits)
             claimed = pkg.sender.organ_id
             agency = self.directory.get(claimed)
             if agency.broker_user != user:
@@ -509,9 +510,17 @@ class Node:
             item.reply = None
 
     def _document_id_hint(self, item: _Received) -> str:
-        header = item.message.headers.get("edoc-document-id")
-        if isinstance(header, str) and header:
-            return header
+        """The DocumentId a status 02 can name: the package's (or header's) when it belongs to
+        the identified publisher, else the broker message id (a spoofed package's DocumentId
+        names another agency, and a status about it would break the direction rule)."""
+        pkg = item.claimed
+        candidates = [pkg.document_id if isinstance(pkg, edxml.DocumentPackage) else None,
+                      item.message.headers.get("edoc-document-id")]
+        owner = item.identified.organ_id if item.identified else None
+        for candidate in candidates:
+            if (isinstance(candidate, str) and candidate
+                    and edxml.document_id_sender(candidate) in (None, owner)):
+                return candidate
         return item.message.message_id or "unknown"
 
     def _is_duplicate_document(self, pkg: edxml.DocumentPackage, item: _Received) -> bool:
@@ -602,7 +611,7 @@ class Node:
                                     code="STATUS_UNKNOWN_DOCUMENT", agency=sender)
         else:
             delivery = txn.delivery_for(document_id, sender)
-            if delivery is None:
+            if delivery is None and code != "02":
                 raise RuleViolation(f"status {code} from {sender} about {document_id}, a "
                                     "document not sent to it",
                                     code="STATUS_UNKNOWN_DOCUMENT", agency=sender)
@@ -629,7 +638,7 @@ class Node:
             txn.set_delivery_state(delivery, state, status_code=code, reason=description)
 
     def _store_rejection(self, txn: Transaction, item: _Received, error: EdocAxisError) -> None:
-        pkg = item.package
+        pkg = item.claimed
         claimed = pkg.sender.organ_id if pkg is not None else None
         document_id = (pkg.document_id if isinstance(pkg, edxml.DocumentPackage)
                        else pkg.response_for.document_id if pkg is not None else None)
@@ -649,8 +658,8 @@ class Node:
             package_id = str(uuid.uuid4())
             row = txn.add_package(NewPackage(
                 package_id=package_id, direction="out", kind="status", sender=self.organ_id,
-                recipients=(item.reply_to,), document_id=self._document_id_hint(item)
-                if document_id is None else document_id, body=item.reply,
+                recipients=(item.reply_to,), document_id=self._document_id_hint(item),
+                body=item.reply,
                 sha256=_sha256(item.reply), dedupe_digest=_sha256(item.reply),
                 message_id=package_id, status_code="02", description=error.code,
                 broker_user=self.broker_user))

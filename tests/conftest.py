@@ -214,3 +214,183 @@ def edxml_status() -> Callable[..., bytes]:
 
 
 # --- node (issue: routing) ---------------------------------------------------------------------
+
+# --- node: journeys (owner: node helper; transport fixtures above) -------------------------------
+# `axis_broker` (session): a vhost with three agencies (000.00.00.G22, 000.00.00.H41 from `pki`,
+# and 000.00.00.H42 issued here), each with a real broker user and queues provisioned through
+# topology.provision. `axis` (per test): queues purged, a directory file in tmp_path, and
+# `axis.config(organ_id)` / `axis.settings(organ_id)` writing a node config there.
+
+
+@dataclass
+class AxisAgency:
+    """One agency on the test axis: signing files, certificate fingerprint, broker account."""
+
+    organ_id: str
+    key_path: Path
+    cert_path: Path
+    fingerprint: str
+    account: Any
+
+
+@dataclass
+class Axis:
+    """A provisioned test axis in its own vhost (see the section comment)."""
+
+    dir: Path
+    vhost: str
+    admin_url: str
+    pki: Pki
+    agencies: dict[str, AxisAgency]
+    directory_path: Path
+
+    def url(self, organ_id: str) -> str:
+        """The AMQP URL of an agency's node (its own broker user)."""
+        from urllib.parse import quote
+
+        account = self.agencies[organ_id].account
+        return (f"amqp://{quote(account.user, safe='')}:{quote(account.password, safe='')}"
+                f"@127.0.0.1:5672/{quote(self.vhost, safe='')}")
+
+    def config(self, organ_id: str, name: str | None = None, **signature: bool) -> Path:
+        """Write a node config (own data dir under the axis folder) and return its path."""
+        from edoc_axis import config
+
+        agency = self.agencies[organ_id]
+        base = self.dir / (name or organ_id)
+        settings = config.Settings(
+            organ_id=organ_id, data_dir=base / "data", directory_path=self.directory_path,
+            broker=config.BrokerSettings(url=self.url(organ_id)),
+            keys=config.KeySettings(key=agency.key_path, cert=agency.cert_path),
+            trust=config.TrustSettings(anchors=(self.pki.ca_path,), crls=(self.pki.crl_path,)),
+            signature=config.SignatureSettings(**signature),
+        )
+        path = base / "node.toml"
+        config.write_config(path, settings, force=True)
+        return path
+
+    def settings(self, organ_id: str, name: str | None = None, **signature: bool) -> Any:
+        """Settings of a fresh node config for ``organ_id`` (no environment overrides)."""
+        from edoc_axis import config
+
+        return config.load_settings(self.config(organ_id, name, **signature), env={})
+
+
+AXIS_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H42")
+
+
+@pytest.fixture(scope="session")
+def axis_pki(pki: Pki) -> Pki:
+    """The session PKI plus a third agency, 000.00.00.H42 (RSA-2048)."""
+    from edoc_axis import trust
+
+    if "000.00.00.H42" not in pki.agencies:
+        key, cert = trust.issue_agency_certificate(
+            pki.ca_key, pki.ca_cert, "000.00.00.H42", "UBND tỉnh Hà Tĩnh", key_type="rsa2048")
+        key_path, cert_path = pki.dir / "000.00.00.H42.key", pki.dir / "000.00.00.H42.pem"
+        key_path.write_bytes(trust.key_to_pem(key))
+        key_path.chmod(0o600)
+        cert_path.write_bytes(trust.cert_to_pem(cert))
+        pki.agencies["000.00.00.H42"] = PkiAgency("000.00.00.H42", key, cert, key_path, cert_path)
+    return pki
+
+
+def _provision_axis(admin_url: str, vhost: str, accounts: list[Any]) -> None:
+    """topology.provision; if rabbitmqctl cannot import the definitions file (it may run as
+    another OS user than the tests), the same users, permissions and queues step by step."""
+    from edoc_axis import topology, transport
+    from edoc_axis.errors import BrokerUnavailable
+
+    layout = topology.Topology()
+    try:
+        topology.provision(admin_url, accounts, layout, vhost)
+        return
+    except BrokerUnavailable:
+        pass
+    transport.declare_topology(admin_url, layout, [a.organ_id for a in accounts])
+    for account in accounts:
+        _rabbitmqctl("add_user", account.user, account.password)
+        _rabbitmqctl("set_permissions", "-p", vhost, account.user, "^$",
+                     topology.write_pattern(layout),
+                     topology.read_pattern(layout, account.organ_id))
+
+
+@dataclass
+class AxisBroker:
+    """The session's provisioned axis: vhost, accounts, identities and fingerprints."""
+
+    vhost: str
+    admin_url: str
+    agencies: dict[str, AxisAgency]
+    listed: list[Any]
+
+
+@pytest.fixture(scope="session")
+def axis_broker(axis_pki: Pki) -> Iterator[AxisBroker]:
+    """Broker users and queues of the three test agencies in their own vhost (one per session:
+    rabbitmqctl is slow); `axis` purges the queues before each test."""
+    from urllib.parse import quote
+
+    from edoc_axis import directory, trust
+
+    vhost = f"edoc-node-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    admin_url = f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
+    agencies: dict[str, AxisAgency] = {}
+    listed = []
+    for organ_id in AXIS_AGENCIES:
+        identity = axis_pki.agencies[organ_id]
+        account = topology_account(organ_id, vhost)
+        fingerprint = trust.fingerprint(identity.cert)
+        agencies[organ_id] = AxisAgency(organ_id, identity.key_path, identity.cert_path,
+                                        fingerprint, account)
+        listed.append(directory.Agency(
+            organ_id=organ_id, code=organ_id.replace(".", ""), name=f"Cơ quan {organ_id}",
+            parent=None, broker_user=account.user, fingerprints=(fingerprint,)))
+    try:
+        _provision_axis(admin_url, vhost, [a.account for a in agencies.values()])
+        yield AxisBroker(vhost, admin_url, agencies, listed)
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+        for agency in agencies.values():
+            subprocess.run([shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", "-q",
+                            "delete_user", agency.account.user], capture_output=True,
+                           timeout=60, check=False)
+
+
+def topology_account(organ_id: str, vhost: str) -> Any:
+    """A fresh broker account for an agency in a test vhost."""
+    from edoc_axis import topology
+
+    return topology.BrokerAccount(organ_id, f"node-{organ_id}-{vhost}", uuid.uuid4().hex)
+
+
+def purge_axis_queues(admin_url: str, organ_ids: tuple[str, ...]) -> None:
+    """Empty every agency's inbound and dead-letter queue (test isolation)."""
+    import pika
+
+    from edoc_axis import topology
+
+    layout = topology.Topology()
+    connection = pika.BlockingConnection(pika.URLParameters(admin_url))
+    try:
+        channel = connection.channel()
+        for organ_id in organ_ids:
+            channel.queue_purge(layout.queue_for(organ_id))
+            channel.queue_purge(layout.dead_queue_for(organ_id))
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def axis(axis_broker: AxisBroker, axis_pki: Pki, tmp_path: Path) -> Axis:
+    """The test axis with empty queues, and a directory file and node folders in tmp_path."""
+    from edoc_axis import directory
+
+    purge_axis_queues(axis_broker.admin_url, AXIS_AGENCIES)
+    directory_path = tmp_path / "directory.toml"
+    directory_path.write_text(
+        "".join(directory.render_agency(a) + "\n" for a in axis_broker.listed), encoding="utf-8")
+    return Axis(tmp_path, axis_broker.vhost, axis_broker.admin_url, axis_pki,
+                dict(axis_broker.agencies), directory_path)
