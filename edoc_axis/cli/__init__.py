@@ -7,6 +7,7 @@ Commands only parse arguments, load settings and call into the package. Exit cod
 from edoc_axis.cli.admin import directory_group, doctor_command, init_command
 from edoc_axis.cli.base import main
 from edoc_axis.cli.broker import broker_group
+from edoc_axis.cli.node import COMMANDS as NODE_COMMANDS
 from edoc_axis.cli.packages import package_group, validate_command
 from edoc_axis.cli.trust import pki_group, sign_command, verify_command
 
@@ -19,5 +20,7 @@ main.add_command(verify_command)
 main.add_command(init_command)
 main.add_command(directory_group)
 main.add_command(doctor_command)
+for command in NODE_COMMANDS:
+    main.add_command(command)
 
 __all__ = ["main"]

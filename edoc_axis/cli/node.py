@@ -1,0 +1,318 @@
+"""``edoc-axis run|send|inbox|track|status|dlq``: run a node and work with its store.
+
+``send`` and ``status set`` write to the node's store and return at once: the running node
+(``edoc-axis run``) relays what they queued, also when they ran while it or the broker was down.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edoc_axis.cli.base import reported_errors
+from edoc_axis.config import Settings, load_settings
+from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
+from edoc_axis.node import Node, Runner, data_file
+from edoc_axis.store import PICKUP_STATES, Store
+from edoc_axis.transport import Topology, dead_letters, replay_dead_letter
+
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    default=None, help="Node config file (default: the file named by $EDOC_AXIS_CONFIG).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.store_path)
+
+
+# --- run and send ------------------------------------------------------------------------------
+
+
+@click.command("run")
+@config_option
+def run_command(config_path: Path | None) -> None:
+    """Run the node: consume this agency's queue and relay its outbox until SIGTERM/SIGINT.
+
+    Received documents are stored and answered with a signed status 01; statuses update the
+    tracking of sent documents. Stops cleanly (pending confirms awaited briefly, store closed).
+    """
+    with reported_errors():
+        settings = load_settings(config_path)
+        node = Node.from_settings(settings)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        runner = Runner(node).start()
+        click.echo(f"node {settings.organ_id} running (store {settings.store_path})", err=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            runner.stop()
+            node.close()
+        click.echo(f"node {settings.organ_id} stopped", err=True)
+
+
+@click.command("send")
+@config_option
+@json_option
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def send_command(config_path: Path | None, as_json: bool, files: tuple[Path, ...]) -> None:
+    """Submit edXML package FILES for sending (validated, signed by policy, queued).
+
+    Prints the package id and recipients of each. Works while the node or the broker is down:
+    the running node relays queued packages. A package already submitted is not sent twice
+    (the original id is printed, marked duplicate).
+    """
+    with reported_errors():
+        node = Node.from_settings(load_settings(config_path))
+    failure: EdocAxisError | None = None
+    results: list[dict[str, Any]] = []
+    try:
+        for path in files:
+            try:
+                result = node.submit(data_file(path))
+            except EdocAxisError as exc:
+                failure = exc
+                click.echo(f"error: {path}: {exc}", err=True)
+                results.append({"file": str(path), "error": exc.to_dict()})
+                continue
+            results.append({"file": str(path), **result.to_dict()})
+            if not as_json:
+                mark = " (duplicate: already submitted)" if result.duplicate else ""
+                click.echo(f"{result.package_id}  {result.document_id}  -> "
+                           f"{', '.join(result.recipients)}{mark}")
+    finally:
+        node.close()
+    if as_json:
+        _echo_json(results)
+    if failure is not None:
+        sys.exit(failure.exit_code if len(files) == 1 else EXIT_FAILURE)
+
+
+# --- inbox -------------------------------------------------------------------------------------
+
+
+@click.group("inbox")
+def inbox_group() -> None:
+    """Received documents and statuses, with their DMS pickup state."""
+
+
+@inbox_group.command("list")
+@config_option
+@json_option
+@click.option("--pickup", type=click.Choice(PICKUP_STATES), help="Only this pickup state.")
+@click.option("--kind", type=click.Choice(["edoc", "status"]), help="Only documents or statuses.")
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+def inbox_list(config_path: Path | None, as_json: bool, pickup: str | None, kind: str | None,
+               limit: int) -> None:
+    """List received packages, oldest first."""
+    with reported_errors():
+        store = _store(load_settings(config_path))
+        entries = store.inbox(pickup=pickup, kind=kind, limit=limit)  # type: ignore[arg-type]
+        store.close()
+    if as_json:
+        _echo_json([_entry_dict(e) for e in entries])
+        return
+    for e in entries:
+        what = f"status {e.status_code}" if e.kind == "status" else "document"
+        click.echo(f"{e.package_id}  {e.received_at[:19]}  {e.pickup:<10}  {what:<10}  "
+                   f"from {e.sender}  {e.document_id}")
+
+
+def _entry_dict(entry: Any) -> dict[str, Any]:
+    return {k: getattr(entry, k) for k in entry.__slots__}
+
+
+@inbox_group.command("show")
+@config_option
+@json_option
+@click.argument("package_id")
+def inbox_show(config_path: Path | None, as_json: bool, package_id: str) -> None:
+    """Show one received package's record (sender, DocumentId, digest, pickup state)."""
+    with reported_errors():
+        store = _store(load_settings(config_path))
+        try:
+            entry, record = store.inbox_entry(package_id), store.package(package_id)
+        finally:
+            store.close()
+    info = {**_entry_dict(record), "pickup": entry.pickup, "pickup_note": entry.pickup_note}
+    if as_json:
+        _echo_json(info)
+        return
+    for key, value in info.items():
+        if value not in (None, "", ()):
+            click.echo(f"{key:>16}: {', '.join(value) if isinstance(value, tuple) else value}")
+
+
+@inbox_group.command("export")
+@config_option
+@click.argument("package_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here (default: stdout).")
+def inbox_export(config_path: Path | None, package_id: str, output: Path | None) -> None:
+    """Write a received package's exact signed bytes."""
+    with reported_errors():
+        store = _store(load_settings(config_path))
+        try:
+            store.inbox_entry(package_id)
+            body = store.body(package_id)
+        finally:
+            store.close()
+    if output is None:
+        sys.stdout.buffer.write(body)
+    else:
+        output.write_bytes(body)
+        click.echo(f"wrote {len(body)} bytes to {output}", err=True)
+
+
+# --- track and status --------------------------------------------------------------------------
+
+
+@click.command("track")
+@config_option
+@json_option
+@click.argument("document_id")
+def track_command(config_path: Path | None, as_json: bool, document_id: str) -> None:
+    """Per-recipient state and status timeline of a sent document."""
+    with reported_errors():
+        store = _store(load_settings(config_path))
+        try:
+            deliveries = store.deliveries(document_id)
+            if not deliveries:
+                raise NotFound(f"no sent document {document_id}", code="DOCUMENT_NOT_SENT")
+            timeline = {d.id: store.history(d.id) for d in deliveries}
+        finally:
+            store.close()
+    if as_json:
+        _echo_json([{**_entry_dict(d), "history": [_entry_dict(h) for h in timeline[d.id]]}
+                    for d in deliveries])
+        return
+    for d in deliveries:
+        click.echo(f"{d.recipient}  {d.state}  (package {d.package_id})")
+        for h in timeline[d.id]:
+            code = f" [{h.status_code}]" if h.status_code else ""
+            note = f"  {h.description}" if h.description else ""
+            click.echo(f"    {h.at[:19]}  {h.state}{code}{note}")
+
+
+@click.group("status")
+def status_group() -> None:
+    """Send business statuses about documents."""
+
+
+@status_group.command("set")
+@config_option
+@click.argument("document_id")
+@click.argument("code", type=click.Choice(["02", "03", "04", "05", "06", "13", "15", "16"]))
+@click.option("--to", "to", help="Only this counterpart agency (OrganId).")
+@click.option("--description", help="Free text carried in the status (Description).")
+def status_set(config_path: Path | None, document_id: str, code: str, to: str | None,
+               description: str | None) -> None:
+    """Send status CODE about DOCUMENT_ID: 02-06, 15, 16 to the document's sender (as a
+    recipient), 13 (take back) to every recipient or --to (as the sender)."""
+    with reported_errors():
+        node = Node.from_settings(load_settings(config_path))
+        try:
+            results = node.set_status(document_id, code, description=description, to=to)
+        finally:
+            node.close()
+    for r in results:
+        mark = " (already sent; not repeated)" if r.duplicate else ""
+        click.echo(f"{r.package_id}  status {code} -> {', '.join(r.recipients)}{mark}")
+
+
+# --- dead letters ------------------------------------------------------------------------------
+
+
+@click.group("dlq")
+def dlq_group() -> None:
+    """This agency's dead-letter queue: refused or undeliverable messages."""
+
+
+@dlq_group.command("list")
+@config_option
+@json_option
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+def dlq_list(config_path: Path | None, as_json: bool, limit: int) -> None:
+    """Peek at dead letters (nothing is removed), with the node's recorded reason."""
+    with reported_errors():
+        settings = load_settings(config_path)
+        letters = dead_letters(settings.broker.url, _topology(settings), settings.organ_id,
+                               limit)
+        reasons = _reasons(settings)
+    rows = [{"message_id": d.message_id, "user_id": d.user_id, "type": d.type,
+             "death": d.reason, "count": d.count, "size": len(d.body),
+             "rejection": reasons.get(d.message_id or "")} for d in letters]
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['message_id']}  {row['death']}  from user {row['user_id']}  "
+                   f"{row['size']} bytes  {row['rejection'] or ''}")
+
+
+@dlq_group.command("show")
+@config_option
+@click.argument("message_id")
+@click.option("--body", is_flag=True, help="Write the message bytes to stdout instead.")
+def dlq_show(config_path: Path | None, message_id: str, body: bool) -> None:
+    """Show one dead letter: headers, death reason and why the node refused it."""
+    with reported_errors():
+        settings = load_settings(config_path)
+        letters = dead_letters(settings.broker.url, _topology(settings), settings.organ_id,
+                               10_000)
+        found = [d for d in letters if d.message_id == message_id]
+        if not found:
+            raise NotFound(f"no dead letter with message id {message_id}")
+        reasons = _reasons(settings)
+    letter = found[0]
+    if body:
+        sys.stdout.buffer.write(letter.body)
+        return
+    _echo_json({"message_id": letter.message_id, "user_id": letter.user_id, "type": letter.type,
+                "routing_key": letter.routing_key, "death": letter.reason,
+                "queue": letter.queue, "count": letter.count, "size": len(letter.body),
+                "rejection": reasons.get(message_id),
+                "headers": {k: str(v) for k, v in letter.headers.items()}})
+
+
+@dlq_group.command("replay")
+@config_option
+@click.argument("message_id")
+def dlq_replay(config_path: Path | None, message_id: str) -> None:
+    """Put a dead letter back on this agency's queue (after fixing the cause)."""
+    with reported_errors():
+        settings = load_settings(config_path)
+        if not replay_dead_letter(settings.broker.url, _topology(settings), settings.organ_id,
+                                  message_id, settings.broker.user):
+            raise NotFound(f"no dead letter with message id {message_id}")
+    click.echo(f"replayed {message_id}")
+
+
+def _topology(settings: Settings) -> Topology:
+    return Topology(delivery_limit=settings.broker.delivery_limit)
+
+
+def _reasons(settings: Settings) -> dict[str, str]:
+    store = _store(settings)
+    try:
+        return {r.message_id: f"{r.code}: {r.reason}" for r in store.rejections(limit=100_000)
+                if r.message_id}
+    finally:
+        store.close()
+
+
+COMMANDS = (run_command, send_command, inbox_group, track_command, status_group, dlq_group)
