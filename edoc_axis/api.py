@@ -347,7 +347,9 @@ def fail_payload(code: str, desc: str, call: str | None = None) -> dict[str, Any
 
 def _error_response(exc: EdocAxisError, call: str | None) -> Response:
     status = _status_for(exc)
-    response = _json_response(status, fail_payload(exc.code, str(exc), call))
+    where = ", ".join(str(w) for w in (exc.element, exc.line and f"line {exc.line}") if w)
+    desc = f"{exc.message} ({where})" if where else exc.message
+    response = _json_response(status, fail_payload(exc.code, desc, call))
     if status == 503:
         response.headers["Retry-After"] = "5"
     return response
