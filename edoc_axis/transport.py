@@ -266,6 +266,17 @@ class Link:
             connection.ioloop.add_callback_threadsafe(self._begin_stop)
         try:
             connection.ioloop.start()
+        except Exception as exc:
+            # A bug or an unexpected pika state must not end the supervisor: drop this
+            # connection (unacked deliveries return, in-flight messages are republished).
+            self.last_error = f"link failed: {exc!r}"
+            log.exception("broker_link_failed", link=self.name, error=repr(exc))
+            if connection.is_open:
+                try:
+                    connection.close()
+                    connection.ioloop.start()  # until the close completes
+                except Exception:  # noqa: S110 - already failing; the socket goes with it
+                    pass
         finally:
             with self._lock:
                 self._connection = None
@@ -386,6 +397,8 @@ class Link:
         if self._stop_started:
             return
         self._stop_started = True
+        if self._batch:
+            self._flush_batch()  # settle what was delivered while the channel is still open
         channel = self._channel
         if channel is not None and channel.is_open and self._consumer_tag is not None:
             channel.basic_cancel(self._consumer_tag)
@@ -433,7 +446,7 @@ class Link:
         """Fill the free window slots: retained messages first, then fresh outbox rows."""
         channel = self._channel
         if (self._fetch_outgoing is None or not self._ready or self._blocked or channel is None
-                or self._stop_started):
+                or not channel.is_open or self._stop_started):
             return
         while self._retained and len(self._inflight) < self._window:
             self._publish(channel, self._retained.popleft(), republish=True)
@@ -568,7 +581,14 @@ class Link:
             log.exception("batch_handler_failed", link=self.name, size=len(batch),
                           error=repr(exc))
             outcomes = [Outcome.RETRY] * len(batch)
-        self._settle_deliveries(channel, [tag for _, tag, _ in batch], outcomes)
+        try:
+            self._settle_deliveries(channel, [tag for _, tag, _ in batch], outcomes)
+        except (pika.exceptions.ChannelWrongStateError,
+                pika.exceptions.ConnectionWrongStateError) as exc:
+            # The channel closed while the node handled the batch: the broker redelivers these
+            # messages and the node's dedupe answers them again.
+            log.warning("delivery_settlement_lost", link=self.name, size=len(batch),
+                        error=repr(exc))
 
     def _settle_deliveries(self, channel: Any, tags: list[int], outcomes: list[Outcome]) -> None:
         # Earlier tags are all settled by the time a run ends, so "multiple" covers just the run.

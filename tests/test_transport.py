@@ -386,3 +386,19 @@ def test_stop_waits_for_confirms_and_returns(broker_url: str, agencies: Any) -> 
     assert not thread.is_alive()
     assert link.in_flight() == 0 or not link.connected
     assert {c.token for c in outbox.confirmations} <= set(range(1, 201))
+
+
+def test_unreachable_broker_backs_off_and_stops() -> None:
+    """With no broker to reach, run() keeps retrying with backoff and still stops promptly."""
+    outbox = Outbox()
+    outbox.add(outgoing(1, "nowhere"))
+    link = Link("amqp://guest:guest@127.0.0.1:1/%2F", TOPOLOGY, user_id="guest",
+                fetch_outgoing=outbox.fetch, on_confirmed=outbox.confirmed,
+                backoff_initial=0.05, backoff_max=0.2)
+    thread = threading.Thread(target=link.run, daemon=True)
+    thread.start()
+    wait_for(lambda: link.last_error is not None and "cannot connect" in link.last_error,
+             what="connection failure")
+    link.stop()
+    thread.join(5)
+    assert not thread.is_alive() and not link.connected and not outbox.confirmations
