@@ -17,10 +17,9 @@ import io
 import mimetypes
 import re
 import zipfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Literal, TypeVar
+from typing import Literal
 
 from lxml import etree
 
@@ -30,7 +29,6 @@ from edoc_axis.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 VN_TZ = timezone(timedelta(hours=7), "ICT")
-T = TypeVar("T")
 
 DATE_FORMAT = "%Y/%m/%d"
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
@@ -316,51 +314,93 @@ def detect_kind(root: etree._Element) -> Literal["edoc", "status"]:
 def from_tree(root: etree._Element) -> Package:
     """Read the model from an already parsed ``edXML`` root element."""
     kind = detect_kind(root)
-    envelope = _required(root, "edXMLEnvelope")
-    header_block = _required(envelope, "edXMLHeader")
-    header = _required(header_block, "MessageHeader")
-    signed = any(child.tag in (q("Signature"), f"{{{DSIG_NS}}}Signature") for child in header_block)
-    trace_list = header_block.find(q("TraceHeaderList"))
-    traces = (
-        [_trace(t) for t in trace_list.iterfind(q("TraceHeader"))] if trace_list is not None else []
-    )
+    top = _Fields(root)
+    envelope = _Fields(_required(root, "edXMLEnvelope"))
+    block = _Fields(_required(envelope.el, "edXMLHeader"))
+    header = _Fields(_required(block.el, "MessageHeader"))
+    signed = block.child("Signature") is not None or f"{{{DSIG_NS}}}Signature" in block.first
+    trace_list = block.fields("TraceHeaderList")
+    traces = [_trace(t) for t in trace_list.all("TraceHeader")] if trace_list else []
     if kind == "status":
-        response = header.find(q("ResponseFor"))
+        response = header.fields("ResponseFor")
         return StatusPackage(
-            sender=_organization(_required(header, "From")),
-            response_for=_response_for(response) if response is not None else ResponseFor(""),
-            status_code=_text(header, "StatusCode") or "",
-            timestamp=_text(header, "Timestamp") or "",
-            staff_info=_opt(header, "StaffInfo", _staff),
-            description=_text(header, "Description"),
+            sender=_organization(_Fields(_required(header.el, "From"))),
+            response_for=_response_for(response) if response else ResponseFor(""),
+            status_code=header.text("StatusCode") or "",
+            timestamp=header.text("Timestamp") or "",
+            staff_info=_staff(staff) if (staff := header.fields("StaffInfo")) else None,
+            description=header.text("Description"),
             trace_headers=traces,
             signed=signed,
         )
-    other = header.find(q("OtherInfo"))
-    manifest_el = _path(envelope, "edXMLBody", "edXMLManifest")
-    attachments_el = root.find(q("AttachmentEncoded"))
+    body = envelope.fields("edXMLBody")
+    manifest = body.fields("edXMLManifest") if body else None
+    encoded = top.fields("AttachmentEncoded")
+    other = header.fields("OtherInfo")
+    places = header.fields("ToPlaces")
+    business = trace_list.fields("Bussiness") if trace_list else None
     return DocumentPackage(
-        sender=_organization(_required(header, "From")),
-        recipients=[_organization(el) for el in header.iterfind(q("To"))],
-        document_id=_text(header, "DocumentId"),
-        code=_opt(header, "Code", _code) or Code("", ""),
-        promulgation=_opt(header, "PromulgationInfo", _promulgation) or PromulgationInfo("", ""),
-        document_type=_opt(header, "DocumentType", _document_type) or DocumentType("", "", ""),
-        subject=_text(header, "Subject") or "",
-        content=_text(header, "Content"),
-        signer=_opt(header, "SignerInfo", _signer),
-        due_date=_text(header, "DueDate"),
-        to_places=_texts(header.find(q("ToPlaces")), "Place"),
-        other_info=_other_info(other) if other is not None else None,
-        response_for=[_response_for(el) for el in header.iterfind(q("ResponseFor"))],
-        steering_type=_text(header, "SteeringType"),
+        sender=_organization(_Fields(_required(header.el, "From"))),
+        recipients=[_organization(el) for el in header.all("To")],
+        document_id=header.text("DocumentId"),
+        code=_code(code) if (code := header.fields("Code")) else Code("", ""),
+        promulgation=_promulgation(prom)
+        if (prom := header.fields("PromulgationInfo"))
+        else PromulgationInfo("", ""),
+        document_type=_document_type(doc_type)
+        if (doc_type := header.fields("DocumentType"))
+        else DocumentType("", "", ""),
+        subject=header.text("Subject") or "",
+        content=header.text("Content"),
+        signer=_signer(signer) if (signer := header.fields("SignerInfo")) else None,
+        due_date=header.text("DueDate"),
+        to_places=places.texts("Place") if places else [],
+        other_info=_other_info(other) if other else None,
+        response_for=[_response_for(el) for el in header.all("ResponseFor")],
+        steering_type=header.text("SteeringType"),
         trace_headers=traces,
-        business=_opt(trace_list, "Bussiness", _business),
-        manifest=[_reference(el) for el in _iter(manifest_el, "Reference")],
-        attachments=[_attachment(el) for el in _iter(attachments_el, "Attachment")],
-        manifest_version=(manifest_el.get("version") if manifest_el is not None else None) or "1.0",
+        business=_business(business) if business else None,
+        manifest=[_reference(el) for el in manifest.all("Reference")] if manifest else [],
+        attachments=[_attachment(el) for el in encoded.all("Attachment")] if encoded else [],
+        manifest_version=(manifest.el.get("version") if manifest else None) or "1.0",
         signed=signed,
     )
+
+
+class _Fields:
+    """The children of one element, indexed once by tag (faster than a find per field)."""
+
+    __slots__ = ("el", "first", "groups")
+
+    def __init__(self, el: etree._Element) -> None:
+        self.el = el
+        self.first: dict[object, etree._Element] = {}
+        self.groups: dict[object, list[etree._Element]] = {}
+        for child in el:
+            tag = child.tag
+            if tag in self.first:
+                self.groups[tag].append(child)
+            else:
+                self.first[tag] = child
+                self.groups[tag] = [child]
+
+    def child(self, name: str) -> etree._Element | None:
+        return self.first.get(q(name))
+
+    def fields(self, name: str) -> _Fields | None:
+        child = self.first.get(q(name))
+        return _Fields(child) if child is not None else None
+
+    def all(self, name: str) -> list[_Fields]:
+        return [_Fields(child) for child in self.groups.get(q(name), ())]
+
+    def text(self, name: str) -> str | None:
+        """Stripped text of the first child ``name``; None when absent."""
+        child = self.first.get(q(name))
+        return None if child is None else (child.text or "").strip()
+
+    def texts(self, name: str) -> list[str]:
+        return [(child.text or "").strip() for child in self.groups.get(q(name), ())]
 
 
 def _path(el: etree._Element, *names: str) -> etree._Element | None:
@@ -370,10 +410,6 @@ def _path(el: etree._Element, *names: str) -> etree._Element | None:
             return None
         node = node.find(q(name))
     return node
-
-
-def _iter(el: etree._Element | None, name: str) -> Iterator[etree._Element]:
-    return iter(()) if el is None else el.iterfind(q(name))
 
 
 def _required(el: etree._Element, name: str) -> etree._Element:
@@ -388,105 +424,86 @@ def _required(el: etree._Element, name: str) -> etree._Element:
     return found
 
 
-def _text(el: etree._Element | None, name: str) -> str | None:
-    """Stripped text of the first child ``name``; None when absent."""
-    if el is None:
-        return None
-    child = el.find(q(name))
-    if child is None:
-        return None
-    return (child.text or "").strip()
-
-
-def _texts(el: etree._Element | None, name: str) -> list[str]:
-    return [(child.text or "").strip() for child in _iter(el, name)]
-
-
-def _opt(el: etree._Element | None, name: str, read: Callable[[etree._Element], T]) -> T | None:
-    child = el.find(q(name)) if el is not None else None
-    return read(child) if child is not None else None
-
-
-def _organization(el: etree._Element) -> Organization:
+def _organization(f: _Fields) -> Organization:
     return Organization(
-        organ_id=_text(el, "OrganId") or "",
-        organ_name=_text(el, "OrganName") or "",
-        organization_in_charge=_text(el, "OrganizationInCharge"),
-        organ_add=_text(el, "OrganAdd"),
-        email=_text(el, "Email"),
-        telephone=_text(el, "Telephone"),
-        fax=_text(el, "Fax"),
-        website=_text(el, "Website"),
+        organ_id=f.text("OrganId") or "",
+        organ_name=f.text("OrganName") or "",
+        organization_in_charge=f.text("OrganizationInCharge"),
+        organ_add=f.text("OrganAdd"),
+        email=f.text("Email"),
+        telephone=f.text("Telephone"),
+        fax=f.text("Fax"),
+        website=f.text("Website"),
     )
 
 
-def _code(el: etree._Element) -> Code:
-    return Code(_text(el, "CodeNumber") or "", _text(el, "CodeNotation") or "")
+def _code(f: _Fields) -> Code:
+    return Code(f.text("CodeNumber") or "", f.text("CodeNotation") or "")
 
 
-def _promulgation(el: etree._Element) -> PromulgationInfo:
-    return PromulgationInfo(_text(el, "Place") or "", _text(el, "PromulgationDate") or "")
+def _promulgation(f: _Fields) -> PromulgationInfo:
+    return PromulgationInfo(f.text("Place") or "", f.text("PromulgationDate") or "")
 
 
-def _document_type(el: etree._Element) -> DocumentType:
-    return DocumentType(
-        _text(el, "Type") or "", _text(el, "TypeDetail") or "", _text(el, "TypeName") or ""
-    )
+def _document_type(f: _Fields) -> DocumentType:
+    return DocumentType(f.text("Type") or "", f.text("TypeDetail") or "", f.text("TypeName") or "")
 
 
-def _signer(el: etree._Element) -> SignerInfo:
-    return SignerInfo(_text(el, "Competence"), _text(el, "Position"), _text(el, "FullName"))
+def _signer(f: _Fields) -> SignerInfo:
+    return SignerInfo(f.text("Competence"), f.text("Position"), f.text("FullName"))
 
 
-def _other_info(el: etree._Element) -> OtherInfo:
+def _other_info(f: _Fields) -> OtherInfo:
+    appendixes = f.fields("Appendixes")
     return OtherInfo(
-        priority=_text(el, "Priority"),
-        sphere_of_promulgation=_text(el, "SphereOfPromulgation"),
-        typer_notation=_text(el, "TyperNotation"),
-        promulgation_amount=_text(el, "PromulgationAmount"),
-        page_amount=_text(el, "PageAmount"),
-        direction=_text(el, "Direction"),
-        appendixes=_texts(el.find(q("Appendixes")), "Appendix"),
+        priority=f.text("Priority"),
+        sphere_of_promulgation=f.text("SphereOfPromulgation"),
+        typer_notation=f.text("TyperNotation"),
+        promulgation_amount=f.text("PromulgationAmount"),
+        page_amount=f.text("PageAmount"),
+        direction=f.text("Direction"),
+        appendixes=appendixes.texts("Appendix") if appendixes else [],
     )
 
 
-def _response_for(el: etree._Element) -> ResponseFor:
+def _response_for(f: _Fields) -> ResponseFor:
     return ResponseFor(
-        organ_id=_text(el, "OrganId") or "",
-        code=_text(el, "Code") or "",
-        promulgation_date=_text(el, "PromulgationDate") or "",
-        document_id=_text(el, "DocumentId") or "",
+        organ_id=f.text("OrganId") or "",
+        code=f.text("Code") or "",
+        promulgation_date=f.text("PromulgationDate") or "",
+        document_id=f.text("DocumentId") or "",
     )
 
 
-def _trace(el: etree._Element) -> TraceHeader:
-    return TraceHeader(_text(el, "OrganId") or "", _text(el, "Timestamp") or "")
+def _trace(f: _Fields) -> TraceHeader:
+    return TraceHeader(f.text("OrganId") or "", f.text("Timestamp") or "")
 
 
-def _staff(el: etree._Element) -> StaffInfo:
+def _staff(f: _Fields) -> StaffInfo:
     return StaffInfo(
-        department=_text(el, "Department"),
-        staff=_text(el, "Staff"),
-        email=_text(el, "Email"),
-        mobile=_text(el, "Mobile"),
-        department_id=_text(el, "DepartmentId"),
-        staff_id=_text(el, "StaffId"),
+        department=f.text("Department"),
+        staff=f.text("Staff"),
+        email=f.text("Email"),
+        mobile=f.text("Mobile"),
+        department_id=f.text("DepartmentId"),
+        staff_id=f.text("StaffId"),
     )
 
 
-def _business_info(el: etree._Element) -> BusinessDocumentInfo:
+def _business_info(f: _Fields) -> BusinessDocumentInfo:
+    receivers = f.fields("ReceiverList")
     return BusinessDocumentInfo(
-        document_info=_text(el, "DocumentInfo"),
-        document_receiver=_text(el, "DocumentReceiver"),
+        document_info=f.text("DocumentInfo"),
+        document_receiver=f.text("DocumentReceiver"),
         receivers=[
-            Receiver(_text(r, "OrganId") or "", _text(r, "ReceiverType") or "")
-            for r in _iter(el.find(q("ReceiverList")), "Receiver")
+            Receiver(r.text("OrganId") or "", r.text("ReceiverType") or "")
+            for r in (receivers.all("Receiver") if receivers else [])
         ],
     )
 
 
-def _business(el: etree._Element) -> Business:
-    raw = _text(el, "BussinessDocType") or "0"
+def _business(f: _Fields) -> Business:
+    raw = f.text("BussinessDocType") or "0"
     try:
         doc_type = int(raw)
     except ValueError:
@@ -494,43 +511,51 @@ def _business(el: etree._Element) -> Business:
             f"BussinessDocType {raw!r} is not an integer",
             code="PACKAGE_VALUE",
             element="BussinessDocType",
-            line=el.sourceline,
+            line=f.el.sourceline,
         ) from None
+    info = f.fields("BussinessDocumentInfo")
+    replacements = f.fields("ReplacementInfoList")
+    staff = f.fields("StaffInfo")
     return Business(
         doc_type=doc_type,
-        document_id=_text(el, "DocumentId"),
-        reason=_text(el, "BussinessDocReason"),
-        paper=_text(el, "Paper"),
-        document_info=_opt(el, "BussinessDocumentInfo", _business_info),
+        document_id=f.text("DocumentId"),
+        reason=f.text("BussinessDocReason"),
+        paper=f.text("Paper"),
+        document_info=_business_info(info) if info else None,
         replacements=[
-            ReplacementInfo(
-                _text(r, "DocumentId") or "", _texts(r.find(q("OrganIdList")), "OrganId")
-            )
-            for r in _iter(el.find(q("ReplacementInfoList")), "ReplacementInfo")
+            ReplacementInfo(r.text("DocumentId") or "", ids.texts("OrganId") if ids else [])
+            for r in (replacements.all("ReplacementInfo") if replacements else [])
+            for ids in [r.fields("OrganIdList")]
         ],
-        staff_info=_opt(el, "StaffInfo", _staff),
+        staff_info=_staff(staff) if staff else None,
     )
 
 
-def _reference(el: etree._Element) -> Reference:
+def _reference(f: _Fields) -> Reference:
     return Reference(
-        content_id=_text(el, "ContentId") or "",
-        content_type=_text(el, "ContentType"),
-        description=_text(el, "Description"),
-        attachment_name=_text(el, "AttachmentName"),
+        content_id=f.text("ContentId") or "",
+        content_type=f.text("ContentType"),
+        description=f.text("Description"),
+        attachment_name=f.text("AttachmentName"),
     )
 
 
-def _attachment(el: etree._Element) -> Attachment:
-    encoded = el.find(q("ContentTransferEncoded"))
+def _attachment(f: _Fields) -> Attachment:
+    encoded = f.child("ContentTransferEncoded")
     return Attachment(
-        content_id=_text(el, "ContentId") or "",
-        attachment_name=_text(el, "AttachmentName"),
-        description=_text(el, "Description"),
-        content_type=_text(el, "ContentType"),
-        # Line breaks inside base64 are common; keep only the significant characters.
-        encoded="".join((encoded.text or "").split()) if encoded is not None else "",
+        content_id=f.text("ContentId") or "",
+        attachment_name=f.text("AttachmentName"),
+        description=f.text("Description"),
+        content_type=f.text("ContentType"),
+        encoded=_significant(encoded.text or "") if encoded is not None else "",
     )
+
+
+def _significant(text: str) -> str:
+    """Base64 without the line breaks producers insert (copied only when there are some)."""
+    if any(space in text for space in " \t\r\n"):
+        return "".join(text.split())
+    return text
 
 
 # --- building ----------------------------------------------------------------------------------
