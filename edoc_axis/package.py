@@ -19,6 +19,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import cache
 from typing import Literal
 
 from lxml import etree
@@ -55,12 +56,12 @@ PRIORITIES = {
 }
 STEERING_TYPES = {"1": "not a directive", "2": "directive", "3": "report on a directive"}
 
-_ORGAN_ID_STRICT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}")
-# Real traffic also ends in a letter and two letters/digits (001.00.20.TT2).
-_ORGAN_ID_LENIENT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z][A-Z0-9]{2}")
-_DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
-_DMY_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
-_TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
+_ORGAN_ID_STRICT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}", re.ASCII)
+# Real traffic also ends in a letter and two letters/digits (001.00.20.TT2). ASCII digits only.
+_ORGAN_ID_LENIENT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z][A-Z0-9]{2}", re.ASCII)
+_DATE = re.compile(r"\d{4}/\d{2}/\d{2}", re.ASCII)
+_DMY_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}", re.ASCII)
+_TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -277,6 +278,7 @@ Package = DocumentPackage | StatusPackage
 # --- parsing -----------------------------------------------------------------------------------
 
 
+@cache
 def q(name: str) -> str:
     """The Clark name of an edXML element, e.g. ``{NS}From``."""
     return f"{{{NS}}}{name}"
@@ -878,8 +880,8 @@ def parse_date(text: str) -> date:
         raise ValueError(f"date {text!r} is written dd/MM/yyyy; edXML dates are yyyy/MM/dd")
     if not _DATE.fullmatch(text):
         raise ValueError(f"date {text!r} is not in the format yyyy/MM/dd")
-    try:
-        return datetime.strptime(text, DATE_FORMAT).date()
+    try:  # the pattern matched, so the slices are digits; date() checks the calendar
+        return date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
     except ValueError:
         raise ValueError(f"date {text!r} is not a real calendar date") from None
 
@@ -900,7 +902,15 @@ def parse_timestamp(text: str) -> datetime:
             hint = " (the date part is dd/MM/yyyy)"
         raise ValueError(f"timestamp {text!r} is not in the format yyyy/MM/dd HH:mm:ss{hint}")
     try:
-        return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=VN_TZ)
+        return datetime(
+            int(text[0:4]),
+            int(text[5:7]),
+            int(text[8:10]),
+            int(text[11:13]),
+            int(text[14:16]),
+            int(text[17:19]),
+            tzinfo=VN_TZ,
+        )
     except ValueError:
         raise ValueError(f"timestamp {text!r} is not a real date and time") from None
 

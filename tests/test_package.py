@@ -300,6 +300,8 @@ def test_dates_and_timestamps() -> None:
     assert p.format_timestamp(datetime(2024, 3, 5, 23, 0, tzinfo=UTC)) == "2024/03/06 06:00:00"
     with pytest.raises(ValueError, match="dd/MM/yyyy"):
         p.parse_timestamp("05/03/2024 09:15:00")
+    with pytest.raises(ValueError, match="yyyy/MM/dd"):
+        p.parse_date("٢٠٢٤/03/05")
 
 
 def test_document_id_convention() -> None:
@@ -320,11 +322,12 @@ def test_document_id_convention() -> None:
         ("01.02.G22", False, False),
         ("000.00.00.g22", False, False),
         ("000.00.00.G22 ", False, False),
+        ("٠٠٠.00.00.G22", False, False),
         ("", False, False),
     ],
 )
 def test_organ_id_validity(organ_id: str, strict: bool, lenient: bool) -> None:
-    """Strict and lenient OrganId forms; malformed real-world ids are refused by both."""
+    """Strict and lenient OrganId forms; malformed ids and non-ASCII digits are refused."""
     assert p.is_valid_organ_id(organ_id, strict=True) is strict
     assert p.is_valid_organ_id(organ_id) is lenient
 
