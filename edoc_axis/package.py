@@ -187,8 +187,8 @@ class ReplacementInfo:
 class Business:
     """The business operation (``Bussiness``, sic) of a document package: 0 new .. 3 replace."""
 
-    doc_type: int = 0
     document_id: str | None = None
+    doc_type: int = 0
     reason: str | None = None
     paper: str | None = None
     document_info: BusinessDocumentInfo | None = None

@@ -34,7 +34,7 @@ def make_package(target_bytes: int) -> bytes:
         to_places=["Như trên", "Lưu: VT"],
         other_info=p.OtherInfo("1", "Liên thông", "TVC", "1", "2", "false", ["Phụ lục I"]),
         steering_type="1",
-        business=p.Business(0, reason="Gửi mới", paper="0"),
+        business=p.Business(doc_type=0, reason="Gửi mới", paper="0"),
     )
     p.append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:15:00")
     base = len(p.build(doc))

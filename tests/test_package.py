@@ -190,7 +190,7 @@ def _documents(draw: st.DrawFn) -> p.DocumentPackage:
         steering_type=draw(st.none() | st.sampled_from(["1", "2", "3"])),
         business=draw(
             st.none()
-            | st.builds(p.Business, st.integers(0, 3), st.none() | _text, st.none() | _text)
+            | st.builds(p.Business, st.none() | _text, st.integers(0, 3), st.none() | _text)
         ),
     )
     for name in draw(st.lists(st.sampled_from(["a.pdf", "b.docx", "c.txt"]), max_size=2)):
