@@ -4,6 +4,13 @@ The rules run on a tree the XSD already accepted, so every element they touch ha
 shape; they judge values (formats, domains, lengths), counts the free-order XSD cannot express,
 and the links between parts (manifest and attachments, status direction). Each finding names the
 rule code, the element path and the source line. ``RULE_CODES`` documents every code.
+
+Status direction, from the package alone: ResponseFor/OrganId (the addressee) must differ from
+From/OrganId; and when ResponseFor/DocumentId has the conventional form
+``<sender OrganId>,<yyyy/MM/dd>,<number>/<notation>`` it names the document's sender, so a 13
+must come From that sender, and every other code must come from someone else and be addressed
+to that sender. With another DocumentId (a UUID) only the first check applies; whether From is
+really a recipient needs the original document, which the node checks, not this module.
 """
 
 from __future__ import annotations
