@@ -23,7 +23,8 @@ DEFAULT_MAX_ELEMENTS = 100_000  # a package with thousands of recipients stays f
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-_XML_DECL = re.compile(rb"^<\?xml[^>]{0,200}?\?>", re.DOTALL)
+_FIRST_NON_SPACE = re.compile(rb"[^ \t\r\n]")
+_XML_DECL = re.compile(rb"<\?xml[^>]{0,200}?\?>", re.DOTALL)
 _DECL_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
 
 
@@ -60,24 +61,25 @@ def _prescan(data: bytes, limits: XmlLimits) -> None:
             f"input is {len(data)} bytes, over the limit of {limits.max_bytes} bytes",
             code="XML_TOO_LARGE",
         )
-    if not data.strip():
-        raise MalformedPackage("input is empty", code="XML_EMPTY")
     if data.startswith(_UTF16_BOMS):
         raise HostileInput(
             "input is UTF-16 encoded; edXML packages must be UTF-8", code="XML_ENCODING"
         )
-    body = data[len(_UTF8_BOM) :] if data.startswith(_UTF8_BOM) else data
-    if b"\x00" in body[:4096]:
+    # Work on offsets, not slices: a slice or strip() would copy a package of many megabytes.
+    start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    first = _FIRST_NON_SPACE.search(data, start)
+    if first is None:
+        raise MalformedPackage("input is empty", code="XML_EMPTY")
+    if data.find(b"\x00", start, start + 4096) != -1:
         raise HostileInput(
             "input contains NUL bytes: binary data or a UTF-16/32 encoding, not UTF-8 XML",
             code="XML_NOT_XML",
         )
-    first = body.lstrip()[:1]
-    if first != b"<":
+    if first.group(0) != b"<":
         raise MalformedPackage(
             "input does not start with '<': not an XML document", code="XML_NOT_XML"
         )
-    decl = _XML_DECL.match(body.lstrip())
+    decl = _XML_DECL.match(data, first.start())
     if decl:
         enc = _DECL_ENCODING.search(decl.group(0))
         if enc and enc.group(1).decode("ascii").upper().replace("_", "-") not in ("UTF-8", "UTF8"):
@@ -88,15 +90,15 @@ def _prescan(data: bytes, limits: XmlLimits) -> None:
             )
     # XML is case-sensitive: '<!DOCTYPE' and '<!ENTITY' are the only spellings a parser accepts.
     # Refusing any DOCTYPE closes XXE, billion laughs and external DTD fetches in one rule.
-    if b"<!DOCTYPE" in body:
+    if b"<!DOCTYPE" in data:
         raise HostileInput(
             "a DOCTYPE declaration is not allowed (no DTDs or entities in edXML)",
             code="XML_DOCTYPE",
         )
-    if b"<!ENTITY" in body:
+    if b"<!ENTITY" in data:
         raise HostileInput("entity declarations are not allowed", code="XML_ENTITY")
     # Every element costs at least one '<'; counting them bounds the tree before it is built.
-    if body.count(b"<") > 2 * limits.max_elements + 16:
+    if data.count(b"<") > 2 * limits.max_elements + 16:
         raise HostileInput(
             f"more than {limits.max_elements} elements: refusing to build the tree",
             code="XML_TOO_MANY_ELEMENTS",
