@@ -72,6 +72,9 @@ RECIPIENT_CODES = frozenset({"02", "03", "04", "05", "06", "15", "16"})
 SENDER_CODES = frozenset({"13"})
 REPEATABLE_CODES = frozenset({"05"})
 MAX_REASON_CHARS = 500
+# `edoc-axis send` in another process cannot wake the relay: it polls the outbox (one indexed
+# query) this often, which bounds the extra latency of a cross-process submission.
+OUTBOX_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -677,7 +680,7 @@ class Node:
                     on_confirmed=self.on_confirmed, prefetch=broker.prefetch,
                     window=broker.publish_window, heartbeat=broker.heartbeat,
                     blocked_connection_timeout=broker.blocked_connection_timeout,
-                    name=f"edoc-axis node {self.organ_id}")
+                    poll_interval=OUTBOX_POLL_SECONDS, name=f"edoc-axis node {self.organ_id}")
         self.wake = link.wake
         return link
 

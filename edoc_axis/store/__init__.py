@@ -210,20 +210,29 @@ class Store:
         return [package_from_row(r) for r in rows]
 
     def pending_outbox(self, limit: int, exclude: Collection[int] = ()) -> list[OutboxItem]:
-        """Up to ``limit`` pending messages, oldest first, skipping tokens in ``exclude``."""
+        """Up to ``limit`` pending messages, oldest first, skipping tokens in ``exclude``.
+
+        Tokens are chosen first without touching bodies (cheap enough to poll often); only the
+        chosen rows' bodies are read.
+        """
+        ids = [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM outbox WHERE state = 'pending' ORDER BY id LIMIT ?",
+            (limit + len(exclude),),
+        ).fetchall() if r[0] not in exclude][:limit]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
         rows = self.conn.execute(
-            "SELECT o.id, o.recipient, p.package_id, p.message_id, p.kind, p.sender,"
+            "SELECT o.id, o.recipient, p.package_id, p.message_id, p.kind, p.sender,"  # noqa: S608
             " p.document_id, p.sha256, b.body, o.attempts FROM outbox o"
             " JOIN packages p ON p.id = o.package JOIN package_bodies b ON b.package = p.id"
-            " WHERE o.state = 'pending' ORDER BY o.id LIMIT ?",
-            (limit + len(exclude),),
+            f" WHERE o.id IN ({marks}) ORDER BY o.id",
+            ids,
         ).fetchall()
-        items = [
+        return [
             OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bytes(r[8]), r[9])
             for r in rows
-            if r[0] not in exclude
         ]
-        return items[:limit]
 
     def outbox_counts(self) -> dict[str, int]:
         """Number of outbox rows per state (pending is the relay's backlog)."""
