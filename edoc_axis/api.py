@@ -1,24 +1,12 @@
 """The DMS gateway: the national axis client protocol over HTTP, plus health, metrics and OpenAPI.
 
 An agency's document-management system points its existing axis SDK at the node; this module
-authenticates each call (HMAC over the ``XroadVnpt-*`` headers, exactly as the deployed Java SDK
-signs them, quirks included) and maps it onto a ``DmsBackend`` (the node). Protocol and quirks:
-``shared/spec/axis-client-protocol.md``; decisions this module takes where the spec is silent:
+answers each call (after ``dmsauth`` has authenticated it: HMAC over the ``XroadVnpt-*`` headers,
+exactly as the deployed Java SDK signs them, quirks included) and maps it onto a ``DmsBackend``
+(the node). Protocol and quirks: ``shared/spec/axis-client-protocol.md``; the timestamp, replay
+and hash-file decisions are in ``dmsauth``'s docstring. Decisions this module takes where the
+spec is silent:
 
-- **Timestamp** ``ddMMyyyy'T'HHmmss+SSSS`` carries no zone: it is read in
-  ``GatewayOptions.timezone`` (default Asia/Ho_Chi_Minh, UTC+7). It may be at most
-  ``skew_seconds`` (300) in the future, and at most ``max_timestamp_age`` (default:
-  ``skew_seconds``) in the past. The Java SDK stamps the time once, when its service object is
-  built, and resends it on every later call: a DMS that keeps one SDK object for longer must run
-  with ``max_timestamp_age=0`` (no age limit; future skew is still enforced).
-- **Replay**: a mutating call (``sendEdoc``, ``updateStatus``) whose ``(systemid, hash-header)``
-  was already accepted inside the replay window is refused (``AUTH_REPLAY``); a failed call does
-  not consume its signature, so the SDK may retry it. Read calls are not replay-checked: the SDK
-  legitimately repeats byte-identical signed headers when it polls.
-- **Body of sendEdoc**: the package is the body whose SHA-256 equals the signed ``hash-file``
-  (unpadded-per-byte hex as the SDK writes it, or the normal 64 characters). SDK 2.0.1 appends
-  CRLF after the file and may label it multipart; the raw body, the body less a trailing CRLF and
-  a ``file_doc`` multipart part are tried, in that order.
 - Answers are ASCII-only JSON (the SDK reads sendEdoc answers as US-ASCII), never ``null``
   where the SDK calls ``getAsString`` (it would throw), and ``DocId`` is always present on
   sendEdoc answers.
@@ -28,24 +16,33 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import hmac
 import json
-import re
 import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
-from email.parser import BytesParser
-from email.policy import HTTP
+from datetime import datetime, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol, cast
 
 from edoc_axis import __version__
+from edoc_axis.dmsauth import (
+    MUTATING_CALLS,
+    PREFIX,
+    VN_TZ,
+    Authenticated,
+    Authenticator,
+    DmsSystem,
+    extract_package,
+    format_sdk_timestamp,
+    hash_file_matches,
+    parse_sdk_timestamp,
+    sha256_hex,
+    sha256_hex_unpadded,
+    sign_headers,
+)
 from edoc_axis.errors import (
     ConfigError,
     EdocAxisError,
@@ -57,10 +54,45 @@ from edoc_axis.errors import (
     TemporaryFailure,
 )
 from edoc_axis.log import get_logger
+from edoc_axis.openapi import openapi_document
+
+# Re-exported: callers (client, tests, scripts) import the protocol's formats from here.
+__all__ = [
+    "CALLS",
+    "DEFAULT_LISTEN",
+    "MUTATING_CALLS",
+    "PREFIX",
+    "VN_TZ",
+    "AckState",
+    "AgencyItem",
+    "Authenticated",
+    "Authenticator",
+    "DmsBackend",
+    "DmsGateway",
+    "DmsServer",
+    "DmsSystem",
+    "GatewayOptions",
+    "Kind",
+    "NodeMetrics",
+    "ReceivedItem",
+    "Request",
+    "Response",
+    "SentItem",
+    "extract_package",
+    "fail_payload",
+    "format_sdk_timestamp",
+    "hash_file_matches",
+    "ok_payload",
+    "openapi_document",
+    "parse_sdk_timestamp",
+    "refused",
+    "sha256_hex",
+    "sha256_hex_unpadded",
+    "sign_headers",
+]
 
 log = get_logger(__name__)
 
-VN_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 DEFAULT_LISTEN = "127.0.0.1:8470"
 MiB = 1024 * 1024
 
@@ -74,27 +106,8 @@ CALLS = (
     "getSentEdocList",
     "getAgenciesList",
 )
-MUTATING_CALLS = frozenset({"sendEdoc", "updateStatus"})
-PREFIX = "xroadvnpt-"
 
 # --- configuration ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DmsSystem:
-    """One DMS allowed to call the gateway: its id, shared secret and the agency it speaks for.
-
-    TOML shape expected from the node config (loading it is config.py's job)::
-
-        [[dms]]
-        systemid = "vbdh-bo-noi-vu"
-        secret = "..."            # or secret_file / an EDOC_AXIS_* override
-        organ_id = "000.00.00.G22"
-    """
-
-    systemid: str
-    secret: str = field(repr=False)
-    organ_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,55 +232,6 @@ class DmsBackend(Protocol):
         ...
 
 
-# --- SDK formats -------------------------------------------------------------------------------
-
-_TIMESTAMP = re.compile(r"^(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})$")
-
-
-def format_sdk_timestamp(moment: datetime, tz: tzinfo = VN_TZ) -> str:
-    """``ddMMyyyy'T'HHmmss+SSSS`` in ``tz``: milliseconds zero-padded to four digits, no zone."""
-    local = moment.astimezone(tz) if moment.tzinfo else moment
-    return local.strftime("%d%m%YT%H%M%S") + f"+{local.microsecond // 1000:04d}"
-
-
-def parse_sdk_timestamp(text: str, tz: tzinfo = VN_TZ) -> datetime:
-    """Read an SDK timestamp as local time in ``tz``; raises ValueError when malformed."""
-    match = _TIMESTAMP.match(text.strip())
-    if not match:
-        raise ValueError("expected ddMMyyyyTHHmmss+SSSS")
-    day, month, year, hour, minute, second, millis = (int(g) for g in match.groups())
-    if millis > 999:
-        raise ValueError("milliseconds above 999")
-    return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=tz)
-
-
-def sha256_hex(data: bytes) -> str:
-    """The normal 64-character lowercase hex SHA-256."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_hex_unpadded(data: bytes) -> str:
-    """SHA-256 hex as the Java SDK writes ``hash-file``: no zero padding per byte (0x0c -> 'c')."""
-    return "".join(format(b, "x") for b in hashlib.sha256(data).digest())
-
-
-def hash_file_matches(data: bytes, hash_file: str) -> bool:
-    """True when ``hash_file`` is the body's SHA-256 in either the normal or the SDK rendering."""
-    given = hash_file.strip().lower().encode("ascii", "replace")
-    normal = sha256_hex(data).encode()
-    unpadded = "".join(format(b, "x") for b in bytes.fromhex(normal.decode())).encode()
-    return hmac.compare_digest(given, normal) or hmac.compare_digest(given, unpadded)
-
-
-def sign_headers(secret: str, sign_header: str) -> str:
-    """``XroadVnpt-hash-header``: hex HMAC-SHA256 keyed by the secret over the sign-header JSON."""
-    return _hmac_hex(secret, sign_header.encode("utf-8"))
-
-
-def _hmac_hex(secret: str, raw: bytes) -> str:
-    return hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
-
-
 # --- errors and answers ------------------------------------------------------------------------
 
 # HTTP status per gateway code; backend errors are mapped by class in _status_for().
@@ -377,213 +341,6 @@ class Request:
         return found[0] if found else None
 
 
-def _wire_text(value: str) -> str:
-    """Header bytes arrive as latin-1 text; the SDK writes UTF-8, so re-read them as UTF-8."""
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """A request that passed authentication: who sent it and the signed values it carries."""
-
-    system: DmsSystem
-    signed: dict[str, str]  # lowercase key without the XroadVnpt- prefix -> value
-    replay_key: tuple[str, str] | None
-
-
-# Headers each call relies on (beyond timestamp and systemid). Others are ignored (sticky).
-_RELIED: dict[str, tuple[str, ...]] = {
-    "sendEdoc": ("from", "to", "servicetype", "messagetype", "hash-file"),
-    "getReceivedEdocList": ("servicetype", "messagetype"),
-    "getEdoc": ("docid",),
-    "updateStatus": ("docid", "status", "description"),
-    "getSentEdocList": ("servicetype", "messagetype", "docid"),
-    "getAgenciesList": (),
-}
-
-
-class _ReplayCache:
-    """Signatures of accepted mutating calls, remembered for a window (bounded LRU)."""
-
-    def __init__(self, window: float, size: int) -> None:
-        self._window = window
-        self._size = size
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def reserve(self, key: tuple[str, str], now: float) -> bool:
-        """Claim a signature; False when it was already used inside the window."""
-        with self._lock:
-            while self._seen:
-                oldest_key, oldest_time = next(iter(self._seen.items()))
-                if oldest_time > now - self._window and len(self._seen) < self._size:
-                    break
-                del self._seen[oldest_key]
-            if key in self._seen:
-                return False
-            self._seen[key] = now
-            return True
-
-    def release(self, key: tuple[str, str]) -> None:
-        """Give a signature back (its call failed, so a retry is not a replay)."""
-        with self._lock:
-            self._seen.pop(key, None)
-
-
-class Authenticator:
-    """The HMAC scheme of the protocol, checked in a fixed order with one code per failure."""
-
-    def __init__(
-        self,
-        systems: Iterable[DmsSystem],
-        options: GatewayOptions,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._systems: dict[str, DmsSystem] = {}
-        for system in systems:
-            if not system.systemid or not system.secret:
-                raise ConfigError("a [[dms]] entry needs a systemid and a secret", element="dms")
-            if system.systemid in self._systems:
-                raise ConfigError(f"duplicate DMS systemid {system.systemid!r}", element="dms")
-            self._systems[system.systemid] = system
-        self._options = options
-        self._clock = clock
-        age = (
-            options.skew_seconds if options.max_timestamp_age is None else options.max_timestamp_age
-        )
-        self._max_age = age
-        window = max(options.replay_window, options.skew_seconds * 2, age)
-        self._replay = _ReplayCache(window, options.replay_cache_size)
-
-    def authenticate(self, call: str, request: Request) -> Authenticated:
-        """Return who is calling, or raise RequestRefused with the failing check's code."""
-        headers = {
-            name: _single(request, PREFIX + name)
-            for name in ("systemid", "timestamp", "sign-header", "sign-header-key", "hash-header")
-        }
-        missing = [PREFIX + k for k, v in headers.items() if v is None]
-        if missing:
-            raise refused("AUTH_MISSING", f"missing header(s): {', '.join(missing)}")
-        systemid = _wire_text(cast(str, headers["systemid"]))
-        system = self._systems.get(systemid)
-        if system is None:
-            raise refused("AUTH_UNKNOWN_SYSTEM", f"unknown systemid {systemid!r}")
-        raw_sign_header = cast(str, headers["sign-header"]).encode("latin-1", "replace")
-        expected = _hmac_hex(system.secret, raw_sign_header).encode()
-        given = cast(str, headers["hash-header"]).strip().lower().encode("latin-1", "replace")
-        if not hmac.compare_digest(expected, given):
-            raise refused("AUTH_BAD_HMAC", "XroadVnpt-hash-header is not the HMAC of sign-header")
-        signed = _parse_sign_header(
-            _wire_text(cast(str, headers["sign-header"])),
-            _wire_text(cast(str, headers["sign-header-key"])),
-        )
-        for key in ("systemid", "timestamp", *_RELIED[call]):
-            _check_signed_matches(request, signed, key)
-        self._check_timestamp(signed["timestamp"])
-        replay_key = None
-        if call in MUTATING_CALLS:
-            replay_key = (system.systemid, given.decode("latin-1"))
-            if not self._replay.reserve(replay_key, self._clock()):
-                raise refused("AUTH_REPLAY", "this signed request was already accepted")
-        return Authenticated(system, signed, replay_key)
-
-    def release(self, auth: Authenticated) -> None:
-        """Forget the signature of a call that failed, so the SDK may retry it."""
-        if auth.replay_key is not None:
-            self._replay.release(auth.replay_key)
-
-    def _check_timestamp(self, text: str) -> None:
-        try:
-            stamp = parse_sdk_timestamp(text, self._options.timezone)
-        except ValueError as exc:
-            raise refused(
-                "AUTH_BAD_TIMESTAMP", f"XroadVnpt-timestamp {text!r}: {exc}", element="timestamp"
-            ) from exc
-        delta = self._clock() - stamp.timestamp()
-        if delta < -self._options.skew_seconds:
-            raise refused(
-                "AUTH_TIMESTAMP_SKEW",
-                f"timestamp is {-delta:.0f} s in the future (allowed {self._options.skew_seconds}"
-                f" s, read as {self._options.timezone} local time)",
-                element="timestamp",
-            )
-        if self._max_age and delta > self._max_age:
-            raise refused(
-                "AUTH_TIMESTAMP_SKEW",
-                f"timestamp is {delta:.0f} s old (allowed {self._max_age} s, read as "
-                f"{self._options.timezone} local time)",
-                element="timestamp",
-            )
-
-
-def _single(request: Request, name: str) -> str | None:
-    found = request.values(name)
-    if len(found) > 1:
-        raise refused("AUTH_HEADER_MISMATCH", f"header {name} sent more than once", element=name)
-    return found[0] if found else None
-
-
-def _parse_sign_header(text: str, key_list: str) -> dict[str, str]:
-    """The signed JSON as {lowercase key without prefix: value}; refuses ambiguity."""
-
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise ValueError(f"duplicate key {key}")
-            out[key] = value
-        return out
-
-    try:
-        data = json.loads(text, object_pairs_hook=pairs_hook)
-    except ValueError as exc:
-        raise refused("AUTH_BAD_SIGN_HEADER", f"XroadVnpt-sign-header is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise refused("AUTH_BAD_SIGN_HEADER", "XroadVnpt-sign-header must be a JSON object")
-    signed: dict[str, str] = {}
-    names: list[str] = []
-    for key, value in data.items():
-        if not key.lower().startswith(PREFIX) or not isinstance(value, str):
-            raise refused(
-                "AUTH_BAD_SIGN_HEADER",
-                f"sign-header entry {key!r} must be an XroadVnpt-<name> string",
-            )
-        name = key[len(PREFIX) :]
-        if name.lower() in signed:
-            raise refused("AUTH_BAD_SIGN_HEADER", f"sign-header names {name!r} twice (by case)")
-        signed[name.lower()] = value
-        names.append(name)
-    listed = [n.strip() for n in key_list.split(";") if n.strip()]
-    if sorted(listed) != sorted(names):
-        raise refused(
-            "AUTH_HEADER_MISMATCH",
-            "XroadVnpt-sign-header-key does not list the names in XroadVnpt-sign-header",
-        )
-    return signed
-
-
-def _check_signed_matches(request: Request, signed: Mapping[str, str], key: str) -> None:
-    """A header the call relies on must be both signed and sent, with the same value."""
-    wire = request.values(PREFIX + key)
-    if len(wire) > 1:
-        raise refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} sent more than once")
-    if key not in signed:
-        if wire:
-            raise refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} is sent but not signed")
-        if key in ("systemid", "timestamp"):
-            raise refused("AUTH_MISSING", f"XroadVnpt-{key} is not in the signed headers")
-        return
-    if not wire:
-        raise refused("AUTH_HEADER_MISMATCH", f"signed header XroadVnpt-{key} was not sent")
-    if _wire_text(wire[0]).strip() != signed[key].strip():
-        raise refused(
-            "AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} differs from its signed value"
-        )
-
-
 # --- the protocol calls --------------------------------------------------------------------------
 
 
@@ -629,49 +386,6 @@ def _recipients(signed: Mapping[str, str]) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise refused("BAD_REQUEST", "header to must be a JSON list of OrganIds")
     return [v.strip() for v in value] or None
-
-
-def extract_package(request: Request, hash_file: str) -> bytes:
-    """The package bytes whose SHA-256 is ``hash_file`` (see the module docstring)."""
-    body = request.body
-    candidates = [body]
-    if body.endswith(b"\r\n"):
-        candidates.append(body[:-2])
-    part = _multipart_file(request)
-    if part is not None:
-        candidates.append(part)
-    for candidate in candidates:
-        if candidate and hash_file_matches(candidate, hash_file):
-            return candidate
-    if not body:
-        raise refused("BAD_REQUEST", "sendEdoc needs the package as the request body")
-    raise refused(
-        "HASH_FILE_MISMATCH", "hash-file is not the SHA-256 of the body", element="hash-file"
-    )
-
-
-def _multipart_file(request: Request) -> bytes | None:
-    content_type = request.first("content-type") or ""
-    if not content_type.lower().startswith("multipart/form-data"):
-        return None
-    match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
-    if match is None:
-        return None
-    # The SDK's boundary ("===<millis>===") is unquoted, which the email parser does not take.
-    head = f'Content-Type: multipart/form-data; boundary="{match.group(1)}"\r\n\r\n'
-    head_bytes = head.encode("latin-1", "replace")
-    message = BytesParser(policy=HTTP).parsebytes(head_bytes + request.body)
-    if not message.is_multipart():
-        return None
-    parts = list(message.iter_parts())
-    chosen = next(
-        (p for p in parts if p.get_param("name", header="content-disposition") == "file_doc"),
-        parts[0] if len(parts) == 1 else None,
-    )
-    if chosen is None:
-        return None
-    payload = chosen.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else None
 
 
 def _time_text(moment: datetime | None, tz: tzinfo) -> str:
@@ -751,7 +465,8 @@ class DmsGateway:
             return Response(200, self.render_metrics(), "text/plain; version=0.0.4; charset=utf-8")
         if request.path == "/openapi.json":
             if self._openapi is None:
-                self._openapi = json.dumps(openapi_document(), ensure_ascii=True).encode()
+                document = openapi_document(_STATUS_BY_CODE)
+                self._openapi = json.dumps(document, ensure_ascii=True).encode()
             return Response(200, self._openapi)
         call = cast(str, _call_name(request.path))
         started = time.perf_counter()
@@ -1194,234 +909,3 @@ class DmsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# --- OpenAPI -------------------------------------------------------------------------------------
-
-
-def _header_param(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "header",
-        "required": required,
-        "description": description,
-        "schema": {"type": "string"},
-    }
-
-
-_AUTH_PARAMS: Sequence[dict[str, Any]] = (
-    _header_param("XroadVnpt-systemid", "The DMS system id.", required=True),
-    _header_param(
-        "XroadVnpt-timestamp",
-        "Client local time ddMMyyyy'T'HHmmss+SSSS (millis, 4 digits), read in the "
-        "node's time zone (default UTC+7); see skew policy.",
-        required=True,
-    ),
-    _header_param("XroadVnpt-sign-header-key", "Signed header names joined by ';'.", required=True),
-    _header_param(
-        "XroadVnpt-sign-header",
-        'Compact JSON object {"XroadVnpt-<name>": value} of every signed header.',
-        required=True,
-    ),
-    _header_param(
-        "XroadVnpt-hash-header",
-        "Lowercase hex HMAC-SHA256(secret, XroadVnpt-sign-header).",
-        required=True,
-    ),
-    _header_param("XroadVnpt-version", "SDK protocol version (ignored)."),
-)
-
-
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3 description of the protocol calls, health, metrics and the error shape."""
-    envelope = {"$ref": "#/components/schemas/Envelope"}
-    error = {
-        "description": "Refused; ErrorCode says why.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-    def listing(item: str) -> dict[str, Any]:
-        return {
-            "allOf": [
-                envelope,
-                {
-                    "type": "object",
-                    "properties": {
-                        "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}}
-                    },
-                },
-            ]
-        }
-
-    def call(
-        summary: str,
-        params: list[dict[str, Any]],
-        schema: dict[str, Any],
-        body: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        op: dict[str, Any] = {
-            "summary": summary,
-            "security": [{"XroadVnptHmac": []}],
-            "parameters": [*_AUTH_PARAMS, *params],
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": schema}}},
-                **dict.fromkeys(("400", "401", "403", "404", "413", "422", "503"), error),
-            },
-        }
-        if body is not None:
-            op["requestBody"] = body
-        return {"post": op}
-
-    kind_param = _header_param("XroadVnpt-messagetype", "edoc or status.")
-    service_param = _header_param("XroadVnpt-servicetype", "eDoc.")
-    doc_param = _header_param("XroadVnpt-docId", "DocId of the package.", required=True)
-    strings = {"type": "object", "additionalProperties": {"type": "string"}}
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": "edoc-axis DMS gateway",
-            "version": __version__,
-            "description": (
-                "The national axis client protocol served by an edoc-axis node. Every call is "
-                "authenticated by HMAC over the XroadVnpt-* headers; headers a call does not use "
-                "are ignored (the SDK keeps them from earlier calls) but stay covered by the HMAC. "
-                "Mutating calls are replay-checked; timestamps may be at most skew_seconds in the "
-                "future and max_timestamp_age old."
-            ),
-        },
-        "paths": {
-            "/sendEdoc": call(
-                "Submit an edoc or status package",
-                [
-                    _header_param(
-                        "XroadVnpt-from",
-                        "Sender OrganId; must be the system's agency.",
-                        required=True,
-                    ),
-                    service_param,
-                    {**kind_param, "required": True},
-                    _header_param("XroadVnpt-to", "JSON list of recipient OrganIds."),
-                    _header_param(
-                        "XroadVnpt-hash-file",
-                        "SHA-256 hex of the body (64 chars, or unpadded per byte).",
-                        required=True,
-                    ),
-                ],
-                {
-                    "allOf": [
-                        envelope,
-                        {"type": "object", "properties": {"DocId": {"type": "string"}}},
-                    ]
-                },
-                {
-                    "required": True,
-                    "content": {
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        }
-                    },
-                },
-            ),
-            "/getReceivedEdocList": call(
-                "List received packages not yet acknowledged done",
-                [service_param, kind_param],
-                listing("ReceivedItem"),
-            ),
-            "/getEdoc": call(
-                "Fetch one received package (base64)",
-                [doc_param, _header_param("XroadVnpt-filePath", "Client-side path (ignored).")],
-                {
-                    "allOf": [
-                        envelope,
-                        {
-                            "type": "object",
-                            "properties": {"data": {"type": "string", "format": "byte"}},
-                        },
-                    ]
-                },
-            ),
-            "/updateStatus": call(
-                "Acknowledge pickup of a received package",
-                [
-                    doc_param,
-                    _header_param("XroadVnpt-status", "done, fail or processing.", required=True),
-                    _header_param("XroadVnpt-description", "Free text."),
-                ],
-                envelope,
-            ),
-            "/getSentEdocList": call(
-                "Per-recipient tracking of sent packages",
-                [
-                    service_param,
-                    kind_param,
-                    _header_param("XroadVnpt-docId", "Only this sent package."),
-                ],
-                listing("SentItem"),
-            ),
-            "/getAgenciesList": call("The agency directory", [], listing("Agency")),
-            "/healthz": {
-                "get": {
-                    "summary": "Liveness and node reachability",
-                    "responses": {
-                        "200": {"description": "Serving"},
-                        "503": {"description": "Node unavailable"},
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus text metrics",
-                    "responses": {"200": {"description": "text/plain; version=0.0.4"}},
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI 3"}},
-                }
-            },
-        },
-        "components": {
-            "securitySchemes": {
-                "XroadVnptHmac": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "XroadVnpt-hash-header",
-                    "description": "HMAC-SHA256 with the system secret over XroadVnpt-sign-header; "
-                    "see the header parameters of each call.",
-                }
-            },
-            "schemas": {
-                "Envelope": {
-                    "type": "object",
-                    "required": ["status", "ErrorCode", "ErrorDesc"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["OK"]},
-                        "ErrorCode": {"type": "string", "enum": ["0"]},
-                        "ErrorDesc": {"type": "string"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["status", "ErrorCode", "ErrorDesc"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["FAIL"]},
-                        "ErrorCode": {
-                            "type": "string",
-                            "description": (
-                                "A stable code: "
-                                + ", ".join(sorted(_STATUS_BY_CODE))
-                                + ", or the node's own (NOT_FOUND, SCHEMA_VIOLATION, "
-                                "SIG_INVALID, BROKER_UNAVAILABLE, ...)."
-                            ),
-                        },
-                        "ErrorDesc": {"type": "string"},
-                        "DocId": {"type": "string", "description": "sendEdoc only: ''"},
-                    },
-                },
-                "ReceivedItem": strings,
-                "SentItem": strings,
-                "Agency": strings,
-            },
-        },
-    }

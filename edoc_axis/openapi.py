@@ -1,0 +1,242 @@
+"""The OpenAPI 3 document of the DMS gateway: the axis protocol calls, health, metrics, errors.
+
+Served by ``api.DmsGateway`` at ``/openapi.json``; a description only, nothing here checks a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from edoc_axis import __version__
+
+
+def _header_param(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+_AUTH_PARAMS: Sequence[dict[str, Any]] = (
+    _header_param("XroadVnpt-systemid", "The DMS system id.", required=True),
+    _header_param(
+        "XroadVnpt-timestamp",
+        "Client local time ddMMyyyy'T'HHmmss+SSSS (millis, 4 digits), read in the "
+        "node's time zone (default UTC+7); see skew policy.",
+        required=True,
+    ),
+    _header_param("XroadVnpt-sign-header-key", "Signed header names joined by ';'.", required=True),
+    _header_param(
+        "XroadVnpt-sign-header",
+        'Compact JSON object {"XroadVnpt-<name>": value} of every signed header.',
+        required=True,
+    ),
+    _header_param(
+        "XroadVnpt-hash-header",
+        "Lowercase hex HMAC-SHA256(secret, XroadVnpt-sign-header).",
+        required=True,
+    ),
+    _header_param("XroadVnpt-version", "SDK protocol version (ignored)."),
+)
+
+
+def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
+    """OpenAPI 3 description of the protocol calls, health, metrics and the error shape.
+
+    ``error_codes``: the gateway's own refusal codes, listed in the Error schema.
+    """
+    envelope = {"$ref": "#/components/schemas/Envelope"}
+    error = {
+        "description": "Refused; ErrorCode says why.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+    def listing(item: str) -> dict[str, Any]:
+        return {
+            "allOf": [
+                envelope,
+                {
+                    "type": "object",
+                    "properties": {
+                        "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}}
+                    },
+                },
+            ]
+        }
+
+    def call(
+        summary: str,
+        params: list[dict[str, Any]],
+        schema: dict[str, Any],
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "security": [{"XroadVnptHmac": []}],
+            "parameters": [*_AUTH_PARAMS, *params],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": schema}}},
+                **dict.fromkeys(("400", "401", "403", "404", "413", "422", "503"), error),
+            },
+        }
+        if body is not None:
+            op["requestBody"] = body
+        return {"post": op}
+
+    kind_param = _header_param("XroadVnpt-messagetype", "edoc or status.")
+    service_param = _header_param("XroadVnpt-servicetype", "eDoc.")
+    doc_param = _header_param("XroadVnpt-docId", "DocId of the package.", required=True)
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "edoc-axis DMS gateway",
+            "version": __version__,
+            "description": (
+                "The national axis client protocol served by an edoc-axis node. Every call is "
+                "authenticated by HMAC over the XroadVnpt-* headers; headers a call does not use "
+                "are ignored (the SDK keeps them from earlier calls) but stay covered by the HMAC. "
+                "Mutating calls are replay-checked; timestamps may be at most skew_seconds in the "
+                "future and max_timestamp_age old."
+            ),
+        },
+        "paths": {
+            "/sendEdoc": call(
+                "Submit an edoc or status package",
+                [
+                    _header_param(
+                        "XroadVnpt-from",
+                        "Sender OrganId; must be the system's agency.",
+                        required=True,
+                    ),
+                    service_param,
+                    {**kind_param, "required": True},
+                    _header_param("XroadVnpt-to", "JSON list of recipient OrganIds."),
+                    _header_param(
+                        "XroadVnpt-hash-file",
+                        "SHA-256 hex of the body (64 chars, or unpadded per byte).",
+                        required=True,
+                    ),
+                ],
+                {
+                    "allOf": [
+                        envelope,
+                        {"type": "object", "properties": {"DocId": {"type": "string"}}},
+                    ]
+                },
+                {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+            ),
+            "/getReceivedEdocList": call(
+                "List received packages not yet acknowledged done",
+                [service_param, kind_param],
+                listing("ReceivedItem"),
+            ),
+            "/getEdoc": call(
+                "Fetch one received package (base64)",
+                [doc_param, _header_param("XroadVnpt-filePath", "Client-side path (ignored).")],
+                {
+                    "allOf": [
+                        envelope,
+                        {
+                            "type": "object",
+                            "properties": {"data": {"type": "string", "format": "byte"}},
+                        },
+                    ]
+                },
+            ),
+            "/updateStatus": call(
+                "Acknowledge pickup of a received package",
+                [
+                    doc_param,
+                    _header_param("XroadVnpt-status", "done, fail or processing.", required=True),
+                    _header_param("XroadVnpt-description", "Free text."),
+                ],
+                envelope,
+            ),
+            "/getSentEdocList": call(
+                "Per-recipient tracking of sent packages",
+                [
+                    service_param,
+                    kind_param,
+                    _header_param("XroadVnpt-docId", "Only this sent package."),
+                ],
+                listing("SentItem"),
+            ),
+            "/getAgenciesList": call("The agency directory", [], listing("Agency")),
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and node reachability",
+                    "responses": {
+                        "200": {"description": "Serving"},
+                        "503": {"description": "Node unavailable"},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text metrics",
+                    "responses": {"200": {"description": "text/plain; version=0.0.4"}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3"}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "XroadVnptHmac": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "XroadVnpt-hash-header",
+                    "description": "HMAC-SHA256 with the system secret over XroadVnpt-sign-header; "
+                    "see the header parameters of each call.",
+                }
+            },
+            "schemas": {
+                "Envelope": {
+                    "type": "object",
+                    "required": ["status", "ErrorCode", "ErrorDesc"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["OK"]},
+                        "ErrorCode": {"type": "string", "enum": ["0"]},
+                        "ErrorDesc": {"type": "string"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["status", "ErrorCode", "ErrorDesc"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["FAIL"]},
+                        "ErrorCode": {
+                            "type": "string",
+                            "description": (
+                                "A stable code: "
+                                + ", ".join(sorted(error_codes))
+                                + ", or the node's own (NOT_FOUND, SCHEMA_VIOLATION, "
+                                "SIG_INVALID, BROKER_UNAVAILABLE, ...)."
+                            ),
+                        },
+                        "ErrorDesc": {"type": "string"},
+                        "DocId": {"type": "string", "description": "sendEdoc only: ''"},
+                    },
+                },
+                "ReceivedItem": strings,
+                "SentItem": strings,
+                "Agency": strings,
+            },
+        },
+    }
