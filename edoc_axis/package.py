@@ -4,36 +4,95 @@
 ``DocumentPackage`` or ``StatusPackage``; ``build`` writes one back as deterministic UTF-8.
 Children are matched by local name in the edXML namespace, never by position or prefix, because
 producers order and prefix them differently. Parsing does not judge values: the schema and the
-business rules (``schema.validate``) do. Also here: attachments (zip + base64 linked by ``cid:``),
-trace headers, status construction and the conventions for DocumentId, OrganId, dates and times.
+business rules (``schema.validate``) do. Also here: trace headers and status construction.
+Attachments live in ``attachment``, the OrganId/DocumentId/date conventions in ``identifier``;
+their public names are re-exported here so ``package`` stays the one import for callers.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import io
-import mimetypes
-import re
-import zipfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime
 from functools import cache
 from typing import Literal
 
 from lxml import etree
 
+from edoc_axis.attachment import (
+    MAX_ATTACHMENT_BYTES,
+    Attachment,
+    Reference,
+    add_attachment,
+    extract_attachment,
+)
 from edoc_axis.errors import MalformedPackage
+from edoc_axis.identifier import (
+    DATE_FORMAT,
+    TIMESTAMP_FORMAT,
+    VN_TZ,
+    document_id_sender,
+    format_date,
+    format_timestamp,
+    is_valid_organ_id,
+    make_document_id,
+    organ_level,
+    organ_parent,
+    parse_date,
+    parse_timestamp,
+)
 from edoc_axis.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
+
+__all__ = [
+    "BUSINESS_DOC_TYPES",
+    "DATE_FORMAT",
+    "DSIG_NS",
+    "MAX_ATTACHMENT_BYTES",
+    "NS",
+    "PRIORITIES",
+    "STATUS_CODES",
+    "STEERING_TYPES",
+    "TIMESTAMP_FORMAT",
+    "VN_TZ",
+    "Attachment",
+    "Business",
+    "BusinessDocumentInfo",
+    "Code",
+    "DocumentPackage",
+    "DocumentType",
+    "Organization",
+    "OtherInfo",
+    "Package",
+    "PromulgationInfo",
+    "Receiver",
+    "Reference",
+    "ReplacementInfo",
+    "ResponseFor",
+    "SignerInfo",
+    "StaffInfo",
+    "StatusPackage",
+    "TraceHeader",
+    "add_attachment",
+    "append_trace_header",
+    "build",
+    "detect_kind",
+    "document_id_sender",
+    "extract_attachment",
+    "format_date",
+    "format_timestamp",
+    "from_tree",
+    "is_valid_organ_id",
+    "make_document_id",
+    "new_status",
+    "organ_level",
+    "organ_parent",
+    "parse",
+    "parse_date",
+    "parse_timestamp",
+    "q",
+]
 
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
-VN_TZ = timezone(timedelta(hours=7), "ICT")
-
-DATE_FORMAT = "%Y/%m/%d"
-TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
-MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024  # one extracted file; zip bombs stop here
 
 STATUS_CODES: dict[str, tuple[Literal["sender", "recipient"], str]] = {
     "01": ("recipient", "arrived: the recipient's system has the document"),
@@ -55,13 +114,6 @@ PRIORITIES = {
     "4": "flash with a set time",
 }
 STEERING_TYPES = {"1": "not a directive", "2": "directive", "3": "report on a directive"}
-
-_ORGAN_ID_STRICT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}", re.ASCII)
-# Real traffic also ends in a letter and two letters/digits (001.00.20.TT2). ASCII digits only.
-_ORGAN_ID_LENIENT = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z][A-Z0-9]{2}", re.ASCII)
-_DATE = re.compile(r"\d{4}/\d{2}/\d{2}", re.ASCII)
-_DMY_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}", re.ASCII)
-_TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -194,27 +246,6 @@ class Business:
     document_info: BusinessDocumentInfo | None = None
     replacements: list[ReplacementInfo] = field(default_factory=list)
     staff_info: StaffInfo | None = None
-
-
-@dataclass(slots=True)
-class Reference:
-    """A manifest entry pointing at an attachment by ``cid:`` ContentId."""
-
-    content_id: str
-    content_type: str | None = None
-    description: str | None = None
-    attachment_name: str | None = None
-
-
-@dataclass(slots=True)
-class Attachment:
-    """An attached file: ``encoded`` is base64 (of a ZIP archive in practice)."""
-
-    content_id: str
-    attachment_name: str | None = None
-    description: str | None = None
-    content_type: str | None = None
-    encoded: str = ""
 
 
 @dataclass(slots=True)
@@ -730,78 +761,7 @@ def _build_traces(
         _build_staff(b, business.staff_info)
 
 
-# --- attachments, trace headers, statuses -----------------------------------------------------
-
-
-def add_attachment(
-    pkg: DocumentPackage, filename: str, data: bytes, *, description: str | None = None
-) -> Attachment:
-    """Zip ``data`` as ``filename``, base64 it, and link it from the manifest by a ``cid:`` id.
-
-    The ContentId derives from the content, so building the same package twice gives the same
-    bytes. ContentType names the type of the file inside the archive.
-    """
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo(filename, date_time=(1980, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_DEFLATED
-        archive.writestr(info, data)
-    digest = hashlib.sha256(filename.encode() + b"\0" + data).hexdigest()[:24]
-    taken = {a.content_id for a in pkg.attachments} | {r.content_id for r in pkg.manifest}
-    content_id, n = f"cid:{digest}", 1
-    while content_id in taken:
-        n += 1
-        content_id = f"cid:{digest}-{n}"
-    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    attachment = Attachment(
-        content_id=content_id,
-        attachment_name=filename,
-        description=description,
-        content_type=content_type,
-        encoded=base64.b64encode(buffer.getvalue()).decode("ascii"),
-    )
-    pkg.attachments.append(attachment)
-    pkg.manifest.append(Reference(content_id, content_type, description, filename))
-    return attachment
-
-
-def extract_attachment(
-    att: Attachment, *, max_bytes: int = MAX_ATTACHMENT_BYTES
-) -> tuple[str, bytes]:
-    """Decode an attachment back to ``(file name, bytes)``.
-
-    A ZIP archive yields the member named like the attachment (else its first member); other
-    content is returned as decoded. Raises ``MalformedPackage`` (``ATTACHMENT_INVALID``) on bad
-    base64, a broken archive, or a member larger than ``max_bytes``.
-    """
-    name = att.attachment_name or att.content_id.removeprefix("cid:")
-    try:
-        raw = base64.b64decode("".join(att.encoded.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _bad_attachment(att, f"not valid base64: {exc}") from exc
-    if not zipfile.is_zipfile(io.BytesIO(raw)):
-        return name, raw
-    try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            members = [i for i in archive.infolist() if not i.is_dir()]
-            if not members:
-                raise _bad_attachment(att, "the ZIP archive is empty")
-            chosen = next((i for i in members if i.filename == name), members[0])
-            with archive.open(chosen) as stream:
-                content = stream.read(max_bytes + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError) as exc:
-        raise _bad_attachment(att, f"broken ZIP archive: {exc}") from exc
-    if len(content) > max_bytes:
-        raise _bad_attachment(att, f"extracted file is over {max_bytes} bytes")
-    return chosen.filename.rsplit("/", 1)[-1], content
-
-
-def _bad_attachment(att: Attachment, reason: str) -> MalformedPackage:
-    return MalformedPackage(
-        f"attachment {att.content_id}: {reason}",
-        code="ATTACHMENT_INVALID",
-        element="/edXML/AttachmentEncoded/Attachment",
-    )
+# --- trace headers, statuses ---------------------------------------------------------------
 
 
 def append_trace_header(
@@ -863,99 +823,3 @@ def new_status(
         staff_info=staff_info,
         description=description,
     )
-
-
-# --- identifiers, dates and times -------------------------------------------------------------
-
-
-def format_date(value: date) -> str:
-    """``yyyy/MM/dd``."""
-    return f"{value.year:04d}/{value.month:02d}/{value.day:02d}"
-
-
-def parse_date(text: str) -> date:
-    """Read a ``yyyy/MM/dd`` date; a ``dd/MM/yyyy`` date raises ValueError saying so."""
-    text = text.strip()
-    if _DMY_DATE.fullmatch(text):
-        raise ValueError(f"date {text!r} is written dd/MM/yyyy; edXML dates are yyyy/MM/dd")
-    if not _DATE.fullmatch(text):
-        raise ValueError(f"date {text!r} is not in the format yyyy/MM/dd")
-    try:  # the pattern matched, so the slices are digits; date() checks the calendar
-        return date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
-    except ValueError:
-        raise ValueError(f"date {text!r} is not a real calendar date") from None
-
-
-def format_timestamp(moment: datetime) -> str:
-    """``yyyy/MM/dd HH:mm:ss`` in Vietnam time; a naive datetime is taken as Vietnam time."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(VN_TZ)
-    return moment.strftime(TIMESTAMP_FORMAT)
-
-
-def parse_timestamp(text: str) -> datetime:
-    """Read a ``yyyy/MM/dd HH:mm:ss`` timestamp as an aware datetime in Vietnam time."""
-    text = text.strip()
-    if not _TIMESTAMP.fullmatch(text):
-        hint = ""
-        if _DMY_DATE.fullmatch(text.split(" ", 1)[0]):
-            hint = " (the date part is dd/MM/yyyy)"
-        raise ValueError(f"timestamp {text!r} is not in the format yyyy/MM/dd HH:mm:ss{hint}")
-    try:
-        return datetime(
-            int(text[0:4]),
-            int(text[5:7]),
-            int(text[8:10]),
-            int(text[11:13]),
-            int(text[14:16]),
-            int(text[17:19]),
-            tzinfo=VN_TZ,
-        )
-    except ValueError:
-        raise ValueError(f"timestamp {text!r} is not a real date and time") from None
-
-
-def make_document_id(organ_id: str, when: date | str, code_number: str, code_notation: str) -> str:
-    """The conventional DocumentId: ``<OrganId>,<yyyy/MM/dd>,<CodeNumber>/<CodeNotation>``."""
-    day = when if isinstance(when, str) else format_date(when)
-    return f"{organ_id},{day},{code_number}/{code_notation}"
-
-
-def document_id_sender(document_id: str) -> str | None:
-    """The sender's OrganId of a conventional DocumentId, or None for other ids (UUIDs...)."""
-    parts = document_id.strip().split(",", 2)
-    if len(parts) == 3 and is_valid_organ_id(parts[0]) and _DATE.fullmatch(parts[1]):
-        return parts[0]
-    return None
-
-
-def is_valid_organ_id(value: str, *, strict: bool = False) -> bool:
-    """``NNN.NN.NN.Xnn`` (strict) or, leniently, a last group of a letter and two letters/digits."""
-    pattern = _ORGAN_ID_STRICT if strict else _ORGAN_ID_LENIENT
-    return pattern.fullmatch(value) is not None
-
-
-def organ_level(value: str) -> int:
-    """1 for ``000.00.00.X``, 2 for ``000.00.YY.X``, 3 for ``000.ZZ.YY.X``, otherwise 4."""
-    groups = _organ_groups(value)
-    if groups[0] != "000":
-        return 4
-    if groups[1] != "00":
-        return 3
-    return 2 if groups[2] != "00" else 1
-
-
-def organ_parent(value: str) -> str | None:
-    """The parent agency: zero the leftmost non-zero group; None for a level-1 agency."""
-    groups = _organ_groups(value)
-    for index in range(3):
-        if groups[index].strip("0"):
-            groups[index] = "0" * len(groups[index])
-            return ".".join(groups)
-    return None
-
-
-def _organ_groups(value: str) -> list[str]:
-    if not is_valid_organ_id(value):
-        raise ValueError(f"{value!r} is not an OrganId (NNN.NN.NN.XXX)")
-    return value.split(".")
