@@ -7,6 +7,8 @@ file can be overridden by the environment variable ``EDOC_AXIS_<KEY>`` (top leve
 file. Unknown keys are errors (a typo must not silently fall back to a default). Relative paths
 in the file resolve against the file's folder; relative paths from the environment against the
 current directory. The same schema renders the annotated example and the file ``init`` writes.
+``[[dms]]`` tables (systemid, secret or secret_file, organ_id) list the DMS systems allowed to
+call the gateway; they come from the file only (no environment override).
 """
 
 from __future__ import annotations
@@ -126,9 +128,28 @@ class LimitSettings:
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    """The HTTP API for document management software (used by a later issue)."""
+    """The DMS gateway: the national axis client protocol over HTTP (``edoc_axis.api``)."""
 
     listen: str = "127.0.0.1:8470"
+    enabled: bool = False  # also served without this when [[dms]] systems are configured
+    max_timestamp_age: int = 300  # seconds; 0 = no limit (SDK objects that keep one timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class DmsSystemSettings:
+    """One ``[[dms]]`` table: a DMS allowed to call the gateway, and the agency it speaks for."""
+
+    systemid: str
+    secret: str = field(repr=False)
+    organ_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """When the node signs its audit chain's head (a checkpoint), whichever comes first."""
+
+    every_entries: int = 1000
+    every_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +165,8 @@ class Settings:
     signature: SignatureSettings = field(default_factory=SignatureSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    dms: tuple[DmsSystemSettings, ...] = ()
+    audit: AuditSettings = field(default_factory=AuditSettings)
     config_path: Path | None = None  # the file these settings came from, if any
 
     @property
@@ -167,8 +190,13 @@ _SECTIONS: dict[str, type[Any]] = {
     "signature": SignatureSettings,
     "limits": LimitSettings,
     "api": ApiSettings,
+    "audit": AuditSettings,
 }
 _INTERNAL_FIELDS = frozenset({"config_path"})
+_ZERO_ALLOWED = frozenset({"api.max_timestamp_age"})  # integers where 0 means "no limit"
+DMS_TABLE = "dms"
+DMS_KEYS = ("systemid", "secret", "secret_file", "organ_id")
+MIN_DMS_SECRET_CHARS = 16
 
 
 def _section_types(cls: type[Any]) -> dict[str, Any]:
@@ -262,7 +290,7 @@ def _convert(dotted: str, typ: Any, value: Any, base: Path, from_env: bool) -> A
     if typ is bool:
         return _bool(value, from_env)
     if typ is int:
-        return _int(value, from_env)
+        return _int(value, from_env, allow_zero=dotted in _ZERO_ALLOWED)
     if typ is str:
         if not isinstance(value, str):
             raise ValueError("must be a string")
@@ -286,7 +314,7 @@ def _bool(value: Any, from_env: bool) -> bool:
     raise ValueError("must be true or false")
 
 
-def _int(value: Any, from_env: bool) -> int:
+def _int(value: Any, from_env: bool, *, allow_zero: bool = False) -> int:
     if from_env and isinstance(value, str):
         try:
             value = int(value.strip().replace("_", ""))
@@ -294,8 +322,8 @@ def _int(value: Any, from_env: bool) -> int:
             raise ValueError(f"must be a whole number, not '{value}'") from None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be a whole number")
-    if value <= 0:
-        raise ValueError(f"must be positive, not {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"must be {'zero or ' if allow_zero else ''}positive, not {value}")
     return value
 
 
@@ -337,6 +365,68 @@ def _validate(values: Mapping[str, Any], problems: _Problems) -> None:
             )
 
 
+def _dms_systems(
+    raw: Any, organ_id: Any, base: Path, problems: _Problems
+) -> tuple[DmsSystemSettings, ...]:
+    """The ``[[dms]]`` tables: systemid, secret (or secret_file) and organ_id = this agency."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        problems.add("CONFIG_TYPE", DMS_TABLE, "'dms' must be an array of tables ([[dms]])")
+        return ()
+    systems: list[DmsSystemSettings] = []
+    seen: set[str] = set()
+    for number, table in enumerate(raw, start=1):
+        where = f"dms[{number}]"
+        for key in table:
+            if key not in DMS_KEYS:
+                problems.add("CONFIG_UNKNOWN_KEY", f"{where}.{key}",
+                             f"unknown key '{key}' in {where} (allowed: {', '.join(DMS_KEYS)})")
+        systemid, organ = table.get("systemid"), table.get("organ_id")
+        secret = _dms_secret(table, where, base, problems)
+        if not isinstance(systemid, str) or not systemid.strip() or any(
+            c.isspace() or ord(c) < 32 for c in systemid.strip()
+        ):
+            problems.add("CONFIG_DMS", f"{where}.systemid",
+                         f"{where}.systemid must be a non-empty name without spaces")
+            continue
+        systemid = systemid.strip()
+        if systemid in seen:
+            problems.add("CONFIG_DMS", f"{where}.systemid",
+                         f"{where}.systemid '{systemid}' is configured twice")
+        seen.add(systemid)
+        if not isinstance(organ, str) or organ.strip() != organ_id:
+            problems.add("CONFIG_DMS", f"{where}.organ_id",
+                         f"{where}.organ_id must be this node's organ_id '{organ_id}' (a DMS "
+                         f"speaks only for the agency of the node it calls), not {organ!r}")
+            continue
+        if secret is not None:
+            systems.append(DmsSystemSettings(systemid, secret, organ.strip()))
+    return tuple(systems)
+
+
+def _dms_secret(
+    table: Mapping[str, Any], where: str, base: Path, problems: _Problems
+) -> str | None:
+    secret, secret_file = table.get("secret"), table.get("secret_file")
+    if (secret is None) == (secret_file is None):
+        problems.add("CONFIG_DMS", f"{where}.secret",
+                     f"{where} needs exactly one of secret or secret_file")
+        return None
+    if secret_file is not None:
+        try:
+            secret = _path(secret_file, base).read_text(encoding="utf-8").strip()
+        except (ValueError, OSError) as exc:
+            problems.add("CONFIG_DMS", f"{where}.secret_file",
+                         f"{where}.secret_file cannot be read: {exc}")
+            return None
+    if not isinstance(secret, str) or len(secret.strip()) < MIN_DMS_SECRET_CHARS:
+        problems.add("CONFIG_DMS", f"{where}.secret",
+                     f"{where}.secret must be at least {MIN_DMS_SECRET_CHARS} characters")
+        return None
+    return secret.strip()
+
+
 def broker_url_problem(url: str) -> str | None:
     """Why ``url`` is not a usable AMQP URL, or None when it is."""
     try:
@@ -353,7 +443,10 @@ def broker_url_problem(url: str) -> str | None:
     return None
 
 
-def _build(values: Mapping[str, Any], config_path: Path | None) -> Settings:
+def _build(
+    values: Mapping[str, Any], config_path: Path | None,
+    dms: tuple[DmsSystemSettings, ...] = (),
+) -> Settings:
     sections: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         kwargs = {
@@ -367,6 +460,7 @@ def _build(values: Mapping[str, Any], config_path: Path | None) -> Settings:
         data_dir=values["data_dir"],
         directory_path=values["directory"],
         config_path=config_path,
+        dms=dms,
         **sections,
     )
 
@@ -404,6 +498,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
                 f"config file {config_path} is not valid TOML: {exc}", code="CONFIG_SYNTAX"
             ) from exc
     problems = _Problems(str(config_path) if config_path else "environment")
+    dms_raw = raw.pop(DMS_TABLE, None)
     file_values = _flatten(raw, schema, problems)
     values: dict[str, Any] = {}
     cwd = Path.cwd()
@@ -427,8 +522,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         except ValueError as exc:
             problems.add("CONFIG_TYPE", dotted, f"{where} {exc}")
     _validate(values, problems)
+    dms = _dms_systems(dms_raw, values.get("organ_id"), base, problems)
     problems.raise_if_any()
-    return _build(values, config_path)
+    return _build(values, config_path, dms)
 
 
 # --- rendering: the annotated example and the file `init` writes --------------------------------
@@ -484,7 +580,18 @@ _DOCS: dict[str, str] = {
     "limits.max_depth": "Deepest XML nesting accepted.",
     "limits.max_elements": "Most XML elements accepted in one package.",
     "api": "HTTP API for document management software (DMS).",
-    "api.listen": "HOST:PORT the API listens on.",
+    "api.listen": "HOST:PORT the DMS gateway listens on (keep it on loopback or a private\n"
+    "network: DMS systems authenticate by HMAC, but the traffic is plain HTTP).",
+    "api.enabled": "Serve the gateway even when no [[dms]] system is configured (health and\n"
+    "metrics only). It is always served when [[dms]] tables exist.",
+    "api.max_timestamp_age": "Oldest accepted request timestamp, in seconds (replay window;\n"
+    "300 = 5 minutes). 0 = no limit, for DMS software that keeps one SDK object, whose\n"
+    "timestamp is frozen when it is created. Timestamps more than 300 s ahead are always refused.",
+    "audit": "The tamper-evident audit chain: how often its head is signed (a checkpoint).\n"
+    "Entries after the last checkpoint are not yet sealed; `edoc-axis audit seal` forces one.",
+    "audit.every_entries": "Sign a checkpoint after this many new entries.",
+    "audit.every_seconds": "... or when the last checkpoint is this many seconds old (checked\n"
+    "at each new entry).",
 }
 
 
@@ -530,7 +637,31 @@ def render_config(settings: Settings, *, base_dir: Path | None = None) -> str:
             dotted = f"{section}.{f.name}"
             value = getattr(obj, f.name)
             out.append(_comment(_DOCS[dotted]) + f"{f.name} = {_toml_value(value, base_dir)}\n")
+    out.append(_render_dms(settings))
     return "".join(out)
+
+
+_DMS_DOC = """\
+DMS systems allowed to call the gateway (one [[dms]] table each). systemid and secret are
+what the DMS's axis SDK is configured with; organ_id must be this node's organ_id. Use
+secret_file = "path" instead of secret to keep the secret out of this file. The DMS points
+its SDK endpoint at http://<api.listen>/ and sees each package's node id as its docId.
+"""
+
+
+def _render_dms(settings: Settings) -> str:
+    if not settings.dms:
+        example = (
+            f'[[dms]]\nsystemid = "vbdh"\nsecret = "CHANGE-ME-{"0" * MIN_DMS_SECRET_CHARS}"\n'
+            f"organ_id = {_toml_value(settings.organ_id, None)}\n"
+        )
+        return "\n" + _comment(_DMS_DOC) + _comment(example)
+    tables = "".join(
+        f"[[dms]]\nsystemid = {_toml_value(s.systemid, None)}\n"
+        f"secret = {_toml_value(s.secret, None)}\norgan_id = {_toml_value(s.organ_id, None)}\n"
+        for s in settings.dms
+    )
+    return "\n" + _comment(_DMS_DOC) + tables
 
 
 def example_settings(base_dir: Path) -> Settings:
@@ -579,7 +710,9 @@ def write_config(path: Path, settings: Settings, *, force: bool = False) -> None
 __all__ = [
     "CONFIG_ENV",
     "ApiSettings",
+    "AuditSettings",
     "BrokerSettings",
+    "DmsSystemSettings",
     "KeySettings",
     "LimitSettings",
     "Settings",

@@ -284,3 +284,67 @@ def test_broker_password_never_in_repr() -> None:
     assert "s3cr3t" not in repr(broker)
     assert broker.redacted_url == "amqp://user:***@host:5672/v"
     assert BrokerSettings(url="amqp://host").user == "guest"
+
+
+# --- DMS gateway: [api] options and [[dms]] systems ---------------------------------------------
+
+DMS_SYSTEM = """
+[[dms]]
+systemid = "vbdh-h41"
+secret = "0123456789abcdef0123"
+organ_id = "000.00.00.H41"
+"""
+
+
+def test_dms_systems_load_and_round_trip(tmp_path: Path) -> None:
+    """[[dms]] tables load (secret kept out of repr) and render back to equal settings."""
+    settings = load_settings(_write(tmp_path, MINIMAL + DMS_SYSTEM), env={})
+    assert [(s.systemid, s.organ_id) for s in settings.dms] == [("vbdh-h41", "000.00.00.H41")]
+    assert settings.dms[0].secret == "0123456789abcdef0123"
+    assert "0123456789abcdef0123" not in repr(settings.dms)
+    again = tmp_path / "again" / "node.toml"
+    write_config(again, settings)
+    assert load_settings(again, env={}).dms == settings.dms
+
+
+def test_dms_secret_file(tmp_path: Path) -> None:
+    """secret_file names a file (relative to the config) holding the secret."""
+    path = _write(tmp_path, MINIMAL + DMS_SYSTEM.replace(
+        'secret = "0123456789abcdef0123"', 'secret_file = "dms.secret"'))
+    (path.parent / "dms.secret").write_text("fedcba9876543210fedcba\n", encoding="utf-8")
+    assert load_settings(path, env={}).dms[0].secret == "fedcba9876543210fedcba"
+
+
+@pytest.mark.parametrize(
+    ("table", "element"),
+    [
+        (DMS_SYSTEM.replace("000.00.00.H41", "000.00.00.G22"), "dms[1].organ_id"),
+        (DMS_SYSTEM.replace("0123456789abcdef0123", "short"), "dms[1].secret"),
+        (DMS_SYSTEM.replace('systemid = "vbdh-h41"', 'systemid = ""'), "dms[1].systemid"),
+        (DMS_SYSTEM + "colour = 1\n", "dms[1].colour"),
+        (DMS_SYSTEM + DMS_SYSTEM.replace("[[dms]]", ""), None),
+    ],
+)
+def test_dms_system_problems_are_named(tmp_path: Path, table: str, element: str | None) -> None:
+    """A wrong organ_id, short secret, empty systemid, unknown or repeated key is refused."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, MINIMAL + table), env={})
+    if element is not None:
+        assert info.value.element == element
+
+
+def test_duplicate_systemid_is_refused(tmp_path: Path) -> None:
+    """Two [[dms]] tables with one systemid are refused."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, MINIMAL + DMS_SYSTEM + DMS_SYSTEM), env={})
+    assert "configured twice" in str(info.value)
+
+
+def test_api_max_timestamp_age_zero_means_no_limit(tmp_path: Path) -> None:
+    """api.max_timestamp_age accepts 0 (no limit) but not a negative number."""
+    path = _write(tmp_path, MINIMAL + "\n[api]\nmax_timestamp_age = 0\nenabled = true\n")
+    settings = load_settings(path, env={})
+    assert settings.api.max_timestamp_age == 0
+    assert settings.api.enabled
+    with pytest.raises(ConfigError):
+        load_settings(path, env={"EDOC_AXIS_API_MAX_TIMESTAMP_AGE": "-1"})

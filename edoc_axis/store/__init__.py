@@ -313,6 +313,55 @@ class Store:
         ).fetchall()
         return [Rejection(*r) for r in rows]
 
+    # reads for the DMS gateway and /metrics (edoc_axis.gateway)
+
+    def recent_packages(
+        self, *, direction: Direction, kind: Kind, package_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[PackageRecord]:
+        """The newest ``limit`` packages of one direction and kind (or one by id), oldest first."""
+        where = "p.direction = ? AND p.kind = ?"
+        params: list[object] = [direction, kind]
+        if package_id is not None:
+            where += " AND p.package_id = ?"
+            params.append(package_id)
+        rows = self.conn.execute(
+            f"SELECT {PACKAGE_COLUMNS} FROM packages p WHERE {where}"  # noqa: S608 fixed clauses
+            " ORDER BY p.id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [package_from_row(r) for r in reversed(rows)]
+
+    def outbox_states(self, package_id: str) -> list[tuple[str, str, str]]:
+        """(recipient, outbox state, updated_at) of each message of one stored package."""
+        rows = self.conn.execute(
+            "SELECT o.recipient, o.state, o.updated_at FROM outbox o"
+            " JOIN packages p ON p.id = o.package WHERE p.package_id = ? ORDER BY o.id",
+            (package_id,),
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def package_counts(self) -> dict[str, int]:
+        """Stored packages per direction (``in``, ``out``)."""
+        rows = self.conn.execute(
+            "SELECT direction, count(*) FROM packages GROUP BY direction"
+        ).fetchall()
+        counts = {"in": 0, "out": 0}
+        counts.update({str(r[0]): int(r[1]) for r in rows})
+        return counts
+
+    def oldest_pending_outbox(self) -> str | None:
+        """When the oldest message still waiting for the broker was queued (ISO), or None."""
+        row = self.conn.execute(
+            "SELECT created_at FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1"
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def rejection_counts(self) -> dict[str, int]:
+        """Refused incoming messages per error code."""
+        rows = self.conn.execute("SELECT code, count(*) FROM rejections GROUP BY code").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def count(self, table: Literal["packages", "inbox", "deliveries", "rejections"]) -> int:
         """Rows in one of the main tables (for health output and tests)."""
         return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
