@@ -1,8 +1,8 @@
-"""The audit chain: hash-linked entries of every event, signed checkpoints, and their verification.
+"""The audit chain: hash-linked entries of every event and the signed checkpoints that seal them.
 
 Pure logic: the store keeps the rows and calls ``next_entry``/``seal`` inside its own
-transaction; ``verify_chain`` streams rows back in constant memory. Bundles and archives built
-from these pieces live in ``edoc_axis.evidence``.
+transaction; ``auditcheck.verify_chain`` streams rows back in constant memory and names what
+was tampered with. Bundles and archives built from these pieces live in ``edoc_axis.evidence``.
 
 Entry hash (format version 1)::
 
@@ -19,26 +19,6 @@ Checkpoints: every ``CheckpointPolicy`` interval the node signs (seq, head hash,
 algorithm, certificate fingerprint) with its agency key (RSA-PSS-SHA256 or ECDSA-SHA256) and at
 once appends a ``checkpoint`` entry whose ``content_sha256`` is the checkpoint's digest, so the
 checkpoints are themselves chained into the log.
-
-What verification catches, and how:
-
-- an edited field: the entry's recomputed hash differs from its stored ``entry_hash``;
-- a deleted row: a gap in ``seq`` (or, if the attacker renumbered, entries hashed under another
-  seq); an inserted row: a duplicate ``seq``, a renumbered successor, or a broken link;
-- reordered rows: ``seq`` going backwards, or two neighbours hashed under each other's seq;
-- "edit, then recompute every later hash": the chain is self-consistent again, but the next
-  checkpoint's signed head hash no longer matches, and the attacker cannot re-sign it without the
-  agency key (a checkpoint signed with any other key fails the certificate check). Deleting those
-  checkpoints instead leaves ``checkpoint`` entries that point at nothing, and deleting those
-  entries too leaves an unsealed tail longer than the policy allows (reported when ``policy`` is
-  given to ``verify_chain``);
-- truncation before the last checkpoint: that checkpoint names a seq beyond the end of the log.
-
-What it cannot catch: removing or rewriting entries *after the last checkpoint* (at most one
-policy interval of entries), together with that checkpoint's chain entry. Nothing inside the
-node's own files can prove that a never-sealed entry existed; only a copy held elsewhere can.
-Evidence bundles and exported checkpoints are such copies: pass them to ``verify_chain`` as
-extra ``checkpoints`` and a truncated or rewritten log no longer matches them.
 """
 
 from __future__ import annotations
@@ -47,19 +27,17 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edoc_axis.errors import EdocAxisError, SignatureInvalid
-from edoc_axis.trust import TrustStore, fingerprint, organ_id_of
+from edoc_axis.errors import EdocAxisError
 
 FORMAT_VERSION = 1
 ZERO_HASH = "0" * 64
@@ -67,7 +45,6 @@ _ENTRY_TAG = b"edoc-axis/audit-entry/1\x00"
 _CHECKPOINT_TAG = b"edoc-axis/audit-checkpoint/1\x00"
 _GENESIS_TAG = b"edoc-axis/audit-genesis/1\x00"
 _NONE = b"\xff\xff\xff\xff"
-_NEVER = 1 << 62  # "no further checkpoint" in verify_chain's integer comparisons
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 RSA_PSS_SHA256 = "rsa-pss-sha256"
@@ -158,11 +135,11 @@ class AuditEntry:
 
     def canonical(self) -> bytes:
         """The versioned, length-prefixed encoding hashed into ``entry_hash``."""
-        return _canonical(self.seq, self)
+        return canonical_entry(self.seq, self)
 
     def computed_hash(self) -> str:
         """``entry_hash`` as it should be for these fields and ``prev_hash``."""
-        return _entry_hash(self.prev_hash, self.seq, self)
+        return hash_entry(self.prev_hash, self.seq, self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (the JSONL export and bundle format)."""
@@ -199,7 +176,8 @@ ENTRY_FIELDS = (
 )
 
 
-def _canonical(seq: int, e: AuditEntry) -> bytes:
+def canonical_entry(seq: int, e: AuditEntry) -> bytes:
+    """The bytes hashed for ``e`` written as ``seq`` (see the module docstring)."""
     # The hot path of verification: kept to plain local operations on purpose.
     parts = [_ENTRY_TAG, seq.to_bytes(8, "big")]
     add = parts.append
@@ -216,12 +194,13 @@ def _canonical(seq: int, e: AuditEntry) -> bytes:
     return b"".join(parts)
 
 
-def _entry_hash(prev_hash: str, seq: int, e: AuditEntry) -> str:
+def hash_entry(prev_hash: str, seq: int, e: AuditEntry) -> str:
+    """The ``entry_hash`` of ``e`` written as ``seq`` after ``prev_hash``."""
     try:
         prev = bytes.fromhex(prev_hash)
     except ValueError:
         prev = prev_hash.encode("utf-8", "replace")
-    return hashlib.sha256(prev + _canonical(seq, e)).hexdigest()
+    return hashlib.sha256(prev + canonical_entry(seq, e)).hexdigest()
 
 
 def _check_hex(name: str, value: str | None) -> None:
@@ -263,7 +242,7 @@ def next_entry(
     )
     return AuditEntry(
         seq, when, str(kind), package_id, document_id, counterpart, content_sha256, signer,
-        detail, prev_hash, _entry_hash(prev_hash, seq, draft),
+        detail, prev_hash, hash_entry(prev_hash, seq, draft),
     )
 
 
@@ -346,7 +325,7 @@ def make_checkpoint(
     )
     payload = unsigned.signed_payload()
     if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(payload, _pss(), hashes.SHA256())
+        signature = key.sign(payload, pss_padding(), hashes.SHA256())
     else:
         signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
     return Checkpoint(
@@ -355,7 +334,8 @@ def make_checkpoint(
     )
 
 
-def _pss() -> padding.PSS:
+def pss_padding() -> padding.PSS:
+    """The RSA-PSS parameters of checkpoint signatures (signing and verifying must agree)."""
     return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
@@ -381,84 +361,6 @@ def seal(
     return checkpoint, entry
 
 
-def verify_checkpoint_signature(checkpoint: Checkpoint) -> x509.Certificate:
-    """Check the signature against the embedded certificate; return that certificate.
-
-    Raises ``SignatureInvalid(AUDIT_CHECKPOINT_SIGNATURE)``. Whether the certificate is
-    trusted is a separate question (a ``CertificateCheck``).
-    """
-    code = Code.CHECKPOINT_SIGNATURE.value
-    try:
-        cert = x509.load_der_x509_certificate(checkpoint.cert_der)
-        public = cert.public_key()
-    except ValueError as exc:
-        raise SignatureInvalid(f"checkpoint certificate unreadable ({exc})", code=code) from exc
-    payload = checkpoint.signed_payload()
-    try:
-        if checkpoint.algorithm == RSA_PSS_SHA256 and isinstance(public, rsa.RSAPublicKey):
-            public.verify(checkpoint.signature, payload, _pss(), hashes.SHA256())
-        elif checkpoint.algorithm == ECDSA_SHA256 and isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(checkpoint.signature, payload, ec.ECDSA(hashes.SHA256()))
-        else:
-            raise SignatureInvalid(
-                f"checkpoint algorithm {checkpoint.algorithm!r} does not fit its key", code=code
-            )
-    except InvalidSignature as exc:
-        raise SignatureInvalid("checkpoint signature does not verify", code=code) from exc
-    return cert
-
-
-CertificateCheck = Callable[[x509.Certificate, Checkpoint], None]
-"""Accept the certificate that signed a checkpoint, or raise ``SignatureInvalid``."""
-
-
-def trusted_fingerprints(fingerprints: Iterable[str], organ_id: str) -> CertificateCheck:
-    """Accept only these certificates (the node's own, e.g. from the agency directory)."""
-    allowed = frozenset(fingerprints)
-
-    def check(cert: x509.Certificate, checkpoint: Checkpoint) -> None:
-        if checkpoint.organ_id != organ_id:
-            raise SignatureInvalid(
-                f"checkpoint is of {checkpoint.organ_id}, not {organ_id}",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
-            )
-        if fingerprint(cert) not in allowed:
-            raise SignatureInvalid(
-                f"checkpoint signed by certificate {fingerprint(cert)}, not one of the node's",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
-            )
-
-    return check
-
-
-def trusted_anchors(store: TrustStore, organ_id: str | None = None) -> CertificateCheck:
-    """Accept certificates chaining to ``store``'s anchors that bind the checkpoint's OrganId.
-
-    Validity is judged at the checkpoint's own time (an archive is verified years later, after
-    the certificate expired); missing CRLs are tolerated, a listed revocation is not.
-    """
-
-    def check(cert: x509.Certificate, checkpoint: Checkpoint) -> None:
-        try:
-            when = parse_time(checkpoint.at)
-        except ValueError as exc:
-            raise SignatureInvalid(
-                f"checkpoint time {checkpoint.at!r} is malformed",
-                code=Code.CHECKPOINT_SIGNATURE.value,
-            ) from exc
-        store.validate(cert, crl_required=False, at=when)
-        bound = organ_id_of(cert)
-        wanted = organ_id or checkpoint.organ_id
-        if bound != checkpoint.organ_id or bound != wanted:
-            raise SignatureInvalid(
-                f"checkpoint certificate binds OrganId {bound}, checkpoint says "
-                f"{checkpoint.organ_id}",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
-            )
-
-    return check
-
-
 @dataclass(frozen=True, slots=True)
 class CheckpointPolicy:
     """Seal the chain after ``every_entries`` new entries or ``every_seconds``, whichever first."""
@@ -480,360 +382,6 @@ class CheckpointPolicy:
             return True
         moment = now or parse_time(head.at)
         return (moment - parse_time(last.at)).total_seconds() >= self.every_seconds
-
-
-# --- verification -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing in the chain that does not hold: where (seq), what (code) and why."""
-
-    seq: int | None
-    code: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"seq": self.seq, "code": self.code, "message": self.message}
-
-
-TAIL_NOTE = (
-    "entries after the last valid checkpoint are not sealed: removing or rewriting them cannot "
-    "be detected from the node's own files (compare with checkpoints held elsewhere)"
-)
-
-
-@dataclass(slots=True)
-class ChainReport:
-    """The outcome of ``verify_chain``; ``ok`` only when no problem was found."""
-
-    entries: int = 0
-    first_seq: int | None = None
-    last_seq: int | None = None
-    head_hash: str | None = None
-    checkpoints: int = 0
-    last_checkpoint_seq: int | None = None
-    last_checkpoint_at: str | None = None
-    unsealed: int = 0
-    receipts: int = 0
-    problem_count: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every entry, checkpoint and receipt held."""
-        return self.problem_count == 0
-
-    @property
-    def first(self) -> Problem | None:
-        """The first problem in chain order (what ``audit verify`` names)."""
-        return self.problems[0] if self.problems else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, with the note on the unsealed tail."""
-        return {
-            "ok": self.ok, "entries": self.entries, "first_seq": self.first_seq,
-            "last_seq": self.last_seq, "head_hash": self.head_hash,
-            "checkpoints": self.checkpoints, "last_checkpoint_seq": self.last_checkpoint_seq,
-            "last_checkpoint_at": self.last_checkpoint_at, "unsealed": self.unsealed,
-            "unsealed_note": TAIL_NOTE if self.unsealed else None, "receipts": self.receipts,
-            "problem_count": self.problem_count,
-            "problems": [p.to_dict() for p in self.problems],
-        }
-
-
-ReceiptVerifier = Callable[[AuditEntry], str | None]
-"""Check the stored signed bytes behind an entry; return why they fail, or None."""
-
-
-def _written_seq(e: AuditEntry, window: int = 16) -> int | None:
-    """The seq an entry was hashed under, when a nearby one fits (renumbered rows)."""
-    for delta in range(1, window + 1):
-        for candidate in (e.seq + delta, e.seq - delta):
-            if candidate >= 1 and _entry_hash(e.prev_hash, candidate, e) == e.entry_hash:
-                return candidate
-    return None
-
-
-class _Verifier:
-    """The state of one streaming verification (kept out of the hot loop where possible)."""
-
-    def __init__(self, report: ChainReport, trust: CertificateCheck, max_problems: int) -> None:
-        self.report = report
-        self.trust = trust
-        self.max_problems = max_problems
-        self.cp_seq = -1
-        self.cp_digests: set[str] = set()
-        self.shift: tuple[int, int] | None = None  # (seq, written seq) of the last renumbered row
-        self.sealed_until = 0
-        self.sealed_at: str | None = None
-
-    def diagnose(self, e: AuditEntry, expected: int, computed: str, running: str) -> bool:
-        """Name what is wrong with ``e``; False when it is out of order (skip it)."""
-        seq = e.seq
-        if seq > expected:
-            self.flag(seq, Code.DELETED, f"entries {expected}..{seq - 1} are missing (deleted)")
-        elif seq < expected:
-            self.out_of_order(e, expected)
-            return seq == expected - 1
-        elif computed != e.entry_hash:
-            if computed:
-                self.mismatch(e)
-        else:
-            self.flag(
-                seq, Code.LINK_BROKEN,
-                f"entry {seq} does not link to entry {seq - 1}: an entry was inserted before it, "
-                f"or entry {seq - 1} was rewritten",
-            )
-        return True
-
-    def orphan_checkpoints(
-        self, cp: Checkpoint | None, pending: Iterator[Checkpoint], seq: int, start_seq: int
-    ) -> Checkpoint | None:
-        """Skip checkpoints whose entry never came (flagging them); return the next one."""
-        while cp is not None and cp.seq < seq:
-            if cp.seq >= start_seq and self.checkpoint_valid(cp):
-                self.flag(cp.seq, Code.DELETED, f"checkpoint at seq {cp.seq} has no entry")
-            cp = next(pending, None)
-        return cp
-
-    def match_checkpoints(
-        self, cp: Checkpoint | None, pending: Iterator[Checkpoint], e: AuditEntry
-    ) -> Checkpoint | None:
-        """Check every checkpoint of ``e.seq`` against ``e``; return the next one."""
-        seq = e.seq
-        while cp is not None and cp.seq == seq:
-            if self.checkpoint_valid(cp):
-                if cp.head_hash != e.entry_hash:
-                    self.flag(
-                        seq, Code.CHECKPOINT_HEAD,
-                        f"the checkpoint signed {cp.at} says the head at seq {seq} is "
-                        f"{cp.head_hash[:16]}..., the log has {e.entry_hash[:16]}...: an entry "
-                        f"in {self.sealed_until + 1}..{seq} was changed and later hashes "
-                        "recomputed",
-                    )
-                else:
-                    self.report.checkpoints += 1
-                    self.sealed_until, self.sealed_at = seq, cp.at
-            cp = next(pending, None)
-        return cp
-
-    def check_checkpoint_entry(self, e: AuditEntry) -> None:
-        """A ``checkpoint`` entry must name a checkpoint of the previous seq that is stored."""
-        if not (self.cp_seq == e.seq - 1 and e.content_sha256 in self.cp_digests):
-            self.flag(
-                e.seq, Code.CHECKPOINT_MISSING,
-                f"entry {e.seq} records a checkpoint of seq {e.seq - 1} that is not stored "
-                "(it was deleted or replaced)",
-            )
-
-    def flag(self, seq: int | None, code: Code, message: str) -> None:
-        self.report.problem_count += 1
-        if len(self.report.problems) < self.max_problems:
-            self.report.problems.append(Problem(seq, code.value, message))
-
-    def replace_last(self, seq: int, code: Code, message: str) -> None:
-        self.report.problems[-1] = Problem(seq, code.value, message)
-
-    def checkpoint_valid(self, cp: Checkpoint) -> bool:
-        if cp.seq != self.cp_seq:
-            self.cp_seq, self.cp_digests = cp.seq, set()
-        self.cp_digests.add(cp.digest)
-        try:
-            cert = verify_checkpoint_signature(cp)
-            self.trust(cert, cp)
-        except SignatureInvalid as exc:
-            self.flag(
-                cp.seq, Code.CHECKPOINT_SIGNATURE,
-                f"checkpoint at seq {cp.seq} (signed {cp.at}) does not hold: {exc.message}",
-            )
-            return False
-        return True
-
-    def out_of_order(self, e: AuditEntry, expected: int) -> None:
-        seq = e.seq
-        if seq == expected - 1:
-            self.flag(seq, Code.INSERTED, f"a second entry carries seq {seq}: one was inserted")
-            return
-        last = self.report.problems[-1] if self.report.problems else None
-        message = f"entry {seq} ({e.kind}) comes after entry {expected - 1}: entries were reordered"
-        if last is not None and last.code == Code.DELETED.value and last.seq is not None \
-                and last.seq > seq:
-            self.replace_last(last.seq, Code.REORDERED, message)
-        else:
-            self.flag(seq, Code.REORDERED, message)
-
-    def mismatch(self, e: AuditEntry) -> None:
-        seq = e.seq
-        written = None if self.report.problem_count >= self.max_problems else _written_seq(e)
-        if written is None:
-            self.flag(
-                seq, Code.EDITED,
-                f"entry {seq} ({e.kind}, package {e.package_id}) was edited: its stored hash "
-                "does not match its fields",
-            )
-        elif written > seq:
-            self.flag(
-                seq, Code.DELETED,
-                f"entry at seq {seq} was written as seq {written}: entries before it were "
-                "deleted and later ones renumbered",
-            )
-        elif self.shift == (seq - 1, seq) and self.report.problems:
-            self.replace_last(
-                seq - 1, Code.REORDERED,
-                f"entries {seq - 1} and {seq} were swapped (each hashed under the other's seq)",
-            )
-            self.report.problem_count -= 1
-            self.flag(seq, Code.REORDERED, f"entry {seq} was written as seq {written}")
-        else:
-            self.flag(
-                seq, Code.INSERTED,
-                f"entry at seq {seq} was written as seq {written}: entries were inserted before "
-                "it and later ones renumbered",
-            )
-        self.shift = (seq, written) if written is not None else None
-
-
-def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece for speed
-    entries: Iterable[AuditEntry],
-    *,
-    start_prev_hash: str,
-    trust: CertificateCheck,
-    checkpoints: Iterable[Checkpoint] = (),
-    start_seq: int = 1,
-    receipt_verifier: ReceiptVerifier | None = None,
-    progress: Callable[[int], None] | None = None,
-    progress_every: int = 10_000,
-    policy: CheckpointPolicy | None = None,
-    clock_slack_seconds: float = 60.0,
-    max_problems: int = 100,
-) -> ChainReport:
-    """Recompute the chain from ``start_prev_hash`` and check every checkpoint, in one pass.
-
-    ``entries`` and ``checkpoints`` must each come in ascending ``seq`` order as stored (read
-    them ``ORDER BY seq``); both are consumed lazily, so memory stays constant. For a range
-    (``audit verify --from N``), pass ``start_seq=N`` and the stored hash of entry ``N-1``.
-    ``policy`` (the node's ``CheckpointPolicy``) lets verification notice removed checkpoints
-    through an unsealed tail longer than the policy allows.
-    """
-    report = ChainReport()
-    state = _Verifier(report, trust, max_problems)
-    state.sealed_until = start_seq - 1
-    pending = iter(checkpoints)
-    cp = next(pending, None)
-    next_cp = cp.seq if cp is not None else _NEVER
-    running = start_prev_hash
-    expected = start_seq
-    tail_at: str | None = None
-    count = 0
-    countdown = progress_every
-    last: AuditEntry | None = None
-    sha256 = hashlib.sha256
-    canonical = _canonical
-    fromhex = bytes.fromhex
-    checkpoint_kind = Kind.CHECKPOINT.value
-    for e in entries:
-        count += 1
-        seq = e.seq
-        if count == 1:
-            report.first_seq = seq
-        if seq > next_cp:
-            cp = state.orphan_checkpoints(cp, pending, seq, start_seq)
-            next_cp = cp.seq if cp is not None else _NEVER
-        try:
-            computed = sha256(fromhex(e.prev_hash) + canonical(seq, e)).hexdigest()
-        except (ValueError, TypeError, AttributeError) as exc:
-            state.flag(seq, Code.MALFORMED, f"entry {seq} cannot be read ({exc})")
-            computed = ""
-        clean = seq == expected and computed == e.entry_hash and e.prev_hash == running
-        if not clean and not state.diagnose(e, expected, computed, running):
-            last = e  # out of order: leave the chain's state as it was
-            continue
-        running = e.entry_hash
-        expected = seq + 1
-        last = e
-        if seq == next_cp:
-            cp = state.match_checkpoints(cp, pending, e)
-            next_cp = cp.seq if cp is not None else _NEVER
-        if e.kind == checkpoint_kind:
-            if clean and seq > start_seq:
-                state.check_checkpoint_entry(e)
-        else:
-            tail_at = e.at
-            if receipt_verifier is not None and e.content_sha256 is not None:
-                report.receipts += 1
-                why = receipt_verifier(e)
-                if why:
-                    state.flag(seq, Code.RECEIPT_INVALID, f"entry {seq} ({e.kind}): {why}")
-        countdown -= 1
-        if not countdown:
-            countdown = progress_every
-            if progress is not None:
-                progress(count)
-    report.entries = count
-    if last is not None:
-        report.last_seq, report.head_hash = last.seq, last.entry_hash
-    _finish(state, cp, pending, start_seq=start_seq, tail_at=tail_at, policy=policy,
-            slack=clock_slack_seconds)
-    if progress is not None:
-        progress(count)
-    return report
-
-
-def _finish(
-    state: _Verifier, cp: Checkpoint | None, pending: Iterator[Checkpoint], *, start_seq: int,
-    tail_at: str | None, policy: CheckpointPolicy | None, slack: float,
-) -> None:
-    """After the last entry: checkpoints beyond the end (truncation) and the unsealed tail."""
-    report = state.report
-    end = report.last_seq if report.last_seq is not None else start_seq - 1
-    while cp is not None:
-        if cp.seq > end and state.checkpoint_valid(cp):
-            state.flag(
-                cp.seq, Code.TRUNCATED,
-                f"a checkpoint signed {cp.at} covers seq {cp.seq}, but the log ends at {end}: "
-                f"entries {end + 1}..{cp.seq} were removed",
-            )
-        cp = next(pending, None)
-    sealed_until, sealed_at = state.sealed_until, state.sealed_at
-    if sealed_until >= start_seq:
-        report.last_checkpoint_seq, report.last_checkpoint_at = sealed_until, sealed_at
-    report.unsealed = max(0, end - sealed_until)
-    if policy is not None:
-        _check_tail(
-            state, policy, end=end, sealed_until=sealed_until, sealed_at=sealed_at,
-            tail_at=tail_at, slack=slack,
-        )
-
-
-def _check_tail(
-    state: _Verifier, policy: CheckpointPolicy, *, end: int, sealed_until: int,
-    sealed_at: str | None, tail_at: str | None, slack: float,
-) -> None:
-    """Flag an unsealed tail the policy would never have left: checkpoints were removed."""
-    unsealed = end - sealed_until
-    if unsealed <= 1:
-        return
-    if unsealed > policy.every_entries + 1:
-        state.flag(
-            sealed_until + 1, Code.UNSEALED_TAIL,
-            f"{unsealed} entries after seq {sealed_until} carry no checkpoint, but the policy "
-            f"seals every {policy.every_entries}: checkpoints were removed",
-        )
-        return
-    if sealed_at is None or tail_at is None:
-        return
-    try:
-        gap = (parse_time(tail_at) - parse_time(sealed_at)).total_seconds()
-    except ValueError:
-        return
-    if gap > policy.every_seconds + slack:
-        state.flag(
-            sealed_until + 1, Code.UNSEALED_TAIL,
-            f"entries up to {tail_at} carry no checkpoint {gap:.0f} s after the last one, but the "
-            f"policy seals every {policy.every_seconds:.0f} s: checkpoints were removed",
-        )
 
 
 # --- export -----------------------------------------------------------------------------------

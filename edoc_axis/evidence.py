@@ -1,6 +1,6 @@
 """Evidence that leaves the node: bundles for one document, and archive files of old entries.
 
-Both are zip files of JSON Lines verified with ``audit.verify_chain`` and a trust anchor only,
+Both are zip files of JSON Lines verified with ``auditcheck.verify_chain`` and a trust anchor only,
 on a machine with no access to the node's database.
 
 Evidence bundle (``edoc-axis/evidence-bundle/1``)::
@@ -45,16 +45,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edoc_axis.audit import (
     AuditEntry,
-    ChainReport,
     Checkpoint,
-    Problem,
     checkpoints_from_jsonl,
     entries_from_jsonl,
     format_time,
     to_jsonl,
-    trusted_anchors,
-    verify_chain,
 )
+from edoc_axis.auditcheck import ChainReport, Problem, trusted_anchors, verify_chain
 from edoc_axis.errors import EdocAxisError
 from edoc_axis.trust import TrustStore, fingerprint
 

@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from edoc_axis import audit, signature, trust
+from edoc_axis import audit, auditcheck, signature, trust
 from edoc_axis.audit import AuditEntry, Checkpoint, CheckpointPolicy, Kind
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
@@ -74,7 +74,7 @@ def main() -> None:
     key, cert = trust.issue_agency_certificate(ca_key, ca, G22, "VPCP")
     h41_key, h41_cert = trust.issue_agency_certificate(ca_key, ca, H41, "UBND")
     store = trust.TrustStore([ca], crls=[trust.make_crl(ca_key, ca)])
-    check = audit.trusted_anchors(store, G22)
+    check = auditcheck.trusted_anchors(store, G22)
     policy = CheckpointPolicy(every_entries=1000, every_seconds=1e9)
 
     entries, checkpoints, append_rate = build_chain(args.entries, key, cert, policy)
@@ -83,7 +83,7 @@ def main() -> None:
 
     genesis = audit.genesis_hash(G22)
     started = time.perf_counter()
-    report = audit.verify_chain(
+    report = auditcheck.verify_chain(
         iter(entries), start_prev_hash=genesis, trust=check, checkpoints=iter(checkpoints),
         policy=policy,
     )
@@ -102,7 +102,7 @@ def main() -> None:
 
     sample = entries[: args.receipts]
     started = time.perf_counter()
-    report = audit.verify_chain(
+    report = auditcheck.verify_chain(
         iter(sample), start_prev_hash=genesis, trust=check,
         checkpoints=iter(c for c in checkpoints if c.seq <= len(sample)),
         receipt_verifier=rsa_receipt,

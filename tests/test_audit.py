@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from edoc_axis import audit, evidence, signature, trust
+from edoc_axis import audit, auditcheck, evidence, signature, trust
 from edoc_axis.audit import AuditEntry, Checkpoint, CheckpointPolicy, Code, Kind
 from edoc_axis.errors import EdocAxisError, SignatureInvalid
 
@@ -86,9 +86,9 @@ def g22(pki: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def check(pki: Any) -> audit.CertificateCheck:
+def check(pki: Any) -> auditcheck.CertificateCheck:
     """Checkpoint certificates must chain to the test CA and bind G22."""
-    return audit.trusted_anchors(pki.trust_store(), G22)
+    return auditcheck.trusted_anchors(pki.trust_store(), G22)
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +98,16 @@ def log(g22: Any) -> Log:
 
 
 def verify(
-    entries: list[AuditEntry], checkpoints: list[Checkpoint], check: audit.CertificateCheck,
+    entries: list[AuditEntry], checkpoints: list[Checkpoint], check: auditcheck.CertificateCheck,
     **kwargs: Any,
-) -> audit.ChainReport:
-    return audit.verify_chain(
+) -> auditcheck.ChainReport:
+    return auditcheck.verify_chain(
         iter(entries), start_prev_hash=GENESIS, trust=check, checkpoints=iter(checkpoints),
         **kwargs,
     )
 
 
-def first_code(report: audit.ChainReport) -> tuple[int | None, str]:
+def first_code(report: auditcheck.ChainReport) -> tuple[int | None, str]:
     assert report.first is not None, "expected a problem"
     return report.first.seq, report.first.code
 
@@ -115,14 +115,14 @@ def first_code(report: audit.ChainReport) -> tuple[int | None, str]:
 # --- the chain ---------------------------------------------------------------------------------
 
 
-def test_intact_log_verifies(log: Log, check: audit.CertificateCheck) -> None:
+def test_intact_log_verifies(log: Log, check: auditcheck.CertificateCheck) -> None:
     """An untouched log holds: every entry, every checkpoint, a short unsealed tail reported."""
     report = verify(log.entries, log.checkpoints, check, policy=POLICY)
     assert report.ok, report.problems
     assert report.entries == len(log.entries) and report.checkpoints == len(log.checkpoints)
     assert report.last_seq == log.entries[-1].seq
     assert report.unsealed == report.last_seq - log.checkpoints[-1].seq
-    assert report.to_dict()["unsealed_note"] == (audit.TAIL_NOTE if report.unsealed else None)
+    assert report.to_dict()["unsealed_note"] == (auditcheck.TAIL_NOTE if report.unsealed else None)
 
 
 def test_entry_encoding_is_unambiguous_and_bound_to_the_node() -> None:
@@ -148,7 +148,7 @@ def test_next_entry_refuses_unknown_kinds_and_bad_hashes() -> None:
         audit.next_entry(None, kind="received", genesis=GENESIS, content_sha256="ABC")
 
 
-def test_edited_field_is_named(log: Log, check: audit.CertificateCheck) -> None:
+def test_edited_field_is_named(log: Log, check: auditcheck.CertificateCheck) -> None:
     """Changing a status code in one row names that row as edited."""
     entries = list(log.entries)
     entries[7] = replace(entries[7], detail="02")
@@ -157,7 +157,7 @@ def test_edited_field_is_named(log: Log, check: audit.CertificateCheck) -> None:
     assert report.problem_count == 1  # the checkpoint signed the original, stored hash
 
 
-def test_deleted_row_is_named(log: Log, check: audit.CertificateCheck) -> None:
+def test_deleted_row_is_named(log: Log, check: auditcheck.CertificateCheck) -> None:
     """Deleting a row leaves a gap named at the entry after it."""
     entries = log.entries[:9] + log.entries[10:]
     report = verify(entries, log.checkpoints, check)
@@ -165,7 +165,9 @@ def test_deleted_row_is_named(log: Log, check: audit.CertificateCheck) -> None:
     assert "entries 10..10 are missing" in report.problems[0].message
 
 
-def test_deleted_row_with_renumbering_is_named(log: Log, check: audit.CertificateCheck) -> None:
+def test_deleted_row_with_renumbering_is_named(
+    log: Log, check: auditcheck.CertificateCheck
+) -> None:
     """Deleting a row and renumbering the rest is still named a deletion."""
     entries = renumbered(log.entries[:10] + log.entries[11:], 10)
     report = verify(entries, log.checkpoints, check)
@@ -173,7 +175,7 @@ def test_deleted_row_with_renumbering_is_named(log: Log, check: audit.Certificat
     assert "written as seq 12" in report.problems[0].message
 
 
-def test_inserted_entry_is_named(log: Log, check: audit.CertificateCheck) -> None:
+def test_inserted_entry_is_named(log: Log, check: auditcheck.CertificateCheck) -> None:
     """A fabricated receipt, correctly hashed onto its predecessor, is caught either way in."""
     forged = audit.next_entry(
         log.entries[8], kind=Kind.STATUS_RECEIVED, genesis=GENESIS, document_id="doc-1",
@@ -187,7 +189,7 @@ def test_inserted_entry_is_named(log: Log, check: audit.CertificateCheck) -> Non
     assert "written as seq 10" in report.problems[0].message
 
 
-def test_reordered_entries_are_named(log: Log, check: audit.CertificateCheck) -> None:
+def test_reordered_entries_are_named(log: Log, check: auditcheck.CertificateCheck) -> None:
     """Swapping two rows, by position or by their seq values, is named a reorder."""
     swapped = list(log.entries)
     swapped[3], swapped[4] = swapped[4], swapped[3]
@@ -200,7 +202,7 @@ def test_reordered_entries_are_named(log: Log, check: audit.CertificateCheck) ->
 
 
 def test_recomputed_later_hashes_break_the_signed_checkpoint(
-    log: Log, check: audit.CertificateCheck
+    log: Log, check: auditcheck.CertificateCheck
 ) -> None:
     """Editing a row and rehashing everything after it is caught by the next checkpoint."""
     entries = list(log.entries)
@@ -213,7 +215,7 @@ def test_recomputed_later_hashes_break_the_signed_checkpoint(
 
 
 def test_receipt_verifier_pinpoints_the_rewritten_entry(
-    log: Log, check: audit.CertificateCheck
+    log: Log, check: auditcheck.CertificateCheck
 ) -> None:
     """With stored bytes checked, a rehashed edit of content_sha256 names the exact entry."""
     entries = list(log.entries)
@@ -229,7 +231,7 @@ def test_receipt_verifier_pinpoints_the_rewritten_entry(
 
 
 def test_checkpoint_forged_with_another_key_is_named(
-    log: Log, check: audit.CertificateCheck, pki: Any
+    log: Log, check: auditcheck.CertificateCheck, pki: Any
 ) -> None:
     """Rehashing and re-signing with a key outside the trust, or another agency's, fails."""
     entries = rehash_from([*log.entries[:8], replace(log.entries[8], detail="06"),
@@ -247,7 +249,9 @@ def test_checkpoint_forged_with_another_key_is_named(
         assert report.first.code == Code.CHECKPOINT_SIGNATURE, report.first
 
 
-def test_tampered_checkpoint_signature_is_named(log: Log, check: audit.CertificateCheck) -> None:
+def test_tampered_checkpoint_signature_is_named(
+    log: Log, check: auditcheck.CertificateCheck
+) -> None:
     """A checkpoint whose signed fields were changed no longer verifies."""
     cps = list(log.checkpoints)
     cps[1] = replace(cps[1], at="2030-01-01T00:00:00.000000Z")
@@ -255,7 +259,7 @@ def test_tampered_checkpoint_signature_is_named(log: Log, check: audit.Certifica
 
 
 def test_deleted_checkpoints_are_missed_by_their_chain_entries(
-    log: Log, check: audit.CertificateCheck
+    log: Log, check: auditcheck.CertificateCheck
 ) -> None:
     """Removing checkpoints leaves chained ``checkpoint`` entries pointing at nothing."""
     cps = log.checkpoints[:2]
@@ -264,7 +268,7 @@ def test_deleted_checkpoints_are_missed_by_their_chain_entries(
 
 
 def test_rewrite_after_removing_checkpoints_exceeds_the_policy(
-    log: Log, check: audit.CertificateCheck
+    log: Log, check: auditcheck.CertificateCheck
 ) -> None:
     """Dropping checkpoints and their entries, then rehashing, leaves a tail the policy forbids."""
     keep = log.checkpoints[:2]
@@ -276,7 +280,7 @@ def test_rewrite_after_removing_checkpoints_exceeds_the_policy(
 
 
 def test_truncation_before_the_last_checkpoint_is_named(
-    log: Log, check: audit.CertificateCheck
+    log: Log, check: auditcheck.CertificateCheck
 ) -> None:
     """Cutting the log short of a stored checkpoint names the truncation."""
     cut = log.checkpoints[-1].seq - 3
@@ -285,7 +289,7 @@ def test_truncation_before_the_last_checkpoint_is_named(
 
 
 def test_truncation_after_the_last_checkpoint_is_only_reported_as_unsealed(
-    log: Log, check: audit.CertificateCheck
+    log: Log, check: auditcheck.CertificateCheck
 ) -> None:
     """The documented limit: dropping unsealed tail entries cannot be told from a shorter log."""
     end = log.checkpoints[-1].seq + 1
@@ -295,10 +299,10 @@ def test_truncation_after_the_last_checkpoint_is_only_reported_as_unsealed(
     assert verify(log.entries[:end - 3], log.checkpoints, check).first is not None
 
 
-def test_range_verification_starts_mid_chain(log: Log, check: audit.CertificateCheck) -> None:
+def test_range_verification_starts_mid_chain(log: Log, check: auditcheck.CertificateCheck) -> None:
     """``--from N`` verifies from entry N with the stored hash of N-1, and reports progress."""
     seen: list[int] = []
-    report = audit.verify_chain(
+    report = auditcheck.verify_chain(
         log.entries[11:], start_prev_hash=log.entries[10].entry_hash, start_seq=12, trust=check,
         checkpoints=[c for c in log.checkpoints if c.seq >= 12], progress=seen.append,
         progress_every=5,
@@ -314,16 +318,16 @@ def test_ecdsa_checkpoints_and_fingerprint_trust(pki: Any) -> None:
     head = audit.next_entry(None, kind=Kind.RECEIVED, genesis=genesis)
     cp, sealed = audit.seal(head, h41.key, h41.cert, H41, genesis=genesis)
     assert cp.algorithm == audit.ECDSA_SHA256 and sealed.content_sha256 == cp.digest
-    ok = audit.trusted_fingerprints([trust.fingerprint(h41.cert)], H41)
-    report = audit.verify_chain([head, sealed], start_prev_hash=genesis, trust=ok,
+    ok = auditcheck.trusted_fingerprints([trust.fingerprint(h41.cert)], H41)
+    report = auditcheck.verify_chain([head, sealed], start_prev_hash=genesis, trust=ok,
                                 checkpoints=[cp])
     assert report.ok and report.checkpoints == 1
-    wrong = audit.trusted_fingerprints(["00" * 32], H41)
-    report = audit.verify_chain([head, sealed], start_prev_hash=genesis, trust=wrong,
+    wrong = auditcheck.trusted_fingerprints(["00" * 32], H41)
+    report = auditcheck.verify_chain([head, sealed], start_prev_hash=genesis, trust=wrong,
                                 checkpoints=[cp])
     assert first_code(report) == (1, Code.CHECKPOINT_SIGNATURE)
     with pytest.raises(SignatureInvalid):
-        audit.verify_checkpoint_signature(replace(cp, signature=b"\x00" + cp.signature[1:]))
+        auditcheck.verify_checkpoint_signature(replace(cp, signature=b"\x00" + cp.signature[1:]))
 
 
 def test_policy_is_due_by_count_and_by_time_but_not_for_its_own_entry() -> None:
@@ -354,7 +358,7 @@ def test_export_round_trips_as_jsonl_and_csv(log: Log) -> None:
         list(audit.entries_from_jsonl(['{"seq": "1"}']))
 
 
-def test_verification_streams_generators(g22: Any, check: audit.CertificateCheck) -> None:
+def test_verification_streams_generators(g22: Any, check: auditcheck.CertificateCheck) -> None:
     """verify_chain consumes lazily: a generator of entries is read once, in order."""
     log = make_log(g22.key, g22.cert, n=12)
     consumed: list[int] = []
@@ -514,7 +518,7 @@ def test_bundle_needs_a_sealed_chain(exchange: Any) -> None:
 
 
 def test_verification_continues_across_archive_boundaries(
-    log: Log, check: audit.CertificateCheck, pki: Any
+    log: Log, check: auditcheck.CertificateCheck, pki: Any
 ) -> None:
     """Two archives and the live rest verify as one chain; a gap between them is named."""
     cut1, cut2 = log.checkpoints[1].seq, log.checkpoints[3].seq
@@ -532,7 +536,7 @@ def test_verification_continues_across_archive_boundaries(
         io.BytesIO(second), trust=store, start_prev_hash=one.head_hash, start_seq=cut1 + 1
     )
     assert two.ok, list(two.all_problems())
-    live = audit.verify_chain(
+    live = auditcheck.verify_chain(
         log.entries[cut2:], start_prev_hash=two.head_hash or "", start_seq=cut2 + 1, trust=check,
         checkpoints=[c for c in log.checkpoints if c.seq > cut2],
     )
