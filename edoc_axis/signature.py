@@ -23,6 +23,7 @@ that even so read it does not verify.
 from __future__ import annotations
 
 import binascii
+import copy
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -102,17 +103,72 @@ _ALLOWED_DIGEST_URIS = {
 }
 
 
-class _Verifier(XMLVerifier):
-    """signxml's verifier, fed the tree parse_xml already built instead of re-parsing it.
+class _RootCopy(bytes):
+    """What ``_Verifier._tostring`` returns for a document's root element: a note to copy it.
 
-    signxml copies its input only to leave the caller's tree untouched; verification itself
-    works on further copies, and the tree handed over here is private to one ``verify`` call.
+    signxml copies an element only as ``self._fromstring(self._tostring(el))`` (serialise, then
+    re-parse), so that removing the enveloped Signature and canonicalizing see a private tree
+    without the original's ancestors. A root element has no ancestors, so lxml's deep copy (done
+    in C, no text round trip) is the same infoset: same elements, attributes, namespace
+    declarations, text, comments and PIs; like the serialisation it leaves out what lies outside
+    the root element (prolog comments and PIs, which parse_xml's packages and XML-DSig's
+    ``Reference URI=""`` via signxml never digest here). The bytes value is empty, so any other
+    use of it as XML fails loudly instead of reading something else.
+    ``test_signature.py`` checks both the equivalence and that signxml still uses the idiom.
+    """
+
+    element: etree._Element
+
+    def __new__(cls, element: etree._Element) -> _RootCopy:
+        note = super().__new__(cls, b"")
+        note.element = element
+        return note
+
+
+class _RootCopying:
+    """signxml's copy idiom with a root element copied in C (see ``_RootCopy``); mixed first."""
+
+    def _tostring(self, xml_node: object, **kwargs: object) -> bytes:
+        if (
+            not kwargs
+            and isinstance(xml_node, etree._Element)
+            and xml_node.getparent() is None
+            and xml_node.getroottree().getroot() is xml_node
+        ):
+            return _RootCopy(xml_node)
+        return super()._tostring(xml_node, **kwargs)  # type: ignore[misc,no-any-return]
+
+    def _fromstring(self, xml_string: object, **kwargs: object) -> etree._Element:
+        if type(xml_string) is _RootCopy and not kwargs:
+            return copy.deepcopy(xml_string.element)
+        return super()._fromstring(xml_string, **kwargs)  # type: ignore[misc,no-any-return]
+
+
+class _Signer(_RootCopying, XMLSigner):
+    """signxml's signer; its two copies of the package (signed tree, digest input) made in C."""
+
+
+class _Verifier(_RootCopying, XMLVerifier):
+    """signxml's verifier minus its redundant text round trips; same checks, same results.
+
+    - ``get_root``: the tree parse_xml already built (private to one ``verify`` call) is used
+      as is instead of being serialised and re-parsed;
+    - ``_tostring``/``_fromstring``: a root element is copied with lxml's deep copy rather than
+      serialised and re-parsed (see ``_RootCopy``); everything else goes through signxml;
+    - ``_get_cert_validity_error``: the same verdict, but the certificate description (two
+      RFC 4514 renderings) is built only when there is an error to describe.
     """
 
     def get_root(self, data: object) -> object:
         if isinstance(data, etree._Element):
             return data
         return super().get_root(data)  # type: ignore[no-untyped-call]
+
+    def _get_cert_validity_error(self, cert: x509.Certificate, cert_source: str) -> str | None:
+        now = self._get_cert_verification_time()  # type: ignore[no-untyped-call]
+        if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return None  # what signxml returns in this case, without describing the certificate
+        return super()._get_cert_validity_error(cert, cert_source)  # type: ignore[no-untyped-call,no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +280,7 @@ def sign(
     previous = placeholder.getprevious()
     if previous is not None:  # keep the file's indentation: the signature goes on its own line
         placeholder.tail, previous.tail = previous.tail, header.text
-    signer = XMLSigner(
+    signer = _Signer(
         signature_algorithm=ALGORITHMS[algorithm],
         digest_algorithm=DigestAlgorithm.SHA256,
         c14n_algorithm=_EXC_C14N,

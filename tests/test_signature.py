@@ -432,3 +432,130 @@ def test_policy_is_frozen() -> None:
     policy = signature.SignaturePolicy()
     with pytest.raises(AttributeError):
         policy.allow_sha1 = True  # type: ignore[misc]
+
+
+# --- signxml internals the speed-ups rely on (signxml pinned in setup.cfg) ----------------------
+
+_TRICKY_DOCUMENTS = [
+    b'<?xml version="1.0"?>\n<!-- prolog --><?pi before?><r xmlns="urn:d" xmlns:u="urn:unused"'
+    b' xmlns:a="urn:a" a:x="1&#10;2&#9;3" xml:lang="vi"><a:b>t&#13;x &amp; &lt;y&gt;</a:b>'
+    b"<!-- c --><?pi inside?><![CDATA[ <cdata> ]]><e/>\xe1\xba\xa1 </r><!-- epilog --><?pi after?>",
+    b'<r><x xmlns:p="urn:p" p:a="v"><p:y xmlns="urn:z"/></x> <ds:Signature xmlns:ds="'
+    + DSIG_NS.encode()
+    + b'"><ds:SignedInfo/></ds:Signature>\n tail</r>',
+]
+
+
+@pytest.mark.parametrize("document", _TRICKY_DOCUMENTS)
+def test_root_deep_copy_equals_signxml_serialise_and_reparse(document: bytes) -> None:
+    """A root copied in C canonicalizes, with or without the Signature, exactly like a re-parse."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.fromstring(document, parser)
+    processor = signature._Verifier()
+    processor._parser = parser
+    note = processor._tostring(root)
+    assert type(note) is signature._RootCopy
+    assert bytes(note) == b""  # anything but _fromstring reading it gets no XML at all
+    copied = processor._fromstring(note)
+    reparsed = etree.fromstring(etree.tostring(root), parser)
+    assert copied is not root
+    assert etree.tostring(copied) == etree.tostring(reparsed)
+    for tree in (copied, reparsed):
+        for sig in tree.iter(f"{D}Signature"):
+            from signxml.util import _remove_sig
+
+            _remove_sig(sig)
+    for exclusive in (False, True):
+        for with_comments in (False, True):
+            assert etree.tostring(
+                copied, method="c14n", exclusive=exclusive, with_comments=with_comments
+            ) == etree.tostring(
+                reparsed, method="c14n", exclusive=exclusive, with_comments=with_comments
+            )
+    assert len(root.findall(f".//{D}Signature")) == document.count(b"<ds:Signature")
+
+
+def test_non_root_elements_still_serialised_by_signxml() -> None:
+    """Only a document's root takes the deep-copy path; a subtree keeps signxml's round trip."""
+    root = etree.fromstring(b'<r xmlns:a="urn:a"><a:b/></r>')
+    out = signature._Verifier()._tostring(root[0])
+    assert type(out) is bytes and b'xmlns:a="urn:a"' in out
+    assert type(signature._Verifier()._fromstring(b"<x/>")) is etree._Element
+
+
+def test_signxml_copies_only_through_the_fromstring_tostring_idiom() -> None:
+    """Fail loudly if signxml serialises elements for any other purpose than copying them."""
+    import inspect
+
+    import signxml.processor
+    import signxml.signer
+    import signxml.verifier
+
+    for module in (signxml.processor, signxml.signer, signxml.verifier):
+        source = inspect.getsource(module)
+        uses = len(re.findall(r"self\._tostring\(", source))
+        copies = len(re.findall(r"self\._fromstring\(self\._tostring\(", source))
+        assert uses == copies, f"{module.__name__} uses _tostring outside the copy idiom"
+    hooks = {
+        "_tostring": ["self", "xml_node", "kwargs"],
+        "_fromstring": ["self", "xml_string", "kwargs"],
+        "get_root": ["self", "data"],
+        "_get_cert_validity_error": ["self", "cert", "cert_source"],
+        "_get_cert_verification_time": ["self"],
+    }
+    from signxml.verifier import XMLVerifier
+
+    for name, params in hooks.items():
+        assert list(inspect.signature(getattr(XMLVerifier, name)).parameters) == params, name
+
+
+def test_verify_and_sign_copy_the_package_in_c_not_as_text(
+    pki, signed_g22, store, edxml_document, monkeypatch
+) -> None:
+    """The speed-up is live: signxml copies the package twice per call, never as text."""
+    from signxml.processor import XMLProcessor
+
+    roots_serialised: list[etree._Element] = []
+    original = XMLProcessor._tostring
+
+    def spy(self: object, node: etree._Element, **kw: object) -> bytes:
+        if node.getparent() is None:
+            roots_serialised.append(node)
+        return original(self, node, **kw)  # type: ignore[no-any-return]
+
+    copies: list[int] = []
+    deepcopy = signature.copy.deepcopy
+    monkeypatch.setattr(XMLProcessor, "_tostring", spy)
+    monkeypatch.setattr(signature.copy, "deepcopy", lambda el: copies.append(1) or deepcopy(el))
+    verify(signed_g22, store)
+    assert (len(copies), roots_serialised) == (2, [])
+    agency = pki.agencies[G22]
+    sign(edxml_document(G22, H41), agency.key, agency.cert)
+    assert (len(copies), roots_serialised) == (4, [])
+
+
+@pytest.mark.parametrize("days", [-40, 0, 2])
+def test_certificate_validity_verdict_same_as_signxml(pki, days: int) -> None:
+    """The lazy validity check returns signxml's exact verdict and message."""
+    from signxml.verifier import SignatureConfiguration, XMLVerifier
+
+    cert = pki.agencies[G22].cert
+    verifier = signature._Verifier()
+    for at in (
+        cert.not_valid_before_utc - dt.timedelta(seconds=1),
+        cert.not_valid_before_utc,
+        dt.datetime.now(dt.UTC) + dt.timedelta(days=days),
+        cert.not_valid_after_utc,
+        cert.not_valid_after_utc + dt.timedelta(seconds=1),
+    ):
+        verifier.config = SignatureConfiguration(verification_time=at)
+        assert verifier._get_cert_validity_error(cert, "x") == XMLVerifier._get_cert_validity_error(
+            verifier, cert, "x"
+        )
+
+
+def test_signxml_version_is_the_pinned_one() -> None:
+    """signature.py overrides signxml internals checked for 5.x; a new major needs a re-check."""
+    from importlib.metadata import version
+
+    assert version("signxml").split(".")[0] == "5"
