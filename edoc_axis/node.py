@@ -26,8 +26,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from edoc_axis import audit, schema
 from edoc_axis import package as edxml
-from edoc_axis import schema
 from edoc_axis.config import Settings
 from edoc_axis.directory import Agency, Directory
 from edoc_axis.errors import (
@@ -45,6 +45,7 @@ from edoc_axis.errors import (
 from edoc_axis.log import get_logger
 from edoc_axis.signature import SignaturePolicy, sign, verify
 from edoc_axis.store import Event, NewPackage, PackageRecord, Store, Transaction
+from edoc_axis.store.audit_log import AuditLog, Sealer
 from edoc_axis.transport import (
     REPLAYED_USER_HEADER,
     Confirmation,
@@ -54,7 +55,13 @@ from edoc_axis.transport import (
     OutgoingMessage,
     Topology,
 )
-from edoc_axis.trust import PrivateKey, TrustStore, load_certificates, load_private_key
+from edoc_axis.trust import (
+    PrivateKey,
+    TrustStore,
+    fingerprint,
+    load_certificates,
+    load_private_key,
+)
 
 log = get_logger(__name__)
 
@@ -141,6 +148,24 @@ def load_trust(settings: Settings) -> TrustStore:
                           code="TRUST_UNREADABLE") from exc
 
 
+def audit_sealer(identity: Identity, organ_id: str) -> Sealer:
+    """Sign the audit chain's head with the agency key (the store gets only this callable)."""
+    genesis = audit.genesis_hash(organ_id)
+
+    def seal(head: audit.AuditEntry) -> tuple[audit.Checkpoint, audit.AuditEntry]:
+        return audit.seal(head, identity.key, identity.cert, organ_id, genesis=genesis)
+
+    return seal
+
+
+def audit_log(settings: Settings, store: Store, identity: Identity) -> AuditLog:
+    """The audit chain of ``store``, sealed with ``identity`` by the settings' policy."""
+    policy = audit.CheckpointPolicy(settings.audit.every_entries, settings.audit.every_seconds)
+    return AuditLog(store, settings.organ_id, policy=policy,
+                    sealer=audit_sealer(identity, settings.organ_id),
+                    own_fingerprint=fingerprint(identity.cert))
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -191,6 +216,10 @@ class Node:
         self.wake: Callable[[], None] = lambda: None
         self._handed: set[int] = set()  # outbox tokens handed to the Link, not yet settled
         self._me_org = edxml.Organization(self.organ_id, self.me.name)
+        # Every event the store records is chained into the audit log in its transaction.
+        self.audit = audit_log(settings, store, identity)
+        if store.on_event is None:
+            self.audit.attach()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Node:
@@ -210,9 +239,14 @@ class Node:
 
     def _verified(self, data: bytes, agency: Agency, policy: SignaturePolicy) -> edxml.Package:
         """Verify ``data`` as signed by ``agency``; return the model read from the signed tree."""
+        return self._verified_signer(data, agency, policy)[0]
+
+    def _verified_signer(self, data: bytes, agency: Agency,
+                         policy: SignaturePolicy) -> tuple[edxml.Package, str | None]:
+        """``_verified`` plus the signing certificate's fingerprint (for the audit chain)."""
         result = verify(data, self.trust, policy,
                         allowed_fingerprints=agency.fingerprints or None, limits=self.limits)
-        return edxml.from_tree(result.signed_root)
+        return edxml.from_tree(result.signed_root), result.fingerprint
 
     def _signed_status(self, document: edxml.DocumentPackage | edxml.ResponseFor, code: str,
                        to: str, description: str | None = None) -> bytes:
@@ -472,7 +506,9 @@ class Node:
                     code="SENDER_SPOOFED", agency=claimed, element="From/OrganId")
             policy = self.status_policy if pkg.kind == "status" else self.policy
             if pkg.signed or policy.require_signature:
-                pkg = self._verified(message.body, agency, policy)
+                pkg, signer = self._verified_signer(message.body, agency, policy)
+                if signer:
+                    item.extra["signer"] = signer
             if isinstance(pkg, edxml.DocumentPackage):
                 if self.organ_id not in {o.organ_id for o in pkg.recipients}:
                     raise RuleViolation(f"the document is not addressed to {self.organ_id}",
@@ -594,7 +630,8 @@ class Node:
                      document_id=document_id, sender=sender)
             return
         txn.add_inbox(row, "edoc", sender, document_id)
-        txn.emit(Event("received", record.package_id, document_id, sender, item.sha256))
+        txn.emit(Event("received", record.package_id, document_id, sender, item.sha256,
+                       {"signer": item.extra.get("signer")}))
         if item.reply is not None:
             self._queue_status(txn, document_id, "01", sender, signed=item.reply,
                                description=None)
@@ -618,13 +655,14 @@ class Node:
                 raise RuleViolation(f"status {code} from {sender} about {document_id}, a "
                                     "document not sent to it",
                                     code="STATUS_UNKNOWN_DOCUMENT", agency=sender)
-        row = txn.add_package(self._new_incoming(item, pkg, document_id, status_code=code,
-                                                 description=pkg.description))
+        record = self._new_incoming(item, pkg, document_id, status_code=code,
+                                    description=pkg.description)
+        row = txn.add_package(record)
         if row is None:
             return
         txn.add_inbox(row, "status", sender, document_id)
-        txn.emit(Event("status_received", None, document_id, sender, item.sha256,
-                       {"code": code}))
+        txn.emit(Event("status_received", record.package_id, document_id, sender, item.sha256,
+                       {"code": code, "signer": item.extra.get("signer")}))
         if delivery is not None:
             if code in txn.history_codes(delivery.id) and code not in REPEATABLE_CODES:
                 return  # an idempotent repeat: kept, but the history already has it
@@ -668,6 +706,12 @@ class Node:
                 broker_user=self.broker_user))
             if row is not None:
                 txn.add_outbox(row, item.reply_to)
+                txn.emit(Event("status_sent", package_id, self._document_id_hint(item),
+                               item.reply_to, _sha256(item.reply), {"code": "02"}))
+
+    def note_replayed(self, message_id: str) -> None:
+        """Chain an operator's dead-letter replay (``edoc-axis dlq replay``) into the audit log."""
+        self.audit.record(Event("replayed", None, None, None, None, {"message_id": message_id}))
 
     # --- running -----------------------------------------------------------------------------
 

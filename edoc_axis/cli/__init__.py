@@ -5,6 +5,7 @@ Commands only parse arguments, load settings and call into the package. Exit cod
 """
 
 from edoc_axis.cli.admin import directory_group, doctor_command, init_command
+from edoc_axis.cli.audit import audit_group
 from edoc_axis.cli.base import main
 from edoc_axis.cli.broker import broker_group
 from edoc_axis.cli.dms import dms_group
@@ -13,6 +14,7 @@ from edoc_axis.cli.packages import package_group, validate_command
 from edoc_axis.cli.trust import pki_group, sign_command, verify_command
 
 main.add_command(validate_command)
+main.add_command(audit_group)
 main.add_command(broker_group)
 main.add_command(dms_group)
 main.add_command(package_group)

@@ -299,6 +299,11 @@ def dlq_replay(config_path: Path | None, message_id: str) -> None:
         if not replay_dead_letter(settings.broker.url, _topology(settings), settings.organ_id,
                                   message_id, settings.broker.user):
             raise NotFound(f"no dead letter with message id {message_id}")
+        node = Node.from_settings(settings)
+        try:
+            node.note_replayed(message_id)  # the audit chain records the operator's replay
+        finally:
+            node.close()
     click.echo(f"replayed {message_id}")
 
 

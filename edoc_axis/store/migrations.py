@@ -95,4 +95,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             body BLOB NOT NULL
         )""",
     ),
+    # 2: the audit chain (issue: audit), its signed checkpoints and archive files; lookups of
+    # stored signed bytes by SHA-256 for receipt verification.
+    (
+        """CREATE TABLE audit_entry (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            package_id TEXT,
+            document_id TEXT,
+            counterpart TEXT,
+            content_sha256 TEXT,
+            signer TEXT,
+            detail TEXT,
+            prev_hash TEXT NOT NULL,
+            entry_hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_entry_document ON audit_entry (document_id, seq)",
+        "CREATE INDEX audit_entry_at ON audit_entry (at)",
+        """CREATE TABLE audit_checkpoint (
+            seq INTEGER PRIMARY KEY,
+            head_hash TEXT NOT NULL,
+            at TEXT NOT NULL,
+            organ_id TEXT NOT NULL,
+            algorithm TEXT NOT NULL,
+            signature BLOB NOT NULL,
+            cert_der BLOB NOT NULL
+        )""",
+        """CREATE TABLE audit_archive (
+            last_seq INTEGER PRIMARY KEY,
+            first_seq INTEGER NOT NULL,
+            head_hash TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            path TEXT NOT NULL
+        )""",
+        "CREATE INDEX packages_sha256 ON packages (sha256)",
+        "CREATE INDEX rejections_sha256 ON rejections (sha256)",
+    ),
 )
