@@ -1,0 +1,266 @@
+"""``edoc-axis doctor``'s checks: can this node run? One verdict per check, in order.
+
+Config, data dir and store, signing key and certificate (match, OrganId, expiry, fingerprint
+listed in the directory), directory, trust anchors, CRLs, the own chain as peers would judge it,
+and the broker (connect with the node's credentials, find the exchange and the agency's queues).
+``diagnose`` returns the checks; printing them is the command's job (``cli/admin.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from edoc_axis import transport, trust
+from edoc_axis.config import Settings, load_settings
+from edoc_axis.directory import Directory
+from edoc_axis.errors import ConfigError, EdocAxisError
+from edoc_axis.pki import key_matches
+from edoc_axis.topology import Topology
+
+EXPIRY_WARNING_DAYS = 30
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+BrokerCheck = Callable[[Settings], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of ``doctor``: what was checked, the verdict, and why."""
+
+    name: str
+    status: str
+    detail: str
+
+    def line(self) -> str:
+        """``ok    name: detail``."""
+        return f"{self.status:<5} {self.name}: {self.detail}"
+
+
+def broker_check(settings: Settings) -> str | None:
+    """Why the broker is not usable by this node (None when it is): connect with the node's
+    credentials, and find the axis exchange and the agency's queue and dead-letter queue."""
+    topology = Topology(delivery_limit=settings.broker.delivery_limit)
+    # pika logs a refused login as ERROR with a traceback; the check line already says why.
+    pika_log = logging.getLogger("pika")
+    level = pika_log.level
+    pika_log.setLevel(logging.CRITICAL)
+    try:
+        transport.check_queues(settings.broker.url, topology, [settings.organ_id])
+    except EdocAxisError as exc:
+        return str(exc)
+    finally:
+        pika_log.setLevel(level)
+    return None
+
+
+class _Doctor:
+    """Runs the checks in order; later checks use what earlier ones loaded."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self.checks: list[Check] = []
+
+    def add(self, name: str, status: str, detail: str) -> None:
+        self.checks.append(Check(name, status, detail))
+
+    def run(self, config_path: Path | None, env: dict[str, str] | None,
+            check_broker: BrokerCheck | None) -> list[Check]:
+        try:
+            settings = load_settings(config_path, env)
+        except ConfigError as exc:
+            self.add("config", FAIL, str(exc))
+            return self.checks
+        self.add("config", OK, f"{settings.config_path or 'environment'} for {settings.organ_id}")
+        self._data_dir(settings)
+        cert = self._keys(settings)
+        self._directory(settings, cert)
+        self._trust(settings, cert)
+        if check_broker is None:
+            self.add("broker", SKIP, "not checked (--no-broker)")
+        else:
+            reason = check_broker(settings)
+            queue = Topology().queue_for(settings.organ_id)
+            where = f"{settings.broker.redacted_url} as {settings.broker.user}"
+            self.add("broker", FAIL if reason else OK,
+                     reason or f"{where}: exchange, {queue} and its dead-letter queue found")
+        return self.checks
+
+    def _data_dir(self, settings: Settings) -> None:
+        folder = settings.data_dir
+        if not folder.is_dir():
+            self.add("data dir", FAIL, f"{folder} does not exist or is not a folder")
+            self.add("store", SKIP, "no data dir")
+            return
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
+                pass
+        except OSError as exc:
+            self.add("data dir", FAIL, f"{folder} is not writable ({exc.strerror})")
+        else:
+            self.add("data dir", OK, f"{folder} is writable")
+        store = settings.store_path
+        if store.exists():
+            ok = store.is_file() and os.access(store, os.R_OK | os.W_OK)
+            self.add("store", OK if ok else FAIL,
+                     f"{store} " + ("is readable and writable" if ok else "is not read/writable"))
+        else:
+            ok = os.access(folder, os.W_OK)
+            self.add("store", OK if ok else FAIL,
+                     f"{store} will be created" if ok else f"{store} cannot be created")
+
+    def _keys(self, settings: Settings) -> x509.Certificate | None:
+        """Key, certificate, their match, OrganId and expiry; the certificate when it loads."""
+        key = cert = None
+        try:
+            key = trust.load_private_key(settings.keys.key.read_bytes())
+        except OSError as exc:
+            self.add("signing key", FAIL, f"cannot read {settings.keys.key} ({exc.strerror})")
+        except EdocAxisError as exc:
+            self.add("signing key", FAIL, f"{settings.keys.key}: {exc.message}")
+        try:
+            cert = trust.load_certificate(settings.keys.cert.read_bytes())
+        except OSError as exc:
+            self.add("certificate", FAIL, f"cannot read {settings.keys.cert} ({exc.strerror})")
+        except EdocAxisError as exc:
+            self.add("certificate", FAIL, f"{settings.keys.cert}: {exc.message}")
+        if key is not None and cert is not None:
+            if key_matches(key, cert):
+                self.add("signing key", OK, f"{settings.keys.key} matches the certificate")
+            else:
+                self.add("signing key", FAIL,
+                         f"{settings.keys.key} is not the key of {settings.keys.cert}")
+        if cert is None:
+            return None
+        organ_id = trust.organ_id_of(cert)
+        if organ_id == settings.organ_id:
+            self.add("certificate", OK, f"{settings.keys.cert} is issued to {organ_id}")
+        else:
+            self.add("certificate", FAIL, f"{settings.keys.cert} is issued to "
+                     f"{organ_id or 'no single OrganId'}, not {settings.organ_id}")
+        self._expiry(cert)
+        return cert
+
+    def _expiry(self, cert: x509.Certificate) -> None:
+        end = cert.not_valid_after_utc
+        left = end - self.now
+        when = f"{end:%Y-%m-%d}"
+        if self.now < cert.not_valid_before_utc:
+            self.add("expiry", FAIL, f"certificate not valid before "
+                     f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z")
+        elif left.total_seconds() <= 0:
+            self.add("expiry", FAIL, f"certificate expired on {when}")
+        elif left.days < EXPIRY_WARNING_DAYS:
+            self.add("expiry", WARN, f"certificate expires in {left.days} days ({when}): renew it")
+        else:
+            self.add("expiry", OK, f"certificate valid until {when} ({left.days} days)")
+
+    def _directory(self, settings: Settings, cert: x509.Certificate | None) -> None:
+        try:
+            directory = Directory.load(settings.directory_path)
+        except ConfigError as exc:
+            self.add("directory", FAIL, str(exc))
+            return
+        agency = directory.find(settings.organ_id)
+        problems = directory.problems()
+        if agency is None:
+            problems.insert(0, f"{settings.organ_id} (this node) is not listed")
+        elif agency.broker_user != settings.broker.user:
+            problems.insert(0, f"{settings.organ_id} has broker_user {agency.broker_user}, "
+                            f"but the config connects as {settings.broker.user}")
+        if problems:
+            self.add("directory", FAIL, "; ".join(problems))
+        else:
+            self.add("directory", OK, f"{settings.directory_path}: {len(directory)} agencies")
+        if cert is not None and agency is not None:
+            fp = trust.fingerprint(cert)
+            listed = agency.trusts(fp)
+            self.add("fingerprint", OK if listed else FAIL,
+                     f"{fp[:16]}... is listed for {settings.organ_id}" if listed else
+                     f"{fp} is not listed for {settings.organ_id}: peers will refuse "
+                     "this node's signatures")
+
+    def _trust(self, settings: Settings, cert: x509.Certificate | None) -> None:
+        anchors: list[x509.Certificate] = []
+        failed = False
+        for path in settings.trust.anchors:
+            try:
+                anchors += trust.load_certificates(path.read_bytes())
+            except OSError as exc:
+                failed = True
+                self.add("trust anchors", FAIL, f"cannot read {path} ({exc.strerror})")
+            except EdocAxisError as exc:
+                failed = True
+                self.add("trust anchors", FAIL, f"{path}: {exc.message}")
+        if not anchors and not failed:
+            self.add("trust anchors", FAIL, "none configured ([trust] anchors)")
+        elif not failed:
+            self.add("trust anchors", OK, f"{len(anchors)} loaded")
+        crls = self._crls(settings)
+        if cert is None or not anchors:
+            return
+        try:
+            chain = [c for item in settings.keys.chain
+                     for c in trust.load_certificates(item.read_bytes())]
+            store = trust.TrustStore(anchors=anchors, crls=crls)
+            checked = store.validate(cert, chain, crl_required=settings.signature.crl_required,
+                                     at=self.now)
+        except OSError as exc:
+            self.add("chain", FAIL, f"cannot read the [keys] chain ({exc})")
+        except EdocAxisError as exc:
+            self.add("chain", FAIL, f"own certificate would be refused by peers: {exc}")
+        else:
+            detail = "own certificate chains to a trust anchor and is not revoked"
+            if checked.warnings:
+                self.add("chain", WARN, f"{detail}; " + "; ".join(checked.warnings))
+            else:
+                self.add("chain", OK, detail)
+
+    def _crls(self, settings: Settings) -> list[x509.CertificateRevocationList]:
+        loaded: list[x509.CertificateRevocationList] = []
+        required = settings.signature.crl_required
+        if not settings.trust.crls:
+            self.add("crls", FAIL if required else WARN,
+                     "none configured" + (" but signature.crl_required is on: every signature "
+                                          "would be refused" if required else ""))
+            return loaded
+        for path in settings.trust.crls:
+            try:
+                crls = trust.load_crls(path.read_bytes())
+            except OSError as exc:
+                self.add("crls", FAIL, f"cannot read {path} ({exc.strerror})")
+                continue
+            except EdocAxisError as exc:
+                self.add("crls", FAIL, f"{path}: {exc.message}")
+                continue
+            loaded += crls
+            for crl in crls:
+                label = f"{path} ({_common_name(crl.issuer)})"
+                next_update = crl.next_update_utc
+                if next_update is None or next_update < self.now:
+                    self.add("crls", FAIL if required else WARN,
+                             f"{label} is out of date (next update {next_update}); fetch a new one")
+                else:
+                    hours = (next_update - self.now).total_seconds() / 3600
+                    status = WARN if hours < 24 else OK
+                    self.add("crls", status, f"{label} fresh until {next_update:%Y-%m-%d %H:%M}Z")
+        return loaded
+
+
+def _common_name(name: x509.Name) -> str:
+    names = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else name.rfc4514_string()
+
+
+def diagnose(config_path: Path | None = None, *, env: dict[str, str] | None = None,
+             check_broker: BrokerCheck | None = broker_check,
+             now: dt.datetime | None = None) -> list[Check]:
+    """Every doctor check in order (``check_broker=None`` skips the broker)."""
+    return _Doctor(now or dt.datetime.now(dt.UTC)).run(config_path, env, check_broker)
