@@ -18,6 +18,7 @@ import click
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
+from edoc_axis.gateway import host
 from edoc_axis.node import Node, Runner, data_file
 from edoc_axis.store import PICKUP_STATES, Store
 from edoc_axis.transport import Topology, dead_letters, replay_dead_letter
@@ -45,7 +46,9 @@ def run_command(config_path: Path | None) -> None:
     """Run the node: consume this agency's queue and relay its outbox until SIGTERM/SIGINT.
 
     Received documents are stored and answered with a signed status 01; statuses update the
-    tracking of sent documents. Stops cleanly (pending confirms awaited briefly, store closed).
+    tracking of sent documents. With [[dms]] systems in the config (or api.enabled), the DMS
+    gateway (axis client protocol) is served on api.listen too. Stops cleanly (gateway calls
+    finished, pending confirms awaited briefly, store closed).
     """
     with reported_errors():
         settings = load_settings(config_path)
@@ -53,12 +56,22 @@ def run_command(config_path: Path | None) -> None:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        runner = Runner(node).start()
+        runner = Runner(node)
+        try:
+            hosted = host(node, runner.link)  # before the Link: a busy port fails fast
+        except EdocAxisError:
+            node.close()
+            raise
+        runner.start()
         click.echo(f"node {settings.organ_id} running (store {settings.store_path})", err=True)
+        if hosted is not None:
+            click.echo(f"DMS gateway on {hosted.url} ({len(settings.dms)} system(s))", err=True)
         try:
             while not stop.wait(0.5):
                 pass
         finally:
+            if hosted is not None:
+                hosted.stop()
             runner.stop()
             node.close()
         click.echo(f"node {settings.organ_id} stopped", err=True)

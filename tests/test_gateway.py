@@ -1,0 +1,318 @@
+"""The DMS gateway backed by real nodes on the real broker: the whole axis client protocol.
+
+A DMS at agency A (000.00.00.G22) and one at agency B (000.00.00.H41) talk to their own nodes
+through ``DmsClient(sdk_quirks=True)``, which sends what the deployed Java SDK sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import Axis
+from test_e2e import NodeProcess
+from test_node import G22, H41, H42, make_document, wait_for
+
+from edoc_axis import package as edxml
+from edoc_axis.api import DmsServer, sha256_hex
+from edoc_axis.client import DmsClient
+from edoc_axis.config import ApiSettings, DmsSystemSettings, Settings
+from edoc_axis.errors import RequestRefused
+from edoc_axis.gateway import HostedGateway, host
+from edoc_axis.node import Node, Runner
+from edoc_axis.signature import sign
+
+pytestmark = pytest.mark.broker
+
+SECRETS = {G22: "secret-of-the-g22-dms-0001", H41: "secret-of-the-h41-dms-0002"}
+
+
+def systemid(organ_id: str) -> str:
+    """The test DMS system id of an agency."""
+    return f"vbdh-{organ_id}"
+
+
+def with_dms(settings: Settings, listen: str = "127.0.0.1:0") -> Settings:
+    """``settings`` plus the agency's DMS system and a gateway address."""
+    system = DmsSystemSettings(systemid(settings.organ_id), SECRETS[settings.organ_id],
+                               settings.organ_id)
+    return dataclasses.replace(settings, dms=(system,), api=ApiSettings(listen=listen))
+
+
+@dataclasses.dataclass
+class GatewayNode:
+    """An in-process node with its Link running and its gateway served."""
+
+    node: Node
+    runner: Runner
+    hosted: HostedGateway
+
+    @property
+    def server(self) -> DmsServer:
+        """The HTTP server."""
+        return self.hosted.server
+
+    def client(self, *, sdk_quirks: bool = True) -> DmsClient:
+        """A DMS client of this node's agency."""
+        organ_id = self.node.organ_id
+        return DmsClient(self.hosted.url, systemid(organ_id), SECRETS[organ_id],
+                         sdk_quirks=sdk_quirks)
+
+
+@pytest.fixture
+def gateways(axis: Axis) -> Iterator[Callable[[str], GatewayNode]]:
+    """Start nodes with their gateways (``gateways(organ_id)``); all stopped afterwards."""
+    started: list[GatewayNode] = []
+
+    def start(organ_id: str) -> GatewayNode:
+        node = Node.from_settings(with_dms(axis.settings(organ_id)))
+        runner = Runner(node)
+        hosted = host(node, runner.link)
+        assert hosted is not None
+        runner.start()
+        started.append(GatewayNode(node, runner, hosted))
+        return started[-1]
+
+    yield start
+    for item in started:
+        item.hosted.stop()
+        item.runner.stop()
+        item.node.close()
+
+
+def get(server_url: str, path: str) -> tuple[int, bytes]:
+    """A plain GET (health, metrics)."""
+    host_port = server_url.split("://", 1)[1]
+    conn = http.client.HTTPConnection(host_port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def status_reply(document: bytes, sender: str, code: str, description: str) -> bytes:
+    """An unsigned status ``code`` from ``sender`` about ``document`` (new_status + build)."""
+    pkg = edxml.parse(document)
+    assert isinstance(pkg, edxml.DocumentPackage)
+    status = edxml.new_status(edxml.Organization(sender, f"Cơ quan {sender}"), pkg, code,
+                              description=description)
+    return edxml.build(status)
+
+
+def full_cycle(dms_a: DmsClient, dms_b: DmsClient, document: bytes,
+               stored_at_b: Callable[[str], bytes]) -> str:
+    """A sends; B lists, fetches, acknowledges and answers 03; A lists both statuses and sees
+    getSentEdocList advance to 03. Returns A's DocId."""
+    doc_id = dms_a.send_edoc(document, from_organ=G22, to=[H41])
+    assert doc_id and "/" not in doc_id
+    listed = wait_for(dms_b.received, what="the document in B's list")
+    assert [(i["from"], i["to"], i["status"], i["messageType"]) for i in listed] == [
+        (G22, H41, "new", "edoc")]
+    b_id = listed[0]["docId"]
+    fetched = dms_b.get_edoc(b_id, file_path="/tmp/ignored")
+    assert fetched == stored_at_b(b_id)
+    pkg = edxml.parse(fetched)
+    assert isinstance(pkg, edxml.DocumentPackage)
+    assert pkg.signed
+    dms_b.update_status(b_id, "processing", "đang xử lý")
+    assert [(i["status"], i["status_desc"]) for i in dms_b.received()] == [
+        ("processing", "đang xử lý")]
+    dms_b.update_status(b_id, "done")
+    assert dms_b.received() == []
+    reply = status_reply(fetched, H41, "03", "Đã tiếp nhận")
+    status_id = dms_b.send_edoc(reply, from_organ=H41, to=[G22], message_type="status")
+    assert [r["sendStatus"] for r in dms_b.sent("status", status_id)] in (["queued"], ["sent"])
+
+    def statuses() -> list[dict[str, str]]:
+        items = dms_a.received("status")
+        return items if len(items) == 2 else []
+
+    items = wait_for(statuses, what="status 01 and 03 in A's list")
+    codes = set()
+    for item in items:
+        assert (item["from"], item["messageType"]) == (H41, "status")
+        status = edxml.parse(dms_a.get_edoc(item["docId"]))
+        assert isinstance(status, edxml.StatusPackage)
+        codes.add(status.status_code)
+        dms_a.update_status(item["docId"], "done")
+    assert codes == {"01", "03"}
+    assert dms_a.received("status") == []
+    row = wait_for(lambda: [r for r in dms_a.sent("edoc", doc_id) if r["receiveStatus"] == "03"],
+                   what="getSentEdocList at 03")[0]
+    assert (row["fromCode"], row["toCode"], row["senderDocId"], row["sendStatus"]) == (
+        G22, H41, doc_id, "sent")
+    assert row["receivedTime"] and row["sentTime"]
+    assert row["title"] == pkg.subject
+    assert row["receiveStatusDesc"].startswith("accepted")
+    return doc_id
+
+
+def test_full_cycle_between_two_nodes_as_the_sdk_behaves(
+    gateways: Callable[[str], GatewayNode],
+) -> None:
+    """send, list, fetch (same bytes as stored), processing/done, status 03 back, sent list."""
+    a, b = gateways(G22), gateways(H41)
+    with a.client() as dms_a, b.client() as dms_b:
+        doc_id = full_cycle(dms_a, dms_b, make_document(G22, (H41,), 1), b.node.store.body)
+        assert a.node.store.package(doc_id).direction == "out"
+        assert [r["toCode"] for r in dms_a.sent()] == [H41]
+
+
+def test_signed_package_is_stored_and_delivered_unchanged(
+    gateways: Callable[[str], GatewayNode], axis: Axis,
+) -> None:
+    """A package the DMS signed itself is kept byte for byte down to B's getEdoc."""
+    a, b = gateways(G22), gateways(H41)
+    own = axis.pki.agencies[G22]
+    signed = sign(make_document(G22, (H41,), 2), own.key, own.cert)
+    with a.client() as dms_a, b.client() as dms_b:
+        doc_id = dms_a.send_edoc(signed, from_organ=G22)
+        assert a.node.store.body(doc_id) == signed
+        listed = wait_for(dms_b.received, what="the signed document at B")
+        assert dms_b.get_edoc(listed[0]["docId"]) == signed
+
+
+def test_submission_refusals(gateways: Callable[[str], GatewayNode]) -> None:
+    """from spoofing, another agency's package, wrong messagetype or to: refused, not stored."""
+    a = gateways(G22)
+    cases: list[tuple[dict[str, Any], bytes, str]] = [
+        ({"from_organ": H41}, make_document(G22, (H41,), 3), "FROM_NOT_ALLOWED"),
+        ({"from_organ": G22}, make_document(H41, (H42,), 4), "FROM_NOT_THIS_AGENCY"),
+        ({"from_organ": G22, "message_type": "status"}, make_document(G22, (H41,), 5),
+         "MESSAGETYPE_MISMATCH"),
+        ({"from_organ": G22, "to": [H42]}, make_document(G22, (H41,), 6), "TO_NOT_IN_PACKAGE"),
+        ({"from_organ": G22}, b"<edXML>not really", "XML_MALFORMED"),
+    ]
+    with a.client() as dms:
+        for kwargs, data, code in cases:
+            with pytest.raises(RequestRefused) as info:
+                dms.send_edoc(data, **kwargs)
+            assert info.value.code == code, info.value
+    assert a.node.store.count("packages") == 0
+
+
+def test_to_by_directory_code_and_duplicate_answers_the_original(
+    gateways: Callable[[str], GatewayNode],
+) -> None:
+    """``to`` may use directory codes; the same document twice answers the first DocId."""
+    a = gateways(G22)
+    data = make_document(G22, (H41, H42), 7)
+    with a.client(sdk_quirks=False) as dms:
+        first = dms.send_edoc(data, from_organ=G22, to=[H41.replace(".", ""), H42])
+        second = dms.send_edoc(data, from_organ=G22)
+    assert first == second
+    assert a.node.store.count("packages") == 1
+
+
+def test_replayed_send_is_refused(gateways: Callable[[str], GatewayNode]) -> None:
+    """The same signed sendEdoc sent twice: the second is AUTH_REPLAY, nothing stored twice."""
+    a = gateways(G22)
+    data = make_document(G22, (H41,), 8)
+    with a.client(sdk_quirks=False) as dms:
+        headers = dms.prepare({"from": G22, "servicetype": "eDoc", "messagetype": "edoc",
+                               "hash-file": sha256_hex(data)}, "application/octet-stream")
+        status, answer = dms.send("sendEdoc", headers, data, "application/octet-stream")
+        assert (status, answer["status"]) == (200, "OK")
+        status, answer = dms.send("sendEdoc", headers, data, "application/octet-stream")
+    assert (status, answer["ErrorCode"]) == (401, "AUTH_REPLAY")
+    assert a.node.store.count("packages") == 1
+
+
+def test_only_received_packages_can_be_fetched_or_acknowledged(
+    gateways: Callable[[str], GatewayNode],
+) -> None:
+    """A's own sent package and unknown ids are NOT_FOUND for getEdoc and updateStatus."""
+    a = gateways(G22)
+    with a.client() as dms:
+        doc_id = dms.send_edoc(make_document(G22, (H41,), 9), from_organ=G22)
+        for call in (lambda: dms.get_edoc(doc_id), lambda: dms.update_status("nope", "done"),
+                     lambda: dms.sent(doc_id="nope")):
+            with pytest.raises(RequestRefused) as info:
+                call()
+            assert info.value.code == "NOT_FOUND"
+
+
+def test_agencies_metrics_and_health(gateways: Callable[[str], GatewayNode]) -> None:
+    """getAgenciesList is the directory; /metrics and /healthz report the real node."""
+    a = gateways(G22)
+    with a.client() as dms:
+        agencies = dms.agencies()
+        assert {x["code102"] for x in agencies} == {G22, H41, H42}
+        assert all(x["id"] == x["code102"] and x["name"] for x in agencies)
+        dms.send_edoc(make_document(G22, (H41,), 10), from_organ=G22)
+    wait_for(lambda: a.runner.link.connected and a.node.store.outbox_counts()["pending"] == 0,
+             what="the outbox relayed")
+    status, body = get(a.hosted.url, "/metrics")
+    text = body.decode()
+    assert status == 200
+    assert "edoc_axis_packages_out_total 1\n" in text
+    assert "edoc_axis_outbox_depth 0\n" in text
+    assert "edoc_axis_broker_connected 1\n" in text
+    assert 'edoc_axis_dms_requests_total{call="sendEdoc",result="OK"} 1' in text
+    status, body = get(a.hosted.url, "/healthz")
+    assert status == 200
+    assert json.loads(body) == {"status": "OK", "version": json.loads(body)["version"],
+                                "broker_connected": True}
+
+
+# --- end to end: `edoc-axis run` processes -------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def gateway_process(axis: Axis, organ_id: str) -> tuple[NodeProcess, str]:
+    """An `edoc-axis run` process whose config has a [[dms]] system; (process, base URL)."""
+    node = NodeProcess(axis, organ_id)
+    port = free_port()
+    text = node.config.read_text(encoding="utf-8").replace(
+        'listen = "127.0.0.1:8470"', f'listen = "127.0.0.1:{port}"')
+    text += (f'\n[[dms]]\nsystemid = "{systemid(organ_id)}"\nsecret = "{SECRETS[organ_id]}"\n'
+             f'organ_id = "{organ_id}"\n')
+    node.config.write_text(text, encoding="utf-8")
+    return node.start(), f"http://127.0.0.1:{port}"
+
+
+def healthy(url: str) -> bool:
+    """Whether the gateway answers /healthz with the broker connected."""
+    try:
+        status, body = get(url, "/healthz")
+    except OSError:
+        return False
+    return status == 200 and json.loads(body).get("broker_connected") is True
+
+
+def test_edoc_axis_run_serves_the_protocol_end_to_end(axis: Axis) -> None:
+    """Two `edoc-axis run` processes: an SDK-like DMS at each does the full cycle; SIGTERM
+    stops node and gateway cleanly."""
+    processes: list[NodeProcess] = []
+    try:
+        (a, url_a), (b, url_b) = gateway_process(axis, G22), gateway_process(axis, H41)
+        processes += [a, b]
+        for url in (url_a, url_b):
+            wait_for(lambda u=url: healthy(u), 30, f"{url} healthy")  # type: ignore[misc]
+        store_b = b.store()
+        with DmsClient(url_a, systemid(G22), SECRETS[G22], sdk_quirks=True) as dms_a, \
+                DmsClient(url_b, systemid(H41), SECRETS[H41], sdk_quirks=True) as dms_b:
+            full_cycle(dms_a, dms_b, make_document(G22, (H41,), 20), store_b.body)
+        store_b.close()
+        for process in processes:
+            assert process.stop(signal.SIGTERM) == 0
+        assert not healthy(url_a)
+    finally:
+        for process in processes:
+            if process.proc is not None:
+                process.proc.kill()
+                process.proc.wait(10)
