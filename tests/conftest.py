@@ -394,3 +394,70 @@ def axis(axis_broker: AxisBroker, axis_pki: Pki, tmp_path: Path) -> Axis:
         "".join(directory.render_agency(a) + "\n" for a in axis_broker.listed), encoding="utf-8")
     return Axis(tmp_path, axis_broker.vhost, axis_broker.admin_url, axis_pki,
                 dict(axis_broker.agencies), directory_path)
+
+
+# --- audit: a recorded exchange (owner: audit integration helper) --------------------------------
+# `audited_exchange` (per test): G22 sends one document to H41 and H42 over the test axis, both
+# receipts (01) come back, H41 sends status 03 and G22 asks back (13); nodes stopped, G22's chain
+# sealed. Checkpoints every 3 entries, so the chain has several. The stores are left on disk for
+# the tests to tamper with.
+
+
+@dataclass
+class AuditedExchange:
+    """The settings of each node after the exchange, and the document that travelled."""
+
+    axis: Axis
+    settings: dict[str, Any]
+    document_id: str
+
+    def config(self, organ_id: str) -> Path:
+        """The node config file of ``organ_id`` (same store as ``settings[organ_id]``)."""
+        return self.axis.dir / organ_id / "node.toml"
+
+
+@pytest.fixture
+def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
+    """See the section comment."""
+    import dataclasses
+    import time
+
+    from edoc_axis import config
+    from edoc_axis import package as edxml
+    from edoc_axis.node import Node, Runner
+
+    g22, h41, h42 = AXIS_AGENCIES
+    settings = {o: dataclasses.replace(axis.settings(o), audit=config.AuditSettings(3, 300))
+                for o in AXIS_AGENCIES}
+    nodes = {o: Node.from_settings(s) for o, s in settings.items()}
+    runners = [Runner(n).start() for n in nodes.values()]
+
+    def wait(condition: Callable[[], Any], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.02)
+
+    def states() -> dict[str, str]:
+        return {d.recipient: d.state for d in nodes[g22].store.deliveries(document_id)}
+
+    try:
+        pkg = edxml.parse(build_edxml_document(g22, h41))
+        assert isinstance(pkg, edxml.DocumentPackage)
+        pkg.recipients = [edxml.Organization(r, f"Cơ quan {r}") for r in (h41, h42)]
+        result = nodes[g22].submit(edxml.build(pkg))
+        document_id = result.document_id
+        wait(lambda: states() == {h41: "arrived", h42: "arrived"}, "both receipts")
+        nodes[h41].set_status(document_id, "03")
+        wait(lambda: states()[h41] == "accepted", "status 03")
+        nodes[g22].set_status(document_id, "13", to=h42)
+        wait(lambda: nodes[h42].store.inbox(kind="status"), "status 13 at H42")
+        wait(lambda: nodes[g22].store.outbox_counts()["pending"] == 0, "G22 outbox drained")
+    finally:
+        for runner in runners:
+            runner.stop()
+    nodes[g22].audit.seal_now()
+    for node in nodes.values():
+        node.close()
+    yield AuditedExchange(axis, settings, document_id)
