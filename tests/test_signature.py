@@ -503,10 +503,25 @@ def test_signxml_copies_only_through_the_fromstring_tostring_idiom() -> None:
         "_get_cert_validity_error": ["self", "cert", "cert_source"],
         "_get_cert_verification_time": ["self"],
     }
+    from signxml.signer import XMLSigner
+    from signxml.util import SigningSettings
     from signxml.verifier import XMLVerifier
 
     for name, params in hooks.items():
         assert list(inspect.signature(getattr(XMLVerifier, name)).parameters) == params, name
+    for name, params in {
+        "_ds_tag": ["self", "tag"],
+        "_add_key_info": ["self", "sig_root", "signing_settings"],
+    }.items():
+        assert list(inspect.signature(getattr(XMLSigner, name)).parameters) == params, name
+    assert set(SigningSettings.__dataclass_fields__) == {
+        "key",
+        "key_name",
+        "key_info",
+        "always_add_key_value",
+        "cert_chain",
+    }
+    assert "self.signature_annotators = [self._add_key_info]" in inspect.getsource(XMLSigner)
 
 
 def test_verify_and_sign_copy_the_package_in_c_not_as_text(
@@ -559,3 +574,29 @@ def test_signxml_version_is_the_pinned_one() -> None:
     from importlib.metadata import version
 
     assert version("signxml").split(".")[0] == "5"
+
+
+@pytest.mark.parametrize("with_chain", [False, True])
+def test_signer_output_byte_identical_to_plain_signxml(
+    pki, edxml_document, edxml_status, monkeypatch, with_chain: bool
+) -> None:
+    """Our signxml subclass signs byte for byte as plain XMLSigner does (RSA PKCS#1 v1.5)."""
+    from signxml.signer import XMLSigner
+
+    agency = pki.agencies[G22]
+    chain = [pki.ca_cert] if with_chain else []
+    packages = [edxml_document(G22, H41, attachment=b"\x00\xff" * 300), edxml_status(G22, H41)]
+    ours = [sign(p, agency.key, agency.cert, chain=chain) for p in packages]
+    monkeypatch.setattr(signature, "_Signer", XMLSigner)
+    assert [sign(p, agency.key, agency.cert, chain=chain) for p in packages] == ours
+
+
+@pytest.mark.parametrize("nsmap", [{"ds": DSIG_NS}, {None: DSIG_NS}, {"x": DSIG_NS}])
+def test_ds_tag_same_as_signxml(nsmap: dict[str | None, str]) -> None:
+    """The cast-free _ds_tag gives signxml's QName for each namespace mapping."""
+    from signxml.signer import XMLSigner
+
+    signer = signature._Signer()
+    signer.namespaces = nsmap  # type: ignore[assignment]
+    for tag in ("Signature", "KeyInfo"):
+        assert signer._ds_tag(tag).text == XMLSigner._ds_tag(signer, tag).text
