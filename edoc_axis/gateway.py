@@ -32,6 +32,7 @@ backend call runs on a small fixed pool of worker threads (bounded SQLite connec
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -89,6 +90,9 @@ class NodeBackend:
         self.list_limit = list_limit
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dms-backend")
         self._summaries: dict[str, tuple[str, str]] = {}
+        # One submission at a time: concurrent writers would wait in SQLite's busy handler,
+        # which sleeps in growing steps (seconds of tail latency); the work is GIL-bound anyway.
+        self._submit_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the worker threads (after the server stopped calling)."""
@@ -118,7 +122,8 @@ class NodeBackend:
             pkg = None  # Node.submit refuses it with the same code `edoc-axis send` shows
         if pkg is not None:
             self._check_declared(pkg, kind, declared_to)
-        result = self.node.submit(data)
+        with self._submit_lock:
+            result = self.node.submit(data)
         log.info("dms_submitted", package_id=result.package_id, kind=result.kind,
                  duplicate=result.duplicate)
         return result.package_id
