@@ -1,0 +1,171 @@
+"""``edoc-axis audit`` after a real exchange: verify, trail, export, seal, archive, and evidence
+bundles checked with only the CA certificate from another directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import AuditedExchange
+
+from edoc_axis.cli import main
+from edoc_axis.errors import EXIT_INVALID
+
+pytestmark = pytest.mark.broker
+
+G22, H41 = "000.00.00.G22", "000.00.00.H41"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """Run ``edoc-axis`` in-process; (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_verify_holds_then_names_the_edited_entry(audited_exchange: AuditedExchange) -> None:
+    """`audit verify` exits 0 on the intact chain and 65 naming the entry an attacker edited."""
+    config = str(audited_exchange.config(G22))
+    code, out, _ = run("audit", "verify", "-c", config)
+    assert code == 0, out
+    assert "OK: the audit chain holds" in out
+    code, out, _ = run("audit", "verify", "-c", config, "--json", "--no-receipts")
+    assert code == 0 and json.loads(out)["receipts"] == 0
+    conn = sqlite3.connect(audited_exchange.settings[G22].store_path, isolation_level=None)
+    conn.execute("UPDATE audit_entry SET counterpart = '000.00.00.H42' WHERE seq = 2")
+    conn.close()
+    code, _, err = run("audit", "verify", "-c", config)
+    assert code == EXIT_INVALID
+    assert "FAILED: seq 2: AUDIT_EDITED" in err
+    code, _, _ = run("audit", "verify", "-c", config, "--from", "3")
+    assert code == 0  # the range after the edit still holds
+
+
+def test_trail_shows_every_recipient_status_and_signer(
+    audited_exchange: AuditedExchange,
+) -> None:
+    """`audit trail` lists submission, receipts and statuses with their signing certificates."""
+    x = audited_exchange
+    code, out, _ = run("audit", "trail", x.document_id, "-c", str(x.config(G22)), "--json")
+    assert code == 0
+    events = json.loads(out)["events"]
+    received = [(e["counterpart"], e["status"], e["signer"]) for e in events
+                if e["event"] == "status_received"]
+    h41, h42 = x.axis.agencies[H41].fingerprint, x.axis.agencies["000.00.00.H42"].fingerprint
+    assert (H41, "01", h41) in received
+    assert (H41, "03", h41) in received
+    assert ("000.00.00.H42", "01", h42) in received
+    assert any(e["event"] == "status_sent" and e["status"] == "13" for e in events)
+    code, out, _ = run("audit", "trail", x.document_id, "-c", str(x.config(G22)))
+    assert code == 0 and "status_received" in out and "status 03" in out
+    code, _, err = run("audit", "trail", "nope", "-c", str(x.config(G22)))
+    assert code != 0 and "no audit entry" in err
+
+
+def test_export_jsonl_and_csv(audited_exchange: AuditedExchange, tmp_path: Path) -> None:
+    """`audit export` writes every entry of the period as JSON Lines or CSV."""
+    import datetime as dt
+
+    x = audited_exchange
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    config = str(x.config(G22))
+    code, out, _ = run("audit", "export", "-c", config, "--from", today, "--to", today)
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["seq"] for e in lines] == list(range(1, len(lines) + 1))
+    target = tmp_path / "audit.csv"
+    code, _, err = run("audit", "export", "-c", config, "--from", today, "--to", today,
+                       "--format", "csv", "-o", str(target))
+    assert code == 0 and f"exported {len(lines)} entries" in err
+    table = list(csv.reader(target.read_text(encoding="utf-8").splitlines()))
+    assert table[0][:3] == ["seq", "at", "kind"]
+    assert len(table) == len(lines) + 1
+    code, out, _ = run("audit", "export", "-c", config, "--from", "2001-01-01",
+                       "--to", "2001-01-02")
+    assert code == 0 and out == ""
+
+
+def test_bundle_verifies_elsewhere_with_only_the_ca(
+    audited_exchange: AuditedExchange, tmp_path: Path
+) -> None:
+    """A bundle checks out from another directory with only the CA PEM; tampering fails."""
+    x = audited_exchange
+    bundle = tmp_path / "evidence.zip"
+    code, out, _ = run("audit", "bundle", x.document_id, "-c", str(x.config(G22)),
+                       "-o", str(bundle))
+    assert code == 0, out
+    clean = tmp_path / "auditor"
+    clean.mkdir()
+    (clean / "ca.pem").write_bytes(x.axis.pki.ca_path.read_bytes())
+    (clean / "evidence.zip").write_bytes(bundle.read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDOC_AXIS_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edoc_axis", "audit", "verify-bundle", "evidence.zip",
+         "--trust", "ca.pem", "--json"], cwd=clean, env=env, capture_output=True, text=True,
+        timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["document_id"] == x.document_id
+    assert len(report["packages"]) >= 5  # document, two 01, the 03 and the 13 sent
+    # a receipt changed inside the bundle
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.startswith("packages/") and b"<StatusCode>03<" in data:
+                data = data.replace(b"<StatusCode>03<", b"<StatusCode>06<")
+            dst.writestr(name, data)
+    code, _, err = run("audit", "verify-bundle", str(tampered), "--trust", str(clean / "ca.pem"))
+    assert code == EXIT_INVALID and "AUDIT_BUNDLE_PACKAGE" in err
+    # an entry rewritten inside the bundle
+    rewritten = tmp_path / "rewritten.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(rewritten, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "entries.jsonl":
+                assert b'\\"code\\":\\"03\\"' in data
+                data = data.replace(b'\\"code\\":\\"03\\"', b'\\"code\\":\\"06\\"')
+            dst.writestr(name, data)
+    code, _, err = run("audit", "verify-bundle", str(rewritten), "--trust",
+                       str(clean / "ca.pem"))
+    assert code == EXIT_INVALID and "AUDIT_EDITED" in err
+    # a CA that did not issue the node's certificate
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(x.axis.pki.agencies[G22].cert_path.read_bytes())
+    code, _, _ = run("audit", "verify-bundle", str(bundle), "--trust", str(other))
+    assert code == EXIT_INVALID
+    code, _, err = run("audit", "verify-bundle", str(tmp_path / "missing.zip"), "--trust",
+                       str(clean / "ca.pem"))
+    assert code != 0 and "cannot read" in err and "Traceback" not in err
+
+
+def test_seal_and_archive_then_verify(audited_exchange: AuditedExchange, tmp_path: Path) -> None:
+    """`audit archive` moves sealed entries out; `audit verify` still holds across it."""
+    import datetime as dt
+
+    x = audited_exchange
+    config = str(x.config(G22))
+    code, out, _ = run("audit", "seal", "-c", config)
+    assert code == 0 and "already sealed" in out  # the fixture sealed the head
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    code, out, _ = run("audit", "archive", "-c", config, "--before", tomorrow,
+                       "--out", str(tmp_path / "archive"))
+    assert code == 0 and "archived entries 1.." in out
+    assert len(list((tmp_path / "archive").glob("*.zip"))) == 1
+    code, out, _ = run("audit", "seal", "-c", config)
+    assert code == 0 and "sealed seq" in out
+    code, out, _ = run("audit", "verify", "-c", config, "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["archives"][0]["checked"] is True
+    assert report["first_seq"] > 1
+    code, out, _ = run("audit", "archive", "-c", config, "--before", "2001-01-01",
+                       "--out", str(tmp_path / "archive"))
+    assert code == 0 and "nothing to archive" in out
