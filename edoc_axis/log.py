@@ -42,8 +42,31 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    # pika logs through the stdlib; keep its chatter at WARNING unless debugging.
-    logging.basicConfig(stream=out, level=max(numeric, logging.WARNING), force=True)
+    # Libraries (pika) log through the stdlib: render their records with the same renderer so a
+    # JSON log stays one JSON object per line.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        )
+    )
+    handler.set_name("edoc_axis")
+    root = logging.getLogger()
+    # Replace only our own handler on reconfiguration; leave others (pytest's capture) in place.
+    for old in [h for h in root.handlers if h.get_name() == "edoc_axis"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(numeric, logging.WARNING))
+    # pika reports every failed connection attempt at ERROR with a traceback-like text; the
+    # transport's supervisor already logs each attempt as one event, so keep pika quiet unless
+    # debugging.
+    pika_level = logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL
+    logging.getLogger("pika").setLevel(pika_level)
 
 
 def get_logger(name: str) -> Any:
