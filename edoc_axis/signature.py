@@ -151,6 +151,7 @@ class _RootCopying:
 
 
 _CERT_TEXTS: dict[int, tuple[x509.Certificate, str]] = {}
+_DS_TAGS: dict[tuple[bool, str], etree.QName] = {}
 
 
 def _x509_certificate_text(cert: x509.Certificate) -> str:
@@ -171,16 +172,20 @@ class _Signer(_RootCopying, XMLSigner):
 
     - its two copies of the package (signed tree, digest input) are made in C (``_RootCopy``);
     - ``_ds_tag`` without the ``typing.cast(dict[Optional[str], str], ...)`` that built typing
-      objects at run time on each of its 14 calls (``cast`` returns its argument unchanged);
+      objects at run time on each of its 14 calls (``cast`` returns its argument unchanged),
+      and with its (immutable) QNames made once per tag;
     - ``_add_key_info``, for the one shape ``sign`` uses (certificates, no KeyName, no
       KeyValue, no caller KeyInfo), with each certificate's text (PEM export plus signxml's
       header-stripping regex) cached per certificate; any other shape goes to signxml.
     """
 
     def _ds_tag(self, tag: str) -> etree.QName:
-        if self.namespaces.get(None) == dsig_namespaces.ds:  # type: ignore[call-overload]
-            return etree.QName(None, tag)
-        return ds_tag(tag)  # type: ignore[no-untyped-call,no-any-return]
+        default_is_ds = self.namespaces.get(None) == dsig_namespaces.ds  # type: ignore[call-overload]
+        name = _DS_TAGS.get((default_is_ds, tag))
+        if name is None:  # QNames are immutable: one per tag serves every signature
+            name = etree.QName(None, tag) if default_is_ds else ds_tag(tag)  # type: ignore[no-untyped-call]
+            _DS_TAGS[default_is_ds, tag] = name
+        return name
 
     def _add_key_info(self, sig_root: etree._Element, signing_settings: SigningSettings) -> None:
         chain = signing_settings.cert_chain
