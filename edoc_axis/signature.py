@@ -500,6 +500,7 @@ def _certificates(sig: etree._Element) -> list[x509.Certificate]:
 # Parsed certificates by their X509Certificate text as received (a node sees the same few
 # agency certificates over and over), and their subject lines by certificate.
 _CERT_CACHE: dict[str, x509.Certificate] = {}
+_CACHED_CERT_TEXT_MAX = 8192  # an agency certificate is ~1.3-2 KB of base64
 _SUBJECTS: dict[int, tuple[x509.Certificate, str]] = {}
 
 
@@ -511,9 +512,10 @@ def _load_cert(text: str) -> x509.Certificate:
             cert = x509.load_der_x509_certificate(binascii.a2b_base64(compact))
         except (ValueError, binascii.Error) as exc:
             raise _invalid("SIG_KEYINFO", f"X509Certificate cannot be read: {exc}") from exc
-        if len(_CERT_CACHE) > 4096:
-            _CERT_CACHE.clear()
-        _CERT_CACHE[text] = cert
+        if len(text) <= _CACHED_CERT_TEXT_MAX:  # bounded memory whatever senders put there
+            if len(_CERT_CACHE) > 4096:
+                _CERT_CACHE.clear()
+            _CERT_CACHE[text] = cert
     return cert
 
 

@@ -600,3 +600,16 @@ def test_ds_tag_same_as_signxml(nsmap: dict[str | None, str]) -> None:
     signer.namespaces = nsmap  # type: ignore[assignment]
     for tag in ("Signature", "KeyInfo"):
         assert signer._ds_tag(tag).text == XMLSigner._ds_tag(signer, tag).text
+
+
+def test_padded_certificate_text_verifies_but_is_not_cached(signed_g22, store) -> None:
+    """Whitespace-padded X509Certificate text still verifies; only short texts are cache keys."""
+    root = _tree(signed_g22)
+    element = root.find(f".//{D}X509Certificate")
+    assert element is not None and element.text is not None
+    padded = element.text + "\n" * 20_000
+    element.text = padded
+    result = verify(_bytes(root), store)
+    assert result.signer_organ_id == G22
+    assert padded not in signature._CERT_CACHE
+    assert all(len(key) <= signature._CACHED_CERT_TEXT_MAX for key in signature._CERT_CACHE)
