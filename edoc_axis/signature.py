@@ -110,17 +110,17 @@ _ALLOWED_DIGEST_URIS = {
 
 
 class _RootCopy(bytes):
-    """What ``_Verifier._tostring`` returns for a document's root element: a note to copy it.
+    """What ``_RootCopying._tostring`` returns for a document's root element: a note to copy it.
 
     signxml copies an element only as ``self._fromstring(self._tostring(el))`` (serialise, then
-    re-parse), so that removing the enveloped Signature and canonicalizing see a private tree
-    without the original's ancestors. A root element has no ancestors, so lxml's deep copy (done
-    in C, no text round trip) is the same infoset: same elements, attributes, namespace
-    declarations, text, comments and PIs; like the serialisation it leaves out what lies outside
-    the root element (prolog comments and PIs, which parse_xml's packages and XML-DSig's
-    ``Reference URI=""`` via signxml never digest here). The bytes value is empty, so any other
-    use of it as XML fails loudly instead of reading something else.
-    ``test_signature.py`` checks both the equivalence and that signxml still uses the idiom.
+    re-parse), so that removing the enveloped Signature and canonicalizing work on a private
+    tree without the original's ancestors. A root element has no ancestors, so lxml's deep copy
+    (in C, no text round trip) is the same infoset: same elements, attributes, namespace
+    declarations, text, comments and PIs; like the serialisation it leaves out the comments
+    and PIs outside the root element, so what signxml canonicalizes and digests is unchanged.
+    The bytes value is empty: any other use of it as XML fails loudly instead of reading
+    something else. ``test_signature.py`` checks the equivalence under all four c14n methods
+    and that signxml still uses ``_tostring`` only in that idiom.
     """
 
     element: etree._Element
