@@ -4,9 +4,9 @@ Wires the pure pieces (``audit`` chain logic, ``evidence`` bundles and archives,
 ``signature.verify`` for stored receipts) to the store's ``AuditLog``. ``edoc-axis audit``
 commands call only this module.
 
-Stored receipts are verified with the current time: ``signature.verify`` has no "as of" time
-yet, so a receipt whose certificate has since expired fails years later (checkpoints are judged
-at their own time by ``audit.trusted_anchors``).
+Stored receipts are judged as of the time their entry was recorded (``signature.verify``'s
+``as_of``): a certificate that has since expired, or was revoked later, does not void a receipt
+signed while it was good. Checkpoints are judged at their own time by ``audit.trusted_anchors``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def check_signed_bytes(
         return "the stored signed bytes do not hash to the entry's content_sha256"
     expected = organ_id if entry.kind in OUTGOING_KINDS else entry.counterpart
     try:
-        result = verify(body, trust, policy)
+        result = verify(body, trust, policy, as_of=audit.parse_time(entry.at))
     except EdocAxisError as exc:
         return f"signature does not hold ({exc.code}: {exc.message})"
     if not result.signed:

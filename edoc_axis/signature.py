@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import binascii
 import copy
+import dataclasses
+import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -573,11 +575,14 @@ def verify(
     *,
     allowed_fingerprints: Collection[str] | None = None,
     limits: XmlLimits = DEFAULT_LIMITS,
+    as_of: dt.datetime | None = None,
 ) -> VerificationResult:
     """Verify a package's signature and its binding to ``From``; raise ``SignatureInvalid``.
 
     ``allowed_fingerprints`` (SHA-256 hex) are the sender's certificates in the agency
     directory; None means the directory lists none and any trusted certificate may sign.
+    ``as_of`` judges the certificate as of that time (an audit of a receipt stored years ago)
+    instead of now; see ``TrustStore.validate``.
     Everything after this call must read the package from ``result.signed_root``.
     """
     root = parse_xml(data, limits).getroot()
@@ -622,10 +627,10 @@ def verify(
     _check_comment_injection(root)
     leaf = _leaf(certs)
     validated = trust.validate(
-        leaf, [c for c in certs if c is not leaf], crl_required=policy.crl_required
+        leaf, [c for c in certs if c is not leaf], crl_required=policy.crl_required, as_of=as_of
     )
     warnings.extend(validated.warnings)
-    signed_root = _run_signxml(candidates, leaf, policy)
+    signed_root = _run_signxml(candidates, leaf, policy, as_of)
     sender = _signed_sender(signed_root)
     if validated.organ_id is None:
         raise _invalid(
@@ -662,13 +667,20 @@ def verify(
 
 
 def _run_signxml(
-    candidates: list[bytes | etree._Element], leaf: x509.Certificate, policy: SignaturePolicy
+    candidates: list[bytes | etree._Element],
+    leaf: x509.Certificate,
+    policy: SignaturePolicy,
+    as_of: dt.datetime | None = None,
 ) -> etree._Element:
     """Digest and signature value, by signxml, with the already validated certificate.
 
     ``candidates`` holds the package as received, or the readings of an edXML-namespace
-    Signature as XML-DSig; the first whose signature value verifies wins.
+    Signature as XML-DSig; the first whose signature value verifies wins. ``as_of`` is the
+    time signxml judges the certificate's validity period at (None: now).
     """
+    config = _CONFIGS[policy.allow_sha1]
+    if as_of is not None:
+        config = dataclasses.replace(config, verification_time=as_of)
     wrong_namespace = len(candidates) > 1
     suffix = " (even when read as XML-DSig)" if wrong_namespace else ""
     for index, payload in enumerate(candidates):
@@ -678,7 +690,7 @@ def _run_signxml(
                 x509_cert=leaf,
                 parser=_hardened_parser(),
                 validate_schema=False,  # _check_shape is stricter than the XML-DSig schema
-                expect_config=_CONFIGS[policy.allow_sha1],
+                expect_config=config,
             )
             break
         except InvalidDigest as exc:

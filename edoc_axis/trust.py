@@ -238,14 +238,24 @@ class TrustStore:
         *,
         crl_required: bool = True,
         at: dt.datetime | None = None,
+        as_of: dt.datetime | None = None,
     ) -> ValidatedChain:
         """Check ``leaf`` fully, or raise ``SignatureInvalid`` with a ``CERT_*``/``CRL_*`` code.
 
         ``crl_required=False`` turns a missing or stale CRL into a warning (fail open); a CRL
         that is present and fresh and lists the certificate still rejects it.
+
+        ``at`` stands in for the current time. ``as_of`` judges the certificate as of an earlier
+        time (an auditor checking a receipt signed years ago): validity and chain at ``as_of``,
+        revocation by the CRLs fresh at ``at``, counting only revocations dated at or before
+        ``as_of``. Such checks bypass the cache.
         """
         now = at or _now()
         fp = self._fingerprint(leaf)
+        if as_of is not None:
+            return self._validate_uncached(
+                leaf, list(intermediates), fp, crl_required, as_of, crl_now=now
+            )
         key = (fp, tuple(self._fingerprint(c) for c in intermediates), crl_required)
         with self._lock:
             entry = self._cache.get(key)
@@ -277,6 +287,8 @@ class TrustStore:
         fp: str,
         crl_required: bool,
         now: dt.datetime,
+        *,
+        crl_now: dt.datetime | None = None,
     ) -> ValidatedChain:
         if now < leaf.not_valid_before_utc:
             raise _fail(
@@ -316,7 +328,9 @@ class TrustStore:
         valid_until = min(c.not_valid_after_utc for c in chain)
         # Revocation of every certificate but the anchor, each against its issuer's CRL.
         for cert, issuer in itertools.pairwise(chain):
-            crl_until, warning = self._check_revocation(cert, issuer, crl_required, now)
+            crl_until, warning = self._check_revocation(
+                cert, issuer, crl_required, crl_now or now, revoked_by=now
+            )
             if warning:
                 warnings.append(warning)
             if crl_until is not None:
@@ -331,8 +345,16 @@ class TrustStore:
         )
 
     def _check_revocation(
-        self, cert: x509.Certificate, issuer: x509.Certificate, crl_required: bool, now: dt.datetime
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        crl_required: bool,
+        now: dt.datetime,
+        *,
+        revoked_by: dt.datetime,
     ) -> tuple[dt.datetime | None, str | None]:
+        """Check ``cert`` against its issuer's CRL: freshness at ``now``, and revocations dated
+        at or before ``revoked_by`` (``now`` on a live check, the signing time for an audit)."""
         candidates = []
         for crl in self._crls_by_issuer.get(cert.issuer.public_bytes(), []):
             try:
@@ -357,7 +379,7 @@ class TrustStore:
             if crl_required:
                 raise _fail("CRL_EXPIRED", msg, cert)
             revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if revoked is not None:
+            if revoked is not None and revoked.revocation_date_utc <= revoked_by:
                 raise _fail(
                     "CERT_REVOKED",
                     f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",
@@ -365,7 +387,7 @@ class TrustStore:
                 )
             return now + dt.timedelta(minutes=5), msg + " (used anyway by policy)"
         revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-        if revoked is not None:
+        if revoked is not None and revoked.revocation_date_utc <= revoked_by:
             raise _fail(
                 "CERT_REVOKED",
                 f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",

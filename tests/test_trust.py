@@ -97,3 +97,45 @@ def test_certificate_summary(pki) -> None:
     assert summary["organ_id"] == "000.00.00.H41"
     assert summary["key"] == "EC-secp256r1"
     assert isinstance(summary["days_to_expiry"], int)
+
+
+
+def _old_ca(years: int = 2) -> tuple[trust.PrivateKey, x509.Certificate]:
+    """A root CA valid since ``years`` ago, as a long-running axis would have."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=365 * years)
+    return trust.init_ca("Old Root", key_type="p256", not_before=since)
+
+
+def test_as_of_accepts_a_certificate_that_has_since_expired() -> None:
+    """A receipt signed while its certificate was valid still validates as_of its signing time."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key, ca_cert = _old_ca()
+    _, cert = trust.issue_agency_certificate(
+        ca_key, ca_cert, G22, "old", key_type="p256", days=30,
+        not_before=now - dt.timedelta(days=400),
+    )
+    store = trust.TrustStore([ca_cert], crls=[trust.make_crl(ca_key, ca_cert)])
+    with pytest.raises(SignatureInvalid) as info:
+        store.validate(cert)
+    assert info.value.code == "CERT_EXPIRED"
+    assert store.validate(cert, as_of=now - dt.timedelta(days=390)).organ_id == G22
+    with pytest.raises(SignatureInvalid) as info:
+        store.validate(cert, as_of=now - dt.timedelta(days=300))
+    assert info.value.code == "CERT_EXPIRED"
+
+
+def test_as_of_counts_only_revocations_dated_before_it() -> None:
+    """A later revocation does not void earlier signatures, and as_of never warms the cache."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key, ca_cert = _old_ca()
+    _, cert = trust.issue_agency_certificate(
+        ca_key, ca_cert, G22, "rotated", key_type="p256", not_before=now - dt.timedelta(days=10)
+    )
+    revoked_at = now - dt.timedelta(days=2)
+    crl = trust.make_crl(ca_key, ca_cert, [trust.Revocation(cert.serial_number, revoked_at)])
+    store = trust.TrustStore([ca_cert], crls=[crl])
+    assert store.validate(cert, as_of=revoked_at - dt.timedelta(days=1)).organ_id == G22
+    for when in (None, revoked_at + dt.timedelta(hours=1)):
+        with pytest.raises(SignatureInvalid) as info:
+            store.validate(cert, as_of=when)
+        assert info.value.code == "CERT_REVOKED"
