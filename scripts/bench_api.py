@@ -45,6 +45,7 @@ from edoc_axis.api import (
 )
 from edoc_axis.client import DmsClient
 from edoc_axis.gateway import HostedGateway, host
+from edoc_axis.log import configure_logging
 from edoc_axis.node import Node, Runner
 from edoc_axis.topology import Topology
 from edoc_axis.trust import fingerprint
@@ -144,6 +145,8 @@ def real_node(folder: Path, clients: int, broker_url: str | None) -> tuple[Node,
 
 
 def main() -> None:  # noqa: PLR0915 - one linear benchmark
+    # Per-request info/debug events would swamp the numbers (and cost time); warnings only.
+    configure_logging("warning")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
