@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from edoc_axis import package as edxml
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -54,6 +56,22 @@ def broker_url(broker_vhost: str) -> str:
 
 
 # --- packages (issue: edXML packages) ----------------------------------------------------------
+
+
+def make_document(**changes: object) -> edxml.DocumentPackage:
+    """A valid document package model (G22 to H41) with ``changes`` applied."""
+    doc = edxml.DocumentPackage(
+        sender=edxml.Organization("000.00.00.G22", "Văn phòng Chính phủ"),
+        recipients=[edxml.Organization("000.00.00.H41", "UBND tỉnh Nghệ An")],
+        code=edxml.Code("12", "VPCP-TTĐT"),
+        promulgation=edxml.PromulgationInfo("Hà Nội", "2024/03/05"),
+        document_type=edxml.DocumentType("1", "2", "Công văn"),
+        subject="Về việc thử nghiệm",
+        document_id="000.00.00.G22,2024/03/05,12/VPCP-TTĐT",
+    )
+    for key, value in changes.items():
+        setattr(doc, key, value)
+    return doc
 
 
 def _corpus(kind: str) -> list[Path]:

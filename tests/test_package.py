@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from conftest import DATA, VALID_PACKAGES
+from conftest import DATA, VALID_PACKAGES, make_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,20 +18,6 @@ from edoc_axis.errors import HostileInput, MalformedPackage
 
 VALID = DATA / "valid"
 
-
-def _document(**changes: object) -> p.DocumentPackage:
-    doc = p.DocumentPackage(
-        sender=p.Organization("000.00.00.G22", "Văn phòng Chính phủ"),
-        recipients=[p.Organization("000.00.00.H41", "UBND tỉnh Nghệ An")],
-        code=p.Code("12", "VPCP-TTĐT"),
-        promulgation=p.PromulgationInfo("Hà Nội", "2024/03/05"),
-        document_type=p.DocumentType("1", "2", "Công văn"),
-        subject="Về việc thử nghiệm",
-        document_id="000.00.00.G22,2024/03/05,12/VPCP-TTĐT",
-    )
-    for key, value in changes.items():
-        setattr(doc, key, value)
-    return doc
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -147,7 +133,7 @@ def test_parse_refuses_other_xml_and_hostile_bytes() -> None:
 
 def test_build_is_deterministic_and_round_trips() -> None:
     """Building twice gives the same bytes; parse(build(x)) == x."""
-    doc = _document(other_info=p.OtherInfo(priority="2", appendixes=["PL1"]), steering_type="2")
+    doc = make_document(other_info=p.OtherInfo(priority="2", appendixes=["PL1"]), steering_type="2")
     p.append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:00:00")
     p.add_attachment(doc, "a.pdf", b"%PDF-1.4 dummy")
     assert p.build(doc) == p.build(doc)
@@ -226,7 +212,7 @@ def test_status_round_trip() -> None:
 
 def test_attachment_zip_base64_round_trip_with_cid_links() -> None:
     """add_attachment zips, encodes and links both sides; extract gives the file back."""
-    doc = _document()
+    doc = make_document()
     att = p.add_attachment(doc, "công văn.pdf", b"\x00\x01 PDF body", description="Toàn văn")
     assert att.content_id.startswith("cid:")
     assert doc.manifest[0].content_id == att.content_id
@@ -244,7 +230,7 @@ def test_extract_plain_base64_and_refusals() -> None:
     with pytest.raises(MalformedPackage) as bad:
         p.extract_attachment(p.Attachment("cid:y", "y", encoded="@@@"))
     assert bad.value.code == "ATTACHMENT_INVALID"
-    doc = _document()
+    doc = make_document()
     bomb = p.add_attachment(doc, "zeros.bin", bytes(1_000_000))
     with pytest.raises(MalformedPackage) as big:
         p.extract_attachment(bomb, max_bytes=1000)
@@ -256,7 +242,7 @@ def test_extract_plain_base64_and_refusals() -> None:
 
 def test_append_trace_header_uses_vietnam_time() -> None:
     """A UTC moment is written in UTC+7."""
-    doc = _document()
+    doc = make_document()
     trace = p.append_trace_header(doc, "000.00.00.A01", datetime(2024, 3, 5, 2, 0, tzinfo=UTC))
     assert trace == p.TraceHeader("000.00.00.A01", "2024/03/05 09:00:00")
     assert doc.trace_headers == [trace]
@@ -264,7 +250,7 @@ def test_append_trace_header_uses_vietnam_time() -> None:
 
 def test_new_status_addresses_the_right_party() -> None:
     """Recipient codes go to the document's sender; 13 goes to a recipient."""
-    doc = _document()
+    doc = make_document()
     moment = datetime(2024, 3, 5, 10, 0, tzinfo=p.VN_TZ)
     recipient = doc.recipients[0]
     status = p.new_status(recipient, doc, "03", description="ok", now=moment)
