@@ -31,7 +31,6 @@ from edoc_axis import __version__
 from edoc_axis.dmsauth import (
     MUTATING_CALLS,
     PREFIX,
-    VN_TZ,
     Authenticated,
     Authenticator,
     DmsSystem,
@@ -53,6 +52,7 @@ from edoc_axis.errors import (
     SpoofedSender,
     TemporaryFailure,
 )
+from edoc_axis.identifier import VN_TZ
 from edoc_axis.log import get_logger
 from edoc_axis.openapi import openapi_document
 

@@ -33,14 +33,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, tzinfo
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Protocol, cast
 
 from edoc_axis.errors import ConfigError, RequestRefused
+from edoc_axis.identifier import VN_TZ
 
-VN_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 MUTATING_CALLS = frozenset({"sendEdoc", "updateStatus"})
 PREFIX = "xroadvnpt-"
 
