@@ -9,7 +9,7 @@ Run through ``scripts/demo`` (which installs what is missing first). Every step 
 4. the Government Office sends one document with an attachment to two agencies;
 5. both recipients store it and answer with a signed status 01 (arrived);
 6. one recipient's clerk registers it: status 03 (accepted) flows back;
-7. the sender's per-recipient timeline is shown, and the nodes are stopped cleanly.
+7. the sender's timeline and audit trail are shown and verified; the nodes stop cleanly.
 
 State lives under ``var/demo`` and is recreated on every run.
 """
@@ -187,6 +187,10 @@ def exchange(work: Path) -> None:
     wait_for("status 03 at the sender", lambda: recipient_states(
         track(work, document_id)).get(RECIPIENTS[0]) == "accepted")
     edoc("track", document_id, "-c", config_of(work, SENDER))
+
+    step("6b. The sender's tamper-evident receipt log: the trail, then a full verification")
+    edoc("audit", "trail", document_id, "-c", config_of(work, SENDER))
+    edoc("audit", "verify", "-c", config_of(work, SENDER))
 
 
 if __name__ == "__main__":
