@@ -393,20 +393,8 @@ def to_jsonl(items: Iterable[AuditEntry | Checkpoint]) -> Iterator[str]:
         yield json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def entries_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[AuditEntry]:
-    """Entries back from ``to_jsonl`` lines (blank lines skipped); raises AUDIT_MALFORMED."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise _malformed(f"line {number} is not JSON ({exc})") from exc
-        yield AuditEntry.from_dict(data)
-
-
-def checkpoints_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[Checkpoint]:
-    """Checkpoints back from ``to_jsonl`` lines; raises AUDIT_MALFORMED."""
+def _jsonl_objects(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of ``to_jsonl`` lines (blank lines skipped); raises AUDIT_MALFORMED."""
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -416,7 +404,17 @@ def checkpoints_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[Checkpoint]
             raise _malformed(f"line {number} is not JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise _malformed(f"line {number} is not an object")
-        yield Checkpoint.from_dict(data)
+        yield data
+
+
+def entries_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[AuditEntry]:
+    """Entries back from ``to_jsonl`` lines (blank lines skipped); raises AUDIT_MALFORMED."""
+    return (AuditEntry.from_dict(data) for data in _jsonl_objects(lines))
+
+
+def checkpoints_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[Checkpoint]:
+    """Checkpoints back from ``to_jsonl`` lines; raises AUDIT_MALFORMED."""
+    return (Checkpoint.from_dict(data) for data in _jsonl_objects(lines))
 
 
 def csv_rows(entries: Iterable[AuditEntry]) -> Iterator[list[str]]:
