@@ -23,16 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_node import RECIPIENT, SENDER, signed_documents
+
 from edoc_axis import config, directory, trust
-from edoc_axis import package as edxml
 from edoc_axis.log import configure_logging
 from edoc_axis.node import Node, audit_sealer, load_identity
-from edoc_axis.signature import sign
 from edoc_axis.store import Event, Store
 from edoc_axis.store.audit_log import AuditLog
 from edoc_axis.transport import IncomingMessage
-
-SENDER, RECIPIENT = "000.00.00.G22", "000.00.00.H41"
 
 
 def setup(base: Path) -> dict[str, config.Settings]:
@@ -80,18 +78,7 @@ def bench_store(settings: config.Settings, events: int) -> None:
 def documents(settings: config.Settings, count: int, start: int) -> list[bytes]:
     """Signed documents from the sender to the recipient."""
     identity = load_identity(settings)
-    out = []
-    for n in range(start, start + count):
-        pkg = edxml.DocumentPackage(
-            sender=edxml.Organization(SENDER, "Văn phòng Chính phủ"),
-            recipients=[edxml.Organization(RECIPIENT, "UBND tỉnh Nghệ An")],
-            code=edxml.Code(str(n), "VPCP-TTĐT"),
-            promulgation=edxml.PromulgationInfo("Hà Nội", "2024/05/06"),
-            document_type=edxml.DocumentType("1", "2", "Công văn"),
-            subject="Thử nghiệm hiệu năng", document_id=f"{SENDER},2024/05/06,{n}/VPCP-TTĐT",
-            trace_headers=[edxml.TraceHeader(SENDER, "2024/05/06 08:00:00")])
-        out.append(sign(edxml.build(pkg), identity.key, identity.cert))
-    return out
+    return signed_documents(identity.key, identity.cert, count, start)
 
 
 def message(body: bytes, user: str, n: int, kind: str) -> IncomingMessage:

@@ -32,6 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from cryptography import x509
+
 from edoc_axis import config, directory, topology, transport, trust
 from edoc_axis import package as edxml
 from edoc_axis.log import configure_logging
@@ -48,6 +50,28 @@ def rabbitmqctl(*args: str, check: bool = True) -> None:
     subprocess.run([exe, "-q", *args], check=check, capture_output=True, timeout=120)
 
 
+
+def signed_documents(
+    key: trust.PrivateKey, cert: x509.Certificate, count: int, start: int, size: int = 0
+) -> list[bytes]:
+    """``count`` signed documents SENDER -> RECIPIENT numbered from ``start``, about ``size``
+    bytes each (an attachment of random bytes pads them; 0: no attachment)."""
+    out = []
+    for n in range(start, start + count):
+        pkg = edxml.DocumentPackage(
+            sender=edxml.Organization(SENDER, "Văn phòng Chính phủ"),
+            recipients=[edxml.Organization(RECIPIENT, "UBND tỉnh Nghệ An")],
+            code=edxml.Code(str(n), "VPCP-TTĐT"),
+            promulgation=edxml.PromulgationInfo("Hà Nội", "2024/05/06"),
+            document_type=edxml.DocumentType("1", "2", "Công văn"),
+            subject="Thử nghiệm hiệu năng", document_id=f"{SENDER},2024/05/06,{n}/VPCP-TTĐT",
+            trace_headers=[edxml.TraceHeader(SENDER, "2024/05/06 08:00:00")])
+        filler = max(0, size - 3000) * 3 // 4
+        if filler:
+            edxml.add_attachment(pkg, "phu-luc.bin", os.urandom(filler))
+        out.append(sign(edxml.build(pkg), key, cert))
+    return out
+
 class Bench:
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -58,7 +82,7 @@ class Bench:
         ca_key, ca_cert = trust.init_ca("bench CA")
         (base / "ca.pem").write_bytes(trust.cert_to_pem(ca_cert))
         (base / "crl.pem").write_bytes(trust.crl_to_pem(trust.make_crl(ca_key, ca_cert)))
-        self.keys: dict[str, tuple[object, object]] = {}
+        self.keys: dict[str, tuple[trust.PrivateKey, x509.Certificate]] = {}
         self.accounts, agencies = [], []
         for organ_id in (SENDER, RECIPIENT):
             key, cert = trust.issue_agency_certificate(ca_key, ca_cert, organ_id, organ_id)
@@ -121,21 +145,7 @@ class Bench:
 
     def documents(self, count: int, size: int, start: int) -> list[bytes]:
         key, cert = self.keys[SENDER]
-        out = []
-        for n in range(start, start + count):
-            pkg = edxml.DocumentPackage(
-                sender=edxml.Organization(SENDER, "Văn phòng Chính phủ"),
-                recipients=[edxml.Organization(RECIPIENT, "UBND tỉnh Nghệ An")],
-                code=edxml.Code(str(n), "VPCP-TTĐT"),
-                promulgation=edxml.PromulgationInfo("Hà Nội", "2024/05/06"),
-                document_type=edxml.DocumentType("1", "2", "Công văn"),
-                subject="Thử nghiệm hiệu năng", document_id=f"{SENDER},2024/05/06,{n}/VPCP-TTĐT",
-                trace_headers=[edxml.TraceHeader(SENDER, "2024/05/06 08:00:00")])
-            filler = max(0, size - 3000) * 3 // 4
-            if filler:
-                edxml.add_attachment(pkg, "phu-luc.bin", os.urandom(filler))
-            out.append(sign(edxml.build(pkg), key, cert))  # type: ignore[arg-type]
-        return out
+        return signed_documents(key, cert, count, start, size)
 
 
 def receipts(store: Store) -> dict[str, float]:
