@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edoc_axis.errors import ConfigError
-from edoc_axis.package import is_valid_organ_id
+from edoc_axis.identifier import is_valid_organ_id
 from edoc_axis.parser import XmlLimits
 
 CONFIG_ENV = "EDOC_AXIS_CONFIG"
