@@ -1,4 +1,4 @@
-"""Tests of ``edoc-axis validate`` and ``edoc-axis package new|show``."""
+"""Tests of ``edoc-axis validate`` and ``edoc-axis package new|show`` (with --extract)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import DATA, VALID_PACKAGES
+from conftest import DATA, VALID_PACKAGES, make_document
 
+from edoc_axis.attachment import Attachment, Reference
 from edoc_axis.cli import main
+from edoc_axis.package import build
 from edoc_axis.schema import validate
 
 
@@ -91,7 +93,9 @@ def test_package_new_document_with_attachment_then_show(tmp_path: Path) -> None:
     assert "kind:           edoc" in shown
     assert "000.00.00.G22,2024/03/05,12/VPCP-TTĐT" in shown
     assert "to-trinh.pdf  509 bytes" in shown
+    assert "application/pdf  zipped  cid:" in shown
     assert "priority:       2 very urgent" in shown
+    assert out_file.read_bytes().count(b"<ContentType>application/zip</ContentType>") == 2
 
 
 def test_package_new_status_from_toml(tmp_path: Path) -> None:
@@ -184,3 +188,50 @@ def test_package_show_garbage_exits_65(tmp_path: Path) -> None:
     )
     assert result.exit_code == 65
     assert "XML_DOCTYPE" in result.output
+
+
+def test_package_show_extract_writes_the_original_files(tmp_path: Path) -> None:
+    """show --extract writes each file's sent bytes; a second run never overwrites the first."""
+    files = {"Quyết định số 12.pdf": b"%PDF-1.4 " + bytes(range(256)),
+             "ghi chú.txt": "xin chào".encode()}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    package = tmp_path / "doc.edxml"
+    code, out = _run(
+        "package", "new", "--from", "000.00.00.G22", "--to", "000.00.00.H41",
+        "--subject", "Thử", "--code-number", "1", "--code-notation", "VPCP",
+        *(arg for name in files for arg in ("--attach", str(tmp_path / name))),
+        "-o", str(package),
+    )  # fmt: skip
+    assert code == 0, out
+    out_dir = tmp_path / "out"
+    for _ in range(2):
+        code, shown = _run("package", "show", str(package), "--extract", str(out_dir))
+        assert code == 0, shown
+    written = {f.name: f.read_bytes() for f in out_dir.iterdir()}
+    assert written == {**files, "Quyết định số 12 (2).pdf": files["Quyết định số 12.pdf"],
+                       "ghi chú (2).txt": files["ghi chú.txt"]}
+    assert f"-> {out_dir / 'ghi chú.txt'}" in shown or f"-> {out_dir / 'ghi chú (2).txt'}" in shown
+
+
+def test_package_show_extract_keeps_hostile_names_inside_and_reports_bad_files(
+    tmp_path: Path,
+) -> None:
+    """A name with a path stays in the folder; an unreadable file exits 65, the others written."""
+    doc = make_document()
+    for cid, name, encoded in (("cid:1", "../../evil\t.txt", "ZXZpbA=="),
+                               ("cid:2", "..", "Ymlu"), ("cid:3", "hong.pdf", "UEsDBA==")):
+        doc.attachments.append(Attachment(cid, name, content_type="application/zip" if
+                                          cid == "cid:3" else None, encoded=encoded))
+        doc.manifest.append(Reference(cid, None, None, name))
+    package = tmp_path / "doc.edxml"
+    package.write_bytes(build(doc))
+    out_dir = tmp_path / "deep" / "out"
+    code, shown = _run("package", "show", str(package), "--extract", str(out_dir))
+    assert code == 65
+    assert "hong.pdf  unreadable: attachment cid:3: labelled application/zip" in shown
+    assert {f.name: f.read_bytes() for f in out_dir.iterdir()} == {
+        "evil.txt": b"evil", "attachment-2": b"bin"}
+    assert not (tmp_path / "evil.txt").exists()
+    code, shown = _run("package", "show", str(package))
+    assert code == 0 and "unreadable" in shown

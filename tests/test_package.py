@@ -1,10 +1,7 @@
-"""Tests of edoc_axis.package: the typed model, parse/build, attachments, ids, dates."""
+"""Tests of edoc_axis.package: the typed model, parse/build, ids, dates."""
 
 from __future__ import annotations
 
-import base64
-import io
-import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -205,36 +202,6 @@ def test_status_round_trip() -> None:
         description="Đã giao xử lý",
     )
     assert p.parse(p.build(status)) == status
-
-
-# --- attachments -------------------------------------------------------------------------------
-
-
-def test_attachment_zip_base64_round_trip_with_cid_links() -> None:
-    """add_attachment zips, encodes and links both sides; extract gives the file back."""
-    doc = make_document()
-    att = p.add_attachment(doc, "công văn.pdf", b"\x00\x01 PDF body", description="Toàn văn")
-    assert att.content_id.startswith("cid:")
-    assert doc.manifest[0].content_id == att.content_id
-    assert doc.manifest[0].attachment_name == "công văn.pdf"
-    assert zipfile.is_zipfile(io.BytesIO(base64.b64decode(att.encoded)))
-    assert p.extract_attachment(att) == ("công văn.pdf", b"\x00\x01 PDF body")
-    second = p.add_attachment(doc, "công văn.pdf", b"\x00\x01 PDF body")
-    assert second.content_id != att.content_id
-
-
-def test_extract_plain_base64_and_refusals() -> None:
-    """Non-zip content comes back decoded; bad base64 and zip bombs raise ATTACHMENT_INVALID."""
-    plain = p.Attachment("cid:x", "x.txt", encoded=base64.b64encode(b"plain").decode())
-    assert p.extract_attachment(plain) == ("x.txt", b"plain")
-    with pytest.raises(MalformedPackage) as bad:
-        p.extract_attachment(p.Attachment("cid:y", "y", encoded="@@@"))
-    assert bad.value.code == "ATTACHMENT_INVALID"
-    doc = make_document()
-    bomb = p.add_attachment(doc, "zeros.bin", bytes(1_000_000))
-    with pytest.raises(MalformedPackage) as big:
-        p.extract_attachment(bomb, max_bytes=1000)
-    assert big.value.code == "ATTACHMENT_INVALID"
 
 
 # --- trace headers and statuses -----------------------------------------------------------------

@@ -16,10 +16,12 @@ from typing import Any
 import click
 
 from edoc_axis.cli.base import reported_errors
+from edoc_axis.cli.packages import save_attachment
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
 from edoc_axis.gateway import host
 from edoc_axis.node import Node, Runner, data_file
+from edoc_axis.package import DocumentPackage, parse
 from edoc_axis.store import PICKUP_STATES, Store
 from edoc_axis.transport import Topology, dead_letters, replay_dead_letter
 
@@ -154,7 +156,8 @@ def _entry_dict(entry: Any) -> dict[str, Any]:
 @json_option
 @click.argument("package_id")
 def inbox_show(config_path: Path | None, as_json: bool, package_id: str) -> None:
-    """Show one received package's record (sender, DocumentId, digest, pickup state)."""
+    """Show one received package's record (sender, DocumentId, digest, pickup state), and the
+    warnings it was accepted with (harmless deviations the "received" profile let through)."""
     with reported_errors():
         store = _store(load_settings(config_path))
         try:
@@ -165,9 +168,14 @@ def inbox_show(config_path: Path | None, as_json: bool, package_id: str) -> None
     if as_json:
         _echo_json(info)
         return
+    warnings = info.pop("warnings")
     for key, value in info.items():
         if value not in (None, "", ()):
             click.echo(f"{key:>16}: {', '.join(value) if isinstance(value, tuple) else value}")
+    for warning in warnings:
+        value = f" {warning['value']!r}" if warning.get("value") is not None else ""
+        click.echo(f"{'warning':>16}: {warning['code']} {warning.get('element') or ''}{value}: "
+                   f"{warning['message']}")
 
 
 @inbox_group.command("export")
@@ -175,10 +183,19 @@ def inbox_show(config_path: Path | None, as_json: bool, package_id: str) -> None
 @click.argument("package_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here (default: stdout).")
-def inbox_export(config_path: Path | None, package_id: str, output: Path | None) -> None:
-    """Write a received package's exact signed bytes."""
+@click.option("--attachments", "attachments_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write each attached file, as the sender's original bytes, into this "
+                   "folder (an existing file is never overwritten).")
+def inbox_export(config_path: Path | None, package_id: str, output: Path | None,
+                 attachments_dir: Path | None) -> None:
+    """Write a received package's exact signed bytes, and with --attachments its files.
+
+    The files are unzipped whichever way the sender packed them. Exit 65 when an attachment
+    cannot be unpacked (the others are still written).
+    """
     with reported_errors():
-        store = _store(load_settings(config_path))
+        settings = load_settings(config_path)
+        store = _store(settings)
         try:
             store.inbox_entry(package_id)
             body = store.body(package_id)
@@ -189,6 +206,27 @@ def inbox_export(config_path: Path | None, package_id: str, output: Path | None)
     else:
         output.write_bytes(body)
         click.echo(f"wrote {len(body)} bytes to {output}", err=True)
+    if attachments_dir is not None:
+        _export_attachments(body, settings, attachments_dir)
+
+
+def _export_attachments(body: bytes, settings: Settings, directory: Path) -> None:
+    with reported_errors():  # the limits the node accepted the package under
+        pkg = parse(body, settings.limits.xml_limits())
+    attachments = pkg.attachments if isinstance(pkg, DocumentPackage) else []
+    failure: EdocAxisError | None = None
+    for index, att in enumerate(attachments, 1):
+        try:
+            path, unpacked = save_attachment(att, directory, index)
+        except EdocAxisError as exc:
+            failure = exc
+            click.echo(f"error: {exc}", err=True)
+            continue
+        click.echo(f"wrote {unpacked.size} bytes to {path}", err=True)
+    if not attachments:
+        click.echo("the package has no attachments", err=True)
+    if failure is not None:
+        sys.exit(failure.exit_code)
 
 
 # --- track and status --------------------------------------------------------------------------

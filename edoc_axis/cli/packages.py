@@ -6,8 +6,10 @@ These commands parse arguments, then call ``edoc_axis.schema`` and ``edoc_axis.p
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tomllib
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import click
 
 from edoc_axis import package as pkgmod
+from edoc_axis.attachment import Attachment, Unpacked, write_attachment
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.errors import EXIT_INVALID, EXIT_OK, ConfigError, EdocAxisError
 from edoc_axis.package import (
@@ -318,7 +321,7 @@ def _merge_document_options(spec: dict[str, Any], opts: dict[str, Any]) -> dict[
     "attachments",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Attach a file (zipped and base64-encoded); repeatable.",
+    help="Attach a file (zipped, labelled application/zip, under its own name); repeatable.",
 )
 @click.option(
     "-o",
@@ -367,15 +370,42 @@ def new_command(
 
 @package_group.command("show")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def show_command(file: Path) -> None:
+@click.option(
+    "--extract",
+    "extract_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write each attached file, as the sender's original bytes, into this folder.",
+)
+def show_command(file: Path, extract_dir: Path | None) -> None:
     """Print a readable summary of a package: kind, parties, ids, subject, attachments.
 
-    Does not validate it (use `edoc-axis validate`); exit 65 when it cannot be read at all.
+    Each attachment line gives the file's name, size and type once unzipped, and how it was
+    packed (zip; zip labelled with the file's type; not zipped). With --extract the files are
+    written into the folder; an existing file is never overwritten ("name (2).pdf" instead).
+    Does not validate the package (use `edoc-axis validate`); exit 65 when it cannot be read
+    at all, or when --extract is given and an attachment cannot be unpacked.
     """
     with reported_errors():
         built = pkgmod.parse(_read_bounded(file, DEFAULT_MAX_BYTES))
         for label, value in _summary(built):
             click.echo(f"{label + ':':<16}{value}")
+    attachments = built.attachments if isinstance(built, DocumentPackage) else []
+    failed = False
+    for index, att in enumerate(attachments, 1):
+        try:
+            if extract_dir is None:
+                unpacked, where = write_attachment(att, _Discard()), ""
+            else:
+                path, unpacked = save_attachment(att, extract_dir, index)
+                where = f"  -> {path}"
+            line = _attachment_line(att, unpacked) + where
+        except EdocAxisError as exc:
+            failed = failed or extract_dir is not None
+            name = att.attachment_name or "?"
+            line = f"{name}  unreadable: {exc.message}  {att.content_type or '?'}  {att.content_id}"
+        click.echo(f"{'attachment:':<16}{line}")
+    if failed:
+        sys.exit(EXIT_INVALID)
 
 
 def _org_line(org: Organization) -> str:
@@ -417,16 +447,76 @@ def _summary(pkg: Package) -> Iterator[tuple[str, str]]:
     for trace in pkg.trace_headers:
         yield "trace", f"{trace.organ_id} at {trace.timestamp}"
     yield "signed", "yes" if pkg.signed else "no"
-    for att in pkg.attachments:
-        yield "attachment", _attachment_line(att)
 
 
-def _attachment_line(att: pkgmod.Attachment) -> str:
+_PACKING = {"zip": "zipped", "zip-mislabelled": "zipped, labelled", "plain": "not zipped"}
+
+
+def _attachment_line(att: Attachment, unpacked: Unpacked) -> str:
     encoded_size = len(att.encoded) * 3 // 4 - att.encoded[-2:].count("=")
+    packing = _PACKING[unpacked.packing]
+    if unpacked.packing == "zip-mislabelled":
+        packing += f" {att.content_type or 'with no type'}"
+    elif unpacked.packing == "plain" and unpacked.content_type == "application/zip":
+        packing = "a ZIP file, kept whole"
+    return (
+        f"{unpacked.name}  {unpacked.size} bytes ({encoded_size} encoded)  "
+        f"{unpacked.content_type}  {packing}  {att.content_id}"
+    )
+
+
+class _Discard:
+    """A sink that keeps nothing: show measures files without holding them."""
+
+    def write(self, data: bytes, /) -> int:
+        return len(data)
+
+
+def save_attachment(att: Attachment, directory: Path, index: int) -> tuple[Path, Unpacked]:
+    """Write one attached file into ``directory`` (created if missing) and return its path.
+
+    The name is the attachment's own, reduced to a bare file name (``attachment-INDEX`` when
+    nothing usable is left). Written under a temporary name and then linked in, so a file that
+    fails half way (``ATTACHMENT_INVALID``) leaves nothing, and an existing file is never
+    replaced: the next free ``name (2).ext`` is taken.
+    """
     try:
-        name, content = pkgmod.extract_attachment(att)
-        size = f"{len(content)} bytes ({encoded_size} encoded)"
-    except EdocAxisError as exc:
-        name, size = att.attachment_name or "?", f"unreadable: {exc.message}"
-    kind = att.content_type or "?"
-    return f"{name}  {size}  {kind}  {att.content_id}"
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".{uuid.uuid4().hex}.partial"
+        try:
+            with partial.open("xb") as sink:
+                unpacked = write_attachment(att, sink)
+            return _claim(partial, directory, _file_name(unpacked.name, index)), unpacked
+        finally:
+            partial.unlink(missing_ok=True)
+    except OSError as exc:
+        raise click.FileError(str(directory), hint=exc.strerror or str(exc)) from exc
+
+
+def _file_name(name: str, index: int) -> str:
+    base = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable())
+    base = base.strip()
+    if base in ("", ".", ".."):
+        base = f"attachment-{index}"
+    stem, suffix = os.path.splitext(base)
+    if len(suffix.encode()) > 32:
+        stem, suffix = base, ""
+    while len((stem + suffix).encode()) > 240 and stem:  # NAME_MAX is 255 bytes, less " (n)"
+        stem = stem[:-1]
+    return stem + suffix
+
+
+def _claim(partial: Path, directory: Path, name: str) -> Path:
+    stem, suffix = os.path.splitext(name)
+    for n in range(1, 10_000):
+        target = directory / (name if n == 1 else f"{stem} ({n}){suffix}")
+        try:
+            os.link(partial, target)  # fails if target exists: never overwrites
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            if target.exists():
+                continue
+            partial.rename(target)
+        return target
+    raise FileExistsError(f"no free name for {name}")
