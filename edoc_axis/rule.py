@@ -2,8 +2,11 @@
 
 The rules run on a tree the XSD already accepted, so every element they touch has the expected
 shape; they judge values (formats, domains, lengths), counts the free-order XSD cannot express,
-and the links between parts (manifest and attachments, status direction). Each finding names the
-rule code, the element path and the source line. ``RULE_CODES`` documents every code.
+the links between parts (manifest and attachments, status direction) and format deviations that
+lose nothing (empty optional containers, white space around values). Each finding names the rule
+code, the element path, the value it judged and the source line. ``RULE_CODES`` documents every
+code; how much each weighs (refuse or warn, per profile) is ``edoc_axis.profile``'s table. The
+rules do not assume the XSD passed, so ``schema.validate`` can report every finding at once.
 
 Status direction, from the package alone: ResponseFor/OrganId (the addressee) must differ from
 From/OrganId; and when ResponseFor/DocumentId has the conventional form
@@ -56,6 +59,8 @@ RULE_CODES: dict[str, str] = {
     "BASE64_INVALID": "ContentTransferEncoded is not valid base64",
     "LENGTH_LIMIT": "a value is longer than the limit production axes apply",
     "STATUS_DIRECTION": "a status goes the wrong way between the document's sender and recipient",
+    "EMPTY_ELEMENT": "an optional container is present but empty (e.g. ResponseFor in a document)",
+    "SURPLUS_WHITESPACE": "a value has white space before or after it",
 }
 
 # Limits one production axis applies (characters, after trimming surrounding white space).
@@ -102,20 +107,47 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _BOOLEANS = {"true", "false", "1", "0"}
 _DSIG_PREFIX = f"{{{DSIG_NS}}}"
 _DSIG_SIGNATURE = f"{_DSIG_PREFIX}Signature"
+_NS_PREFIX = f"{{{NS}}}"
+_SIGNATURES = frozenset({q("Signature"), _DSIG_SIGNATURE})
+# Optional containers an empty occurrence of which says nothing: left out or sent empty, the
+# package means the same. (ResponseFor of a document is one too; of a status it is required.)
+_OPTIONAL_CONTAINERS = frozenset(
+    q(name) for name in ("ToPlaces", "OtherInfo", "SignerInfo", "Appendixes", "StaffInfo")
+)
+# Base64 is wrapped over lines by producers: white space inside it is normal, not surplus.
+_NOT_A_VALUE = q("ContentTransferEncoded")
+MAX_VALUE_CHARS = 120  # a finding quotes at most this much of the value it judged
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One problem in a package: a stable code, a message, the element path and source line."""
+    """One problem in a package: a stable code, a message, the element path, the value judged
+    (its raw text, cut at ``MAX_VALUE_CHARS``), the source line, and its severity under the
+    profile it was weighed by (``edoc_axis.profile``; ``error`` until weighed). ``place`` names
+    the element that changes the code's weight (``TraceHeader``), if any."""
 
     code: str
     message: str
     element: str | None = None
     line: int | None = None
+    value: str | None = None
+    severity: str = "error"
+    place: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return asdict(self)
+        """A JSON-ready view (without ``place``, which only keys the severity table)."""
+        out = asdict(self)
+        del out["place"]
+        return out
+
+
+def element_value(el: etree._Element) -> str | None:
+    """The raw text of a leaf element, cut at ``MAX_VALUE_CHARS``; None for containers and
+    base64 (an attachment is no value to quote)."""
+    if el.tag == _NOT_A_VALUE or any(isinstance(child.tag, str) for child in el):
+        return None
+    text = el.text or ""
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
 def element_path(el: etree._Element) -> str:
@@ -151,8 +183,14 @@ class _Rules:
         self.kind = kind
         self.findings: list[Finding] = []
 
-    def add(self, code: str, message: str, el: etree._Element) -> None:
-        self.findings.append(Finding(code, message, element_path(el), el.sourceline))
+    def add(
+        self, code: str, message: str, el: etree._Element, place: str | None = None,
+        value: str | None = None,
+    ) -> None:
+        judged = element_value(el) if value is None else value
+        self.findings.append(
+            Finding(code, message, element_path(el), el.sourceline, judged, place=place)
+        )
 
     def run(self) -> list[Finding]:
         envelope = self.root.find(q("edXMLEnvelope"))
@@ -161,6 +199,7 @@ class _Rules:
         if envelope is None or block is None or header is None:  # detect_kind refused these
             return self.findings
         self.header_block(block)
+        self.surplus_whitespace(self.root)
         if self.kind == "status":
             self.status(header)
         else:
@@ -206,14 +245,14 @@ class _Rules:
         if traces is not None:
             self.count(traces, (("Bussiness", 0, 1),))
             for trace in traces.iterfind(q("TraceHeader")):
-                self.organ_ids(trace.iterfind(q("OrganId")))
+                self.organ_ids(trace.iterfind(q("OrganId")), place="TraceHeader")
                 for stamp in trace.iterfind(q("Timestamp")):
                     self.timestamp(stamp)
             business = traces.find(q("Bussiness"))
             if business is not None:
                 self.business(business)
 
-    def organ_ids(self, elements: Iterable[etree._Element]) -> None:
+    def organ_ids(self, elements: Iterable[etree._Element], place: str | None = None) -> None:
         for el in elements:
             value = _text(el)
             if not is_valid_organ_id(value):
@@ -222,7 +261,36 @@ class _Rules:
                     f"{value!r} is not an OrganId: expected four dot-separated groups "
                     "NNN.NN.NN.XNN (3 digits, 2, 2, then a letter and two digits or letters)",
                     el,
+                    place,
                 )
+
+    def empty(self, el: etree._Element) -> bool:
+        """Report an optional container sent without content; True when it is empty."""
+        if (el.text or "").strip() or any(isinstance(child.tag, str) for child in el):
+            return False
+        name = etree.QName(el).localname
+        self.add("EMPTY_ELEMENT", f"{name} is empty; an optional element with nothing in it "
+                 "is better left out", el, value="")
+        return True
+
+    def surplus_whitespace(self, el: etree._Element) -> None:
+        """White space around the text of every edXML leaf (signatures and base64 excepted).
+
+        Text that is only white space is no value (a pretty-printed empty container)."""
+        for child in el:
+            tag = child.tag
+            if not isinstance(tag, str) or tag in _SIGNATURES or not tag.startswith(_NS_PREFIX):
+                continue
+            if any(isinstance(c.tag, str) for c in child):
+                self.surplus_whitespace(child)
+                continue
+            if tag == _NOT_A_VALUE:  # megabytes of base64: never copied into Python
+                continue
+            text = child.text
+            if text and (text[0].isspace() or text[-1].isspace()) and not text.isspace():
+                name = etree.QName(child).localname
+                self.add("SURPLUS_WHITESPACE", f"{name} has white space around its value; it "
+                         f"is read as {_quote(text.strip())}", child)
 
     def date(self, el: etree._Element, *, allow_empty: bool) -> None:
         value = _text(el)
@@ -290,12 +358,20 @@ class _Rules:
                 self.length(el)
         for el in header.iterfind(q("DueDate")):
             self.date(el, allow_empty=True)
+        self.optional_parts(header)
+        for el in header.iterfind(q("SteeringType")):
+            self.domain(el, "STEERING_TYPE_DOMAIN", STEERING_TYPES, "SteeringType")
+
+    def optional_parts(self, header: etree._Element) -> None:
+        for child in header:
+            if child.tag in _OPTIONAL_CONTAINERS:
+                self.empty(child)
         for other in header.iterfind(q("OtherInfo")):
             self.other_info(other)
         for response in header.iterfind(q("ResponseFor")):
-            self.response_for(response)
-        for el in header.iterfind(q("SteeringType")):
-            self.domain(el, "STEERING_TYPE_DOMAIN", STEERING_TYPES, "SteeringType")
+            # Empty is harmless in a document (it answers nothing); a status needs its OrganId.
+            if not self.empty(response):
+                self.response_for(response)
 
     def parties(self, header: etree._Element) -> None:
         for org in header.iterfind(q("From")):
@@ -333,6 +409,8 @@ class _Rules:
             value = _text(el)
             if value and value.lower() not in _BOOLEANS:
                 self.add("BOOLEAN_FORMAT", f"Direction {value!r} is not true or false", el)
+        for el in other.iterfind(q("Appendixes")):
+            self.empty(el)
 
     def business(self, business: etree._Element) -> None:
         doc_type_el = business.find(q("BussinessDocType"))
@@ -343,6 +421,8 @@ class _Rules:
             )
         for el in business.iterfind(q("Paper")):
             self.integer(el)
+        for el in business.iterfind(q("StaffInfo")):
+            self.empty(el)
         info = business.find(q("BussinessDocumentInfo"))
         receivers = info.findall(f"{q('ReceiverList')}/{q('Receiver')}") if info is not None else []
         if receivers and doc_type != "2":
@@ -434,6 +514,8 @@ class _Rules:
             self.organization(sender)
         if response is not None:
             self.response_for(response)
+        for el in header.iterfind(q("StaffInfo")):
+            self.empty(el)
         for el in header.iterfind(q("Timestamp")):
             self.timestamp(el)
         if code_el is None:
@@ -489,9 +571,14 @@ class _Rules:
             )
 
 
+def _quote(text: str) -> str:
+    short = text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+    return repr(short)
+
+
 def _cid(el: etree._Element | None) -> str:
     # Compare ids without the "cid:" URL scheme: producers differ on writing it on both sides.
     return _text(el).removeprefix("cid:") if el is not None else ""
 
 
-__all__ = ["NS", "RULE_CODES", "Finding", "check_rules", "element_path"]
+__all__ = ["NS", "RULE_CODES", "Finding", "check_rules", "element_path", "element_value"]

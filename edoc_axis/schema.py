@@ -1,16 +1,19 @@
 """Validation of edXML packages: hardened parse, our XSD (lxml), then the business rules.
 
-``validate`` reports every problem as a ``Finding`` (code, message, element path, line) and never
-raises for a bad package; ``check`` is the node's entry point and raises the first problem as
-``HostileInput``/``MalformedPackage``/``SchemaViolation``/``RuleViolation``. The XSDs ship inside
-the wheel (``edoc_axis.schemas``). Compiled schemas are cached per thread because an lxml
-``XMLSchema`` must not validate from two threads at once.
+``validate`` reports every finding (code, message, element path, value, line), each weighed by
+a reception profile (``edoc_axis.profile``: ``strict`` refuses every finding, ``received`` only
+warns about harmless deviations), and never raises for a bad package. ``accept`` is the node's
+entry point: the model plus the warnings the profile lets through, or the first refusing finding
+raised as ``HostileInput``/``MalformedPackage``/``SchemaViolation``/``RuleViolation``; ``check``
+is ``accept`` under ``strict``. The XSDs ship inside the wheel (``edoc_axis.schemas``).
+Compiled schemas are cached per thread because an lxml ``XMLSchema`` must not validate from
+two threads at once.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -26,7 +29,8 @@ from edoc_axis.errors import (
 )
 from edoc_axis.package import NS, Package, detect_kind, from_tree
 from edoc_axis.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
-from edoc_axis.rule import RULE_CODES, Finding, check_rules, element_path
+from edoc_axis.profile import STRICT, Severity, severity
+from edoc_axis.rule import RULE_CODES, Finding, check_rules, element_path, element_value
 
 SCHEMA_FILES = {"edoc": "edxml-document.xsd", "status": "edxml-status.xsd"}
 SCHEMA_CODES: dict[str, str] = {
@@ -42,8 +46,10 @@ _thread = threading.local()
 __all__ = [
     "RULE_CODES",
     "SCHEMA_CODES",
+    "Accepted",
     "Finding",
     "ValidationReport",
+    "accept",
     "check",
     "load_schema",
     "validate",
@@ -52,24 +58,47 @@ __all__ = [
 
 @dataclass(slots=True)
 class ValidationReport:
-    """The outcome of ``validate``: findings, and the package model when it is valid."""
+    """The outcome of ``validate``: every finding weighed by ``profile``, and the package model
+    when no finding refuses it."""
 
     findings: list[Finding] = field(default_factory=list)
     package: Package | None = None
     kind: str | None = None
+    profile: str = STRICT
+
+    @property
+    def errors(self) -> list[Finding]:
+        """The findings that refuse the package."""
+        return [f for f in self.findings if f.severity == Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """The findings reported without refusing the package."""
+        return [f for f in self.findings if f.severity != Severity.ERROR]
 
     @property
     def valid(self) -> bool:
-        """True when there is no finding."""
-        return not self.findings
+        """True when no finding refuses the package (warnings allowed)."""
+        return not self.errors
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (without the model)."""
         return {
             "valid": self.valid,
             "kind": self.kind,
+            "profile": self.profile,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
             "findings": [f.to_dict() for f in self.findings],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A package a profile accepts: its model and the findings it only warns about."""
+
+    package: Package
+    warnings: tuple[Finding, ...] = ()
 
 
 @cache
@@ -107,30 +136,50 @@ def _schema(kind: str) -> etree.XMLSchema:
     return schema
 
 
-def validate(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> ValidationReport:
-    """Check bytes as an edXML package: every problem becomes a finding; nothing is raised."""
+def validate(
+    data: bytes, limits: XmlLimits = DEFAULT_LIMITS, profile: str = STRICT
+) -> ValidationReport:
+    """Check bytes as an edXML package: every finding, weighed by ``profile``; nothing raised."""
     try:
         root = parse_xml(data, limits).getroot()
         kind = detect_kind(root)
     except PackageRejected as exc:
-        return ValidationReport([_finding(exc)])
-    findings = _schema_findings(root, kind) or check_rules(root, kind)
-    if findings:
-        return ValidationReport(findings, None, kind)
-    try:
-        package = from_tree(root)
-    except PackageRejected as exc:  # unreachable for schema- and rule-valid trees; kept safe
-        return ValidationReport([_finding(exc)], None, kind)
-    return ValidationReport([], package, kind)
+        return ValidationReport(_weigh([_finding(exc)], profile), profile=profile)
+    report = ValidationReport(_weigh(_findings(root, kind), profile), None, kind, profile)
+    if report.valid:
+        try:
+            report.package = from_tree(root)
+        except PackageRejected as exc:  # unreachable for schema- and rule-valid trees; kept safe
+            report.findings.extend(_weigh([_finding(exc)], profile))
+    return report
+
+
+def accept(data: bytes, limits: XmlLimits = DEFAULT_LIMITS, profile: str = STRICT) -> Accepted:
+    """The model of bytes ``profile`` accepts, with the findings it only warns about.
+
+    Raises the first refusing finding as the matching ``PackageRejected`` (hostile or
+    malformed bytes as ``HostileInput``/``MalformedPackage``, straight from the parser).
+    """
+    root = parse_xml(data, limits).getroot()
+    kind = detect_kind(root)
+    report = ValidationReport(_weigh(_findings(root, kind), profile), None, kind, profile)
+    raise_for(report)
+    return Accepted(from_tree(root), tuple(report.warnings))
 
 
 def check(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> Package:
-    """The package model of valid bytes, or the first problem raised with its code."""
-    root = parse_xml(data, limits).getroot()
-    kind = detect_kind(root)
-    findings = _schema_findings(root, kind) or check_rules(root, kind)
-    raise_for(ValidationReport(findings, None, kind))
-    return from_tree(root)
+    """The package model of bytes ``strict`` accepts, or the first finding raised with its code."""
+    return accept(data, limits, STRICT).package
+
+
+def _findings(root: etree._Element, kind: str) -> list[Finding]:
+    # The rules run on schema-invalid trees too (they assume no shape), so that one report
+    # lists every finding, not the XSD's alone.
+    return _schema_findings(root, kind) + check_rules(root, kind)
+
+
+def _weigh(findings: list[Finding], profile: str) -> list[Finding]:
+    return [replace(f, severity=severity(f.code, profile, f.place).value) for f in findings]
 
 
 def _finding(exc: EdocAxisError) -> Finding:
@@ -153,25 +202,29 @@ def _explain(root: etree._Element, entry: Any) -> Finding:
     else:
         code = "SCHEMA_VIOLATION"
     line = int(entry.line) if entry.line else None
-    return Finding(code, message, _locate(root, str(entry.message), line), line)
+    el = _locate(root, str(entry.message), line)
+    if el is None:
+        return Finding(code, message, None, line)
+    return Finding(code, message, element_path(el), line, element_value(el))
 
 
-def _locate(root: etree._Element, message: str, line: int | None) -> str | None:
-    """Our element path for a libxml2 message ``Element '{ns}Name': ...`` at ``line``."""
+def _locate(root: etree._Element, message: str, line: int | None) -> etree._Element | None:
+    """The element a libxml2 message ``Element '{ns}Name': ...`` at ``line`` is about."""
     if not message.startswith("Element '"):
         return None
     tag = message[len("Element '") :].split("'", 1)[0]
     for el in root.iter(tag):
         if line is None or el.sourceline == line:
-            return element_path(el)
+            return el
     return None
 
 
 def raise_for(report: ValidationReport) -> None:
-    """Raise the first finding of an invalid report as the matching ``PackageRejected``."""
-    if report.valid:
+    """Raise the first refusing finding of a report as the matching ``PackageRejected``."""
+    errors = report.errors
+    if not errors:
         return
-    first = report.findings[0]
+    first = errors[0]
     cls: type[PackageRejected]
     if first.code.startswith("SCHEMA_"):
         cls = SchemaViolation

@@ -479,3 +479,23 @@ def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
     for node in nodes.values():
         node.close()
     yield AuditedExchange(axis, settings, document_id)
+
+
+# --- reception profiles (issue 9): the deviations the deployed axis really delivers -------------
+
+DEVIANT_TRACE_ORGAN_ID = "28.22.H17"
+
+
+def with_deviations(document: bytes) -> bytes:
+    """``document`` (as build_edxml_document writes it) with three harmless deviations: an empty
+    ``<edXML:ResponseFor/>``, a second TraceHeader with OrganId ``28.22.H17``, and white space
+    around the Subject."""
+    ns = 'xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016"'
+    hop = (f"<TraceHeader><OrganId>{DEVIANT_TRACE_ORGAN_ID}</OrganId>"
+           "<Timestamp>2024/05/06 08:05:00</Timestamp></TraceHeader>")
+    changed = (document
+               .replace(b"</MessageHeader>", f"<edXML:ResponseFor {ns}/></MessageHeader>".encode())
+               .replace(b"</TraceHeaderList>", hop.encode() + b"</TraceHeaderList>")
+               .replace(b"<Subject>", b"<Subject>  ", 1))
+    assert changed.count(b"ResponseFor") == 1 and changed.count(b"<TraceHeader>") == 2
+    return changed

@@ -29,13 +29,13 @@ def test_validate_valid_folder_exits_0() -> None:
 
 
 def test_validate_invalid_prints_code_element_line_and_exits_65() -> None:
-    """An invalid package prints 'path:line: CODE element: message' and exits 65."""
+    """An invalid package prints 'path:line: error CODE element 'value': message', exits 65."""
     path = DATA / "invalid" / "DATE_FORMAT--dd-mm-yyyy.edxml"
     code, out = _run("validate", str(path), str(DATA / "valid" / "status-01.edxml"))
     assert code == 65
     first, second = out.splitlines()
-    assert first.startswith(f"{path}:31: DATE_FORMAT /edXML/edXMLEnvelope/edXMLHeader/")
-    assert "PromulgationInfo/PromulgationDate: " in first and "dd/MM/yyyy" in first
+    assert first.startswith(f"{path}:31: error DATE_FORMAT /edXML/edXMLEnvelope/edXMLHeader/")
+    assert "PromulgationInfo/PromulgationDate '05/03/2024': " in first and "dd/MM/yyyy" in first
     assert second.endswith("status-01.edxml: valid")
 
 

@@ -325,11 +325,13 @@ def test_validate_from_many_threads(sample_document: bytes, sample_status: bytes
 
 
 def test_finding_to_dict() -> None:
-    """Findings serialize to code, message, element, line."""
+    """Findings serialize to code, severity, message, element, value, line."""
     report = validate(p.build(make_document(steering_type="7")))
     assert report.to_dict()["findings"][0] == {
         "code": "STEERING_TYPE_DOMAIN",
+        "severity": "error",
         "message": "SteeringType '7' is not one of 1, 2, 3",
         "element": f"{HEADER}/SteeringType",
+        "value": "7",
         "line": report.findings[0].line,
     }

@@ -43,6 +43,7 @@ from edoc_axis.package import (
     StatusPackage,
 )
 from edoc_axis.parser import DEFAULT_MAX_BYTES, XmlLimits
+from edoc_axis.profile import PROFILES, STRICT
 from edoc_axis.schema import ValidationReport, validate
 
 PACKAGE_SUFFIXES = (".edxml", ".xml")
@@ -72,18 +73,30 @@ def _read_bounded(path: Path, max_bytes: int) -> bytes:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
 @click.option(
+    "--profile",
+    type=click.Choice(PROFILES),
+    default=STRICT,
+    show_default=True,
+    help="strict: every finding refuses (what the node sends). received: harmless deviations "
+    "(empty optional elements, odd TraceHeader OrganIds, white space around values) are "
+    "warnings (what the node receives).",
+)
+@click.option(
     "--max-bytes",
     type=click.IntRange(min=1),
     default=DEFAULT_MAX_BYTES,
     show_default=True,
     help="Refuse packages larger than this many bytes.",
 )
-def validate_command(paths: tuple[Path, ...], as_json: bool, max_bytes: int) -> None:
+def validate_command(paths: tuple[Path, ...], as_json: bool, profile: str, max_bytes: int) -> None:
     """Check edXML packages: structure (XSD) and business rules, not signatures.
 
     PATHS are package files or folders (searched recursively for *.edxml and *.xml). Prints
-    "PATH: valid", or one line per problem: "PATH:LINE: CODE ELEMENT: MESSAGE".
-    Exit status: 0 when every package is valid, 65 when any is invalid, 2 on usage errors.
+    every finding of a package, one line each: "PATH:LINE: SEVERITY CODE ELEMENT 'VALUE':
+    MESSAGE" (SEVERITY is error or warning under --profile), then "PATH: valid" when nothing
+    refuses it ("valid, N warnings" when some findings are only warnings).
+    Exit status: 0 when every package is valid (warnings allowed), 65 when any is refused,
+    2 on usage errors.
     """
     files = list(_package_files(paths))
     if not files:
@@ -95,7 +108,7 @@ def validate_command(paths: tuple[Path, ...], as_json: bool, max_bytes: int) -> 
             data = _read_bounded(path, max_bytes)
         except OSError as exc:
             raise click.FileError(str(path), hint=exc.strerror) from exc
-        report = validate(data, limits)
+        report = validate(data, limits, profile)
         results.append((path, report))
         if not as_json:
             _echo_report(path, report)
@@ -103,6 +116,7 @@ def validate_command(paths: tuple[Path, ...], as_json: bool, max_bytes: int) -> 
     if as_json:
         out = {
             "valid": all_valid,
+            "profile": profile,
             "packages": [{"path": str(path), **report.to_dict()} for path, report in results],
         }
         click.echo(json.dumps(out, ensure_ascii=False, indent=2))
@@ -110,13 +124,14 @@ def validate_command(paths: tuple[Path, ...], as_json: bool, max_bytes: int) -> 
 
 
 def _echo_report(path: Path, report: ValidationReport) -> None:
-    if report.valid:
-        click.echo(f"{path}: valid")
-        return
     for finding in report.findings:
         where = f"{path}:{finding.line}" if finding.line else str(path)
         element = f" {finding.element}" if finding.element else ""
-        click.echo(f"{where}: {finding.code}{element}: {finding.message}")
+        value = f" {finding.value!r}" if finding.value is not None else ""
+        click.echo(f"{where}: {finding.severity} {finding.code}{element}{value}: {finding.message}")
+    if report.valid:
+        warnings = len(report.warnings)
+        click.echo(f"{path}: valid" + (f", {warnings} warning(s)" if warnings else ""))
 
 
 # --- package new / show ------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""Reception profiles: how much each validation finding weighs, declared in one table.
+
+A finding either refuses the package (``error``) or is only reported (``warning``). What decides
+is what the rule protects: hostile XML, structure, signatures, parties and routing (From, To,
+recipients, ResponseFor of a status, status direction), sizes, encodings, attachments and
+base64 always refuse; format deviations that lose nothing (an empty optional element, an
+unusual OrganId in a TraceHeader, white space around a value) may be let through.
+
+- ``strict``: every finding refuses. Our own submissions use it unless the node's config says
+  ``[validation] submit_profile = "received"``.
+- ``received``: the ``WARN`` rows of ``SEVERITIES`` are warnings. The node receives with it: the
+  deployed axis delivers such packages, and refusing them would lose real documents.
+
+A row's key is a finding code, or ``CODE@Element`` for a code whose weight depends on the element
+it is found in (an OrganId inside a ``TraceHeader`` records a hop; everywhere else it routes).
+A code missing from the table refuses under every profile (fail closed). Pure: no XML here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class Severity(StrEnum):
+    """What a finding does to the package under a profile."""
+
+    ERROR = "error"  # the package is refused
+    WARNING = "warning"  # the package is accepted; the finding is reported and kept
+
+
+STRICT = "strict"
+RECEIVED = "received"
+PROFILES = (STRICT, RECEIVED)
+
+REFUSE, WARN = Severity.ERROR, Severity.WARNING
+
+
+class Row(NamedTuple):
+    """The severity of one finding under each profile."""
+
+    strict: Severity
+    received: Severity
+
+
+SEVERITIES: dict[str, Row] = {
+    # The hardened door (edoc_axis.parser): hostile or unreadable bytes.
+    "XML_TOO_LARGE": Row(REFUSE, REFUSE),
+    "XML_ENCODING": Row(REFUSE, REFUSE),
+    "XML_EMPTY": Row(REFUSE, REFUSE),
+    "XML_NOT_XML": Row(REFUSE, REFUSE),
+    "XML_DOCTYPE": Row(REFUSE, REFUSE),
+    "XML_ENTITY": Row(REFUSE, REFUSE),
+    "XML_TOO_MANY_ELEMENTS": Row(REFUSE, REFUSE),
+    "XML_TOO_DEEP": Row(REFUSE, REFUSE),
+    "XML_MALFORMED": Row(REFUSE, REFUSE),
+    # Structure: what the XSD (edoc_axis.schema) and the model refuse.
+    "PACKAGE_NOT_EDXML": Row(REFUSE, REFUSE),
+    "PACKAGE_STRUCTURE": Row(REFUSE, REFUSE),
+    "PACKAGE_VALUE": Row(REFUSE, REFUSE),
+    "SCHEMA_UNEXPECTED_ELEMENT": Row(REFUSE, REFUSE),
+    "SCHEMA_MISSING_ELEMENT": Row(REFUSE, REFUSE),
+    "SCHEMA_VIOLATION": Row(REFUSE, REFUSE),
+    "CARDINALITY": Row(REFUSE, REFUSE),
+    # Parties and routing.
+    "ORGANID_FORMAT": Row(REFUSE, REFUSE),  # From, To, ResponseFor, Receiver, ReplacementInfo
+    "ORGANID_FORMAT@TraceHeader": Row(REFUSE, WARN),  # a hop record; nothing routes by it
+    "RECIPIENT_DUPLICATE": Row(REFUSE, REFUSE),
+    "STATUS_DIRECTION": Row(REFUSE, REFUSE),
+    "STATUS_CODE_DOMAIN": Row(REFUSE, REFUSE),
+    "BUSINESS_DOC_TYPE_DOMAIN": Row(REFUSE, REFUSE),
+    "BUSINESS_DOC_DETAIL": Row(REFUSE, REFUSE),
+    "RECEIVER_TYPE_DOMAIN": Row(REFUSE, REFUSE),
+    # Attachments.
+    "MANIFEST_UNMATCHED": Row(REFUSE, REFUSE),
+    "ATTACHMENT_UNMATCHED": Row(REFUSE, REFUSE),
+    "BASE64_INVALID": Row(REFUSE, REFUSE),
+    # Values the DMS reads: a wrong one would be shown or registered wrongly.
+    "DATE_FORMAT": Row(REFUSE, REFUSE),
+    "TIMESTAMP_FORMAT": Row(REFUSE, REFUSE),
+    "PRIORITY_DOMAIN": Row(REFUSE, REFUSE),
+    "STEERING_TYPE_DOMAIN": Row(REFUSE, REFUSE),
+    "DOCUMENT_TYPE_DOMAIN": Row(REFUSE, REFUSE),
+    "INTEGER_FORMAT": Row(REFUSE, REFUSE),
+    "BOOLEAN_FORMAT": Row(REFUSE, REFUSE),
+    "LENGTH_LIMIT": Row(REFUSE, REFUSE),
+    # Format deviations that lose nothing (the model reads the same values without them).
+    "EMPTY_ELEMENT": Row(REFUSE, WARN),  # an empty optional container, e.g. <ResponseFor/>
+    "SURPLUS_WHITESPACE": Row(REFUSE, WARN),  # white space around a value (it is trimmed)
+}
+
+
+def severity(code: str, profile: str, place: str | None = None) -> Severity:
+    """The severity of finding ``code`` (found in element ``place``) under ``profile``.
+
+    Unknown codes and profiles refuse: a new rule is strict until someone weighs it here.
+    """
+    row = (place and SEVERITIES.get(f"{code}@{place}")) or SEVERITIES.get(code)
+    if row is None or profile not in PROFILES:
+        return REFUSE
+    return Severity(getattr(row, profile))
+
+
+__all__ = ["PROFILES", "RECEIVED", "SEVERITIES", "STRICT", "Row", "Severity", "severity"]
