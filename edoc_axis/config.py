@@ -1,7 +1,8 @@
 """Node settings: one frozen dataclass loaded from a TOML file plus ``EDOC_AXIS_*`` overrides.
 
 The file has three top-level keys (``organ_id``, ``data_dir``, ``directory``) and the tables
-``[broker]``, ``[keys]``, ``[trust]``, ``[signature]``, ``[limits]`` and ``[api]``. Any key of the
+``[broker]``, ``[keys]``, ``[trust]``, ``[signature]``, ``[limits]``, ``[validation]``, ``[api]``
+and ``[audit]``. Any key of the
 file can be overridden by the environment variable ``EDOC_AXIS_<KEY>`` (top level) or
 ``EDOC_AXIS_<SECTION>_<KEY>`` (e.g. ``EDOC_AXIS_BROKER_URL``); ``EDOC_AXIS_CONFIG`` names the
 file. Unknown keys are errors (a typo must not silently fall back to a default). Relative paths
@@ -28,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 from edoc_axis.errors import ConfigError
 from edoc_axis.identifier import is_valid_organ_id
 from edoc_axis.parser import XmlLimits
+from edoc_axis.profile import PROFILES, STRICT
 
 CONFIG_ENV = "EDOC_AXIS_CONFIG"
 ENV_PREFIX = "EDOC_AXIS_"
@@ -127,6 +129,17 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidationSettings:
+    """Which reception profile (``edoc_axis.profile``) judges what this node is asked to send.
+
+    Received packages are always judged by ``received``; submissions (``send``, the DMS
+    gateway) by ``strict`` unless an agency whose DMS writes harmless deviations says otherwise.
+    """
+
+    submit_profile: str = STRICT
+
+
+@dataclass(frozen=True, slots=True)
 class ApiSettings:
     """The DMS gateway: the national axis client protocol over HTTP (``edoc_axis.api``)."""
 
@@ -164,6 +177,7 @@ class Settings:
     trust: TrustSettings = field(default_factory=TrustSettings)
     signature: SignatureSettings = field(default_factory=SignatureSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     dms: tuple[DmsSystemSettings, ...] = ()
     audit: AuditSettings = field(default_factory=AuditSettings)
@@ -189,6 +203,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "trust": TrustSettings,
     "signature": SignatureSettings,
     "limits": LimitSettings,
+    "validation": ValidationSettings,
     "api": ApiSettings,
     "audit": AuditSettings,
 }
@@ -355,6 +370,13 @@ def _validate(values: Mapping[str, Any], problems: _Problems) -> None:
             "limits.max_package_bytes",
             f"limits.max_package_bytes {max_bytes} is over the broker's message limit of "
             f"{BROKER_MAX_MESSAGE_BYTES} bytes (16 MiB); larger packages are not supported yet",
+        )
+    profile = values.get("validation.submit_profile")
+    if isinstance(profile, str) and profile not in PROFILES:
+        problems.add(
+            "CONFIG_PROFILE",
+            "validation.submit_profile",
+            f"validation.submit_profile '{profile}' must be one of {', '.join(PROFILES)}",
         )
     listen = values.get("api.listen")
     if isinstance(listen, str):
@@ -579,6 +601,12 @@ _DOCS: dict[str, str] = {
     "broker's default message limit.",
     "limits.max_depth": "Deepest XML nesting accepted.",
     "limits.max_elements": "Most XML elements accepted in one package.",
+    "validation": "How strictly packages are judged (reception profiles). Received packages are\n"
+    "always judged by \"received\": harmless deviations the deployed axis delivers (an empty\n"
+    "optional element, an odd OrganId in a TraceHeader, white space around a value) are kept\n"
+    "as warnings with the package; everything touching security or routing is refused.",
+    "validation.submit_profile": "Profile for packages this node sends (`edoc-axis send`, the\n"
+    "DMS gateway): \"strict\" refuses every finding; \"received\" lets the harmless ones through.",
     "api": "HTTP API for document management software (DMS).",
     "api.listen": "HOST:PORT the DMS gateway listens on (keep it on loopback or a private\n"
     "network: DMS systems authenticate by HMAC, but the traffic is plain HTTP).",
@@ -718,6 +746,7 @@ __all__ = [
     "Settings",
     "SignatureSettings",
     "TrustSettings",
+    "ValidationSettings",
     "broker_url_problem",
     "env_name",
     "load_settings",

@@ -6,7 +6,8 @@
 - relay (``fetch_outgoing`` / ``on_confirmed``, called by ``transport.Link``): outbox rows stay
   pending until the broker confirms; confirmed -> delivery ``sent``; returned -> ``failed``.
 - receive (``handle_batch``): transport identity (broker ``user_id``) == the From agency's broker
-  user, schema, rules, signature by From with a directory-listed certificate, dedupe; a whole
+  user, schema and rules under the ``received`` profile (harmless deviations are stored with the
+  package as warnings), signature by From with a directory-listed certificate, dedupe; a whole
   batch is stored in one transaction, with the signed status 01 (or 02 for a rejection, sent
   only to the agency that owns the broker user) queued in the same transaction. Outcomes are
   returned only after the commit, so the Link acks nothing that is not durable.
@@ -43,6 +44,8 @@ from edoc_axis.errors import (
     UnknownAgency,
 )
 from edoc_axis.log import get_logger
+from edoc_axis.profile import RECEIVED
+from edoc_axis.rule import Finding
 from edoc_axis.signature import SignaturePolicy, sign, verify
 from edoc_axis.store import Event, NewPackage, PackageRecord, Store, Transaction
 from edoc_axis.store.audit_log import AuditLog, Sealer
@@ -124,6 +127,7 @@ class _Received:
     reply: bytes | None = None  # a signed status 01 (documents) or 02 (rejections)
     reply_to: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[Finding, ...] = ()  # what the ``received`` profile let through
 
 
 def load_identity(settings: Settings) -> Identity:
@@ -178,6 +182,11 @@ def _inserted(row: int | None, package_id: str) -> int:
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
+
+
+def _warning_codes(warnings: Iterable[Finding]) -> list[str] | None:
+    """The distinct codes of accepted warnings, for logs and the audit entry (None: none)."""
+    return sorted({f.code for f in warnings}) or None
 
 
 class Node:
@@ -265,7 +274,10 @@ class Node:
         if len(data) > self.limits.max_bytes:
             raise PackageTooLarge(f"package of {len(data)} bytes exceeds the limit of "
                                   f"{self.limits.max_bytes} bytes", code="PACKAGE_TOO_LARGE")
-        pkg = schema.check(data, self.limits)
+        accepted = schema.accept(data, self.limits, self.settings.validation.submit_profile)
+        pkg = accepted.package
+        if accepted.warnings:
+            log.warning("submission_warnings", codes=_warning_codes(accepted.warnings))
         if pkg.sender.organ_id != self.organ_id:
             raise RuleViolation(
                 f"From/OrganId is {pkg.sender.organ_id}, but this node sends only for "
@@ -496,7 +508,9 @@ class Node:
             if len(message.body) > self.limits.max_bytes:
                 raise PackageTooLarge(f"message of {len(message.body)} bytes exceeds the limit",
                                       code="PACKAGE_TOO_LARGE")
-            pkg = item.claimed = schema.check(message.body, self.limits)
+            accepted = schema.accept(message.body, self.limits, RECEIVED)
+            pkg = item.claimed = accepted.package
+            item.warnings = accepted.warnings
             claimed = pkg.sender.organ_id
             agency = self.directory.get(claimed)
             if agency.broker_user != user:
@@ -604,7 +618,8 @@ class Node:
             sender=pkg.sender.organ_id, recipients=recipients, document_id=document_id,
             body=item.message.body, sha256=item.sha256, dedupe_digest=item.sha256,
             message_id=message_id, broker_user=item.message.user_id, business_op=business_op,
-            related_package=related_package, status_code=status_code, description=description)
+            related_package=related_package, status_code=status_code, description=description,
+            warnings=tuple(f.to_dict() for f in item.warnings))
 
     def _store_document(self, txn: Transaction, item: _Received,
                         pkg: edxml.DocumentPackage) -> None:
@@ -631,7 +646,8 @@ class Node:
             return
         txn.add_inbox(row, "edoc", sender, document_id)
         txn.emit(Event("received", record.package_id, document_id, sender, item.sha256,
-                       {"signer": item.extra.get("signer")}))
+                       {"signer": item.extra.get("signer"),
+                        "warnings": _warning_codes(item.warnings)}))
         if item.reply is not None:
             self._queue_status(txn, document_id, "01", sender, signed=item.reply,
                                description=None)
@@ -662,7 +678,8 @@ class Node:
             return
         txn.add_inbox(row, "status", sender, document_id)
         txn.emit(Event("status_received", record.package_id, document_id, sender, item.sha256,
-                       {"code": code, "signer": item.extra.get("signer")}))
+                       {"code": code, "signer": item.extra.get("signer"),
+                        "warnings": _warning_codes(item.warnings)}))
         if delivery is not None:
             if code in txn.history_codes(delivery.id) and code not in REPEATABLE_CODES:
                 return  # an idempotent repeat: kept, but the history already has it

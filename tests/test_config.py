@@ -348,3 +348,23 @@ def test_api_max_timestamp_age_zero_means_no_limit(tmp_path: Path) -> None:
     assert settings.api.enabled
     with pytest.raises(ConfigError):
         load_settings(path, env={"EDOC_AXIS_API_MAX_TIMESTAMP_AGE": "-1"})
+
+
+def test_submit_profile_defaults_to_strict_and_can_be_received(tmp_path: Path) -> None:
+    """[validation] submit_profile is strict unless the file or the environment says received."""
+    assert load_settings(_write(tmp_path), env={}).validation.submit_profile == "strict"
+    text = MINIMAL + '\n[validation]\nsubmit_profile = "received"\n'
+    relaxed = load_settings(_write(tmp_path, text), env={})
+    assert relaxed.validation.submit_profile == "received"
+    env = {"EDOC_AXIS_VALIDATION_SUBMIT_PROFILE": "received"}
+    assert load_settings(_write(tmp_path), env=env).validation.submit_profile == "received"
+
+
+def test_unknown_submit_profile_is_refused(tmp_path: Path) -> None:
+    """A profile other than strict or received is a config error naming the key."""
+    text = MINIMAL + '\n[validation]\nsubmit_profile = "lenient"\n'
+    with pytest.raises(ConfigError) as err:
+        load_settings(_write(tmp_path, text), env={})
+    assert err.value.code == "CONFIG_PROFILE"
+    assert err.value.element == "validation.submit_profile"
+    assert "strict, received" in err.value.message

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pika
 import pytest
-from conftest import Axis, build_edxml_document
+from click.testing import CliRunner
+from conftest import DEVIANT_TRACE_ORGAN_ID, Axis, build_edxml_document, with_deviations
 
 from edoc_axis import package as edxml
+from edoc_axis.cli import main
+from edoc_axis.config import ValidationSettings
 from edoc_axis.errors import NotFound, RuleViolation, SignatureInvalid, UnknownAgency
 from edoc_axis.node import Node, Runner
+from edoc_axis.profile import RECEIVED
 from edoc_axis.signature import sign
 
 pytestmark = pytest.mark.broker
 
 G22, H41, H42 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H42"
+DEVIATION_CODES = ("EMPTY_ELEMENT", "ORGANID_FORMAT", "SURPLUS_WHITESPACE")
 
 
 def make_document(sender: str, recipients: tuple[str, ...], number: int, *,
@@ -234,3 +241,41 @@ def test_signature_by_another_agency_is_rejected(nodes: Callable[..., Node], axi
     notice = wait_for(lambda: g22.store.inbox(kind="status"), what="02 at G22")[0]
     assert notice.status_code == "02"
     assert rejection.code in (g22.store.package(notice.package_id).description or "")
+
+
+def test_deviant_document_is_received_with_its_warnings(axis: Axis,
+                                                        nodes: Callable[..., Node]) -> None:
+    """Harmless deviations, signed by the sender: stored, answered 01, warnings kept and shown."""
+    h41 = nodes(H41)
+    deviant = with_deviations(make_document(G22, (H41,), 20))
+    with pytest.raises(RuleViolation):  # our own submissions are strict by default
+        nodes(G22, run=False).submit(deviant)
+    relaxed = replace(axis.settings(G22, "g22-received"),
+                      validation=ValidationSettings(submit_profile=RECEIVED))
+    g22 = Node.from_settings(relaxed)
+    runner = Runner(g22).start()
+    try:
+        result = g22.submit(deviant)
+        wait_for(lambda: states(g22, result.document_id) == {H41: "arrived"}, what="receipt 01")
+    finally:
+        runner.stop()
+        g22.close()
+    [entry] = h41.store.inbox(kind="edoc")
+    assert h41.store.body(entry.package_id).count(b"28.22.H17") == 1
+    warnings = h41.store.package(entry.package_id).warnings
+    assert sorted(w["code"] for w in warnings) == sorted(DEVIATION_CODES)
+    assert h41.store.count("rejections") == 0
+    config = axis.dir / H41 / "node.toml"
+    shown = CliRunner().invoke(main, ["inbox", "show", "-c", str(config), entry.package_id])
+    assert shown.exit_code == 0
+    assert (f"warning: ORGANID_FORMAT /edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/"
+            f"TraceHeader[2]/OrganId '{DEVIANT_TRACE_ORGAN_ID}': ") in shown.output
+    assert "warning: EMPTY_ELEMENT " in shown.output
+    assert "warning: SURPLUS_WHITESPACE " in shown.output
+    trail = CliRunner().invoke(main, ["audit", "trail", "-c", str(config), result.document_id,
+                                      "--json"])
+    assert trail.exit_code == 0
+    [received] = [e for e in json.loads(trail.output)["events"] if e["event"] == "received"]
+    assert received["detail"]["warnings"] == sorted(DEVIATION_CODES)
+    text = CliRunner().invoke(main, ["audit", "trail", "-c", str(config), result.document_id])
+    assert f"warnings {','.join(sorted(DEVIATION_CODES))}" in text.output

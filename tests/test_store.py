@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,39 @@ def test_lock_held_too_long_is_store_busy(store: Store) -> None:
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+
+
+def test_warnings_are_stored_with_the_package(store: Store) -> None:
+    """A package's accepted warnings come back as stored; a package without any has none."""
+    warning = {"code": "EMPTY_ELEMENT", "severity": "warning", "message": "ResponseFor is empty",
+               "element": "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/ResponseFor",
+               "value": "", "line": 7}
+    with store.transaction() as txn:
+        txn.add_package(replace(_pkg("warned", direction="in"), warnings=(warning,)))
+        txn.add_package(_pkg("clean", body=b"<other/>"))
+    assert store.package("warned").warnings == (warning,)
+    assert store.package("clean").warnings == ()
+    row = store.conn.execute("SELECT warnings FROM packages WHERE package_id = 'clean'").fetchone()
+    assert row[0] is None
+
+
+def test_migration_3_adds_warnings_to_an_existing_store(tmp_path: Path) -> None:
+    """A store at migration 2 gains the warnings column; its packages read back with none."""
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    for statements in MIGRATIONS[:2]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO packages (package_id, direction, kind, sender, recipients, document_id,"
+        " message_id, sha256, dedupe_digest, size, created_at) VALUES"
+        " ('old', 'in', 'edoc', 'S', 'R', 'D', 'm', 'h', 'h', 1, '2026-01-01')")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        assert store.package("old").warnings == ()
+    finally:
+        store.close()

@@ -136,7 +136,9 @@ def trail_command(config_path: Path | None, document_id: str, as_json: bool) -> 
         status = f" status {e['status']}" if e["status"] else ""
         signer = f" signed by {e['signer'][:16]}..." if e["signer"] else ""
         who = e["counterpart"] or "-"
-        click.echo(f"  {e['seq']:>8}  {e['at']}  {e['event']:<16} {who}{status}{signer}")
+        warned = e["detail"].get("warnings")
+        warnings = f" warnings {','.join(warned)}" if warned else ""
+        click.echo(f"  {e['seq']:>8}  {e['at']}  {e['event']:<16} {who}{status}{signer}{warnings}")
 
 
 @audit_group.command("export")

@@ -132,4 +132,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX packages_sha256 ON packages (sha256)",
         "CREATE INDEX rejections_sha256 ON rejections (sha256)",
     ),
+    # 3: the warnings a received package was accepted with (reception profile "received"):
+    # a JSON array of findings (code, message, element, value, line); NULL when there were none.
+    ("ALTER TABLE packages ADD COLUMN warnings TEXT",),
 )

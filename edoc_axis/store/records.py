@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -40,6 +41,7 @@ class NewPackage:
     status_code: str | None = None
     description: str | None = None
     broker_user: str | None = None
+    warnings: tuple[Mapping[str, Any], ...] = ()  # findings accepted as warnings (JSON-ready)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class PackageRecord:
     dedupe_digest: str
     size: int
     created_at: str
+    warnings: tuple[Mapping[str, Any], ...] = ()  # findings it was accepted with, as stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,7 @@ class Event:
 PACKAGE_COLUMNS = (
     "p.id, p.package_id, p.direction, p.kind, p.sender, p.recipients, p.document_id, "
     "p.business_op, p.related_package, p.status_code, p.description, p.message_id, "
-    "p.broker_user, p.sha256, p.dedupe_digest, p.size, p.created_at"
+    "p.broker_user, p.sha256, p.dedupe_digest, p.size, p.created_at, p.warnings"
 )
 DELIVERY_SELECT = (
     "SELECT d.id, p.package_id, d.document_id, d.recipient, d.state, d.status_code, d.reason,"
@@ -173,4 +176,15 @@ def package_from_row(row: Sequence[Any]) -> PackageRecord:
     """A PackageRecord from a row selected with PACKAGE_COLUMNS."""
     values = list(row)
     values[5] = tuple(values[5].split()) if values[5] else ()
+    values[17] = decode_warnings(values[17])
     return PackageRecord(*values)
+
+
+def encode_warnings(warnings: Sequence[Mapping[str, Any]]) -> str | None:
+    """The ``packages.warnings`` column: a JSON array, or NULL for none."""
+    return json.dumps(list(warnings), ensure_ascii=False, sort_keys=True) if warnings else None
+
+
+def decode_warnings(text: str | None) -> tuple[Mapping[str, Any], ...]:
+    """The findings stored in ``packages.warnings`` (empty for NULL)."""
+    return tuple(json.loads(text)) if text else ()

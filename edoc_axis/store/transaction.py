@@ -17,6 +17,7 @@ from edoc_axis.store.records import (
     NewPackage,
     PackageRecord,
     Pickup,
+    encode_warnings,
     now_iso,
     package_from_row,
 )
@@ -60,13 +61,13 @@ class Transaction:
         cur = self.conn.execute(
             "INSERT INTO packages (package_id, direction, kind, sender, recipients, document_id,"
             " business_op, related_package, status_code, description, message_id, broker_user,"
-            " sha256, dedupe_digest, size, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            " sha256, dedupe_digest, size, created_at, warnings)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (
                 pkg.package_id, pkg.direction, pkg.kind, pkg.sender, " ".join(pkg.recipients),
                 pkg.document_id, pkg.business_op, pkg.related_package, pkg.status_code,
                 pkg.description, pkg.message_id, pkg.broker_user, pkg.sha256,
-                pkg.dedupe_digest, len(pkg.body), self.at,
+                pkg.dedupe_digest, len(pkg.body), self.at, encode_warnings(pkg.warnings),
             ),
         )
         if cur.rowcount == 0:
