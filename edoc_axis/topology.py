@@ -1,9 +1,10 @@
 """The broker layout of the axis: names, per-agency users and permissions, as RabbitMQ definitions.
 
-Pure data plus one dev-only action (:func:`provision`, which shells out to ``rabbitmqctl``); the
-AMQP side (declaring, publishing, consuming) lives in :mod:`edoc_axis.transport`, the only pika
-importer. Everything here must work on RabbitMQ 3.10 and 4.x alike: durable quorum queues only,
-an explicit ``x-delivery-limit`` everywhere (4.x otherwise defaults to 20), no classic mirroring.
+Pure data plus dev-only actions on the local broker through ``rabbitmqctl`` (:func:`provision`,
+and listing or deleting vhosts and users for ``edoc-axis sandbox``); the AMQP side (declaring,
+publishing, consuming) lives in :mod:`edoc_axis.transport`, the only pika importer. Everything
+here must work on RabbitMQ 3.10 and 4.x alike: durable quorum queues only, an explicit
+``x-delivery-limit`` everywhere (4.x otherwise defaults to 20), no classic mirroring.
 """
 
 from __future__ import annotations
@@ -211,10 +212,7 @@ def provision(
             code="BROKER_NOT_LOCAL")
     target = vhost if vhost is not None else vhost_of(admin_url)
     document = definitions(accounts, target, topology)
-    exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    if not Path(exe).exists():
-        raise ConfigError("rabbitmqctl not found; is RabbitMQ installed here?",
-                          code="BROKER_CTL_MISSING")
+    exe = _rabbitmqctl_path()
     # Through stdin: the password hashes never touch the disk, and the broker's own user need
     # not be able to read a temporary file of ours.
     _rabbitmqctl(exe, "import_definitions", "--format", "json", stdin=json.dumps(document))
@@ -223,6 +221,30 @@ def provision(
     admin = unquote(urlparse(admin_url).username or "guest")
     subprocess.run([exe, "-q", "set_permissions", "-p", target, admin, ".*", ".*", ".*"],
                    capture_output=True, timeout=60, check=False)
+
+
+def list_vhosts() -> set[str]:
+    """The virtual hosts of the local dev broker."""
+    return set(_rabbitmqctl(_rabbitmqctl_path(), "list_vhosts", "--no-table-headers",
+                            "name").splitlines())
+
+
+def delete_vhost(vhost: str) -> None:
+    """Delete a vhost of the local dev broker, with its queues and messages."""
+    _rabbitmqctl(_rabbitmqctl_path(), "delete_vhost", vhost)
+
+
+def delete_user(user: str) -> None:
+    """Delete a user of the local dev broker."""
+    _rabbitmqctl(_rabbitmqctl_path(), "delete_user", user)
+
+
+def _rabbitmqctl_path() -> str:
+    exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    if not Path(exe).exists():
+        raise ConfigError("rabbitmqctl not found; is RabbitMQ installed here?",
+                          code="BROKER_CTL_MISSING")
+    return exe
 
 
 def _rabbitmqctl(exe: str, *args: str, stdin: str | None = None) -> str:
