@@ -11,6 +11,7 @@ from edoc_axis.cli.broker import broker_group
 from edoc_axis.cli.dms import dms_group
 from edoc_axis.cli.node import COMMANDS as NODE_COMMANDS
 from edoc_axis.cli.packages import package_group, validate_command
+from edoc_axis.cli.sandbox import sandbox_command
 from edoc_axis.cli.trust import pki_group, sign_command, verify_command
 
 main.add_command(validate_command)
@@ -19,6 +20,7 @@ main.add_command(broker_group)
 main.add_command(dms_group)
 main.add_command(package_group)
 main.add_command(pki_group)
+main.add_command(sandbox_command)
 main.add_command(sign_command)
 main.add_command(verify_command)
 main.add_command(init_command)
