@@ -3,12 +3,15 @@
 Every command signs its call with the system's id and secret exactly as the axis SDK does.
 The endpoint, system id and secret come from options or EDOC_AXIS_DMS_ENDPOINT,
 EDOC_AXIS_DMS_SYSTEMID and EDOC_AXIS_DMS_SECRET (prefer the variable for the secret).
+``selftest`` runs the conformance kit (``edoc_axis.conformance``) and also takes them as its
+own options, the secret from a file.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +20,57 @@ import click
 from edoc_axis.api import DEFAULT_LISTEN
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.client import DmsClient
+from edoc_axis.conformance import DEFAULT_TIMEOUT, Selftest, SelftestOptions, failed
+from edoc_axis.errors import EXIT_FAILURE, ConfigError
 
 _KIND = click.Choice(["edoc", "status"])
+DEFAULT_ENDPOINT = f"http://{DEFAULT_LISTEN}"
 
 
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The gateway and DMS system named by the group's options."""
+
+    endpoint: str
+    systemid: str | None
+    secret: str | None
+    sdk_quirks: bool
+
+
+def _client(ctx: click.Context) -> DmsClient:
+    """A client for the group's target, closed with the command; usage error when incomplete."""
+    target = ctx.find_object(_Target)
+    if target is None or not target.systemid:
+        raise click.UsageError("Missing option '--systemid' (or EDOC_AXIS_DMS_SYSTEMID).")
+    if not target.secret:
+        raise click.UsageError("Missing option '--secret' (or EDOC_AXIS_DMS_SECRET).")
+    with reported_errors():
+        client = DmsClient(target.endpoint, target.systemid, target.secret,
+                           sdk_quirks=target.sdk_quirks)
+    ctx.call_on_close(client.close)
+    return client
+
+
 @click.group("dms")
 @click.option(
     "--endpoint",
     envvar="EDOC_AXIS_DMS_ENDPOINT",
-    default=f"http://{DEFAULT_LISTEN}",
+    default=DEFAULT_ENDPOINT,
     show_default=True,
     help="Base URL of the node's DMS gateway.",
 )
 @click.option(
     "--systemid",
     envvar="EDOC_AXIS_DMS_SYSTEMID",
-    required=True,
     help="The DMS system id configured on the node ([[dms]] systemid).",
 )
 @click.option(
     "--secret",
     envvar="EDOC_AXIS_DMS_SECRET",
-    required=True,
     help="The shared secret (better: set EDOC_AXIS_DMS_SECRET).",
 )
 @click.option(
@@ -52,15 +80,15 @@ def _echo_json(value: Any) -> None:
 )
 @click.pass_context
 def dms_group(
-    ctx: click.Context, endpoint: str, systemid: str, secret: str, sdk_quirks: bool
+    ctx: click.Context, endpoint: str, systemid: str | None, secret: str | None,
+    sdk_quirks: bool
 ) -> None:
     """Call a node's DMS gateway the way an agency's document system does.
 
-    Exit codes: 0 ok, 1 refused by the gateway (its ErrorCode is printed), 69 unreachable.
+    Exit codes: 0 ok, 1 refused by the gateway (its ErrorCode is printed) or a selftest step
+    failed, 2 usage, 69 unreachable.
     """
-    client = DmsClient(endpoint, systemid, secret, sdk_quirks=sdk_quirks)
-    ctx.call_on_close(client.close)
-    ctx.obj = client
+    ctx.obj = _Target(endpoint, systemid, secret, sdk_quirks)
 
 
 @dms_group.command("send")
@@ -75,11 +103,12 @@ def dms_group(
     show_default=True,
     help="edoc for a document, status for a status package.",
 )
-@click.pass_obj
+@click.pass_context
 def send_command(
-    client: DmsClient, package: Path, from_organ: str, recipients: tuple[str, ...], kind: str
+    ctx: click.Context, package: Path, from_organ: str, recipients: tuple[str, ...], kind: str
 ) -> None:
     """Submit PACKAGE (an .edxml file); prints the DocId."""
+    client = _client(ctx)
     with reported_errors():
         click.echo(
             client.send_edoc(
@@ -93,9 +122,10 @@ def send_command(
 
 @dms_group.command("list")
 @click.option("--type", "kind", type=_KIND, default="edoc", show_default=True)
-@click.pass_obj
-def list_command(client: DmsClient, kind: str) -> None:
+@click.pass_context
+def list_command(ctx: click.Context, kind: str) -> None:
     """List received packages not yet acknowledged done (JSON)."""
+    client = _client(ctx)
     with reported_errors():
         _echo_json(client.received(kind))
 
@@ -108,9 +138,10 @@ def list_command(client: DmsClient, kind: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the package here (default: stdout).",
 )
-@click.pass_obj
-def get_command(client: DmsClient, doc_id: str, output: Path | None) -> None:
+@click.pass_context
+def get_command(ctx: click.Context, doc_id: str, output: Path | None) -> None:
     """Fetch the received package DOC_ID."""
+    client = _client(ctx)
     with reported_errors():
         data = client.get_edoc(doc_id)
     if output is None:
@@ -124,9 +155,10 @@ def get_command(client: DmsClient, doc_id: str, output: Path | None) -> None:
 @click.argument("doc_id")
 @click.argument("state", type=click.Choice(["done", "fail", "processing"]))
 @click.option("--description", help="Free text, e.g. why it failed.")
-@click.pass_obj
-def ack_command(client: DmsClient, doc_id: str, state: str, description: str | None) -> None:
+@click.pass_context
+def ack_command(ctx: click.Context, doc_id: str, state: str, description: str | None) -> None:
     """Acknowledge pickup of DOC_ID: done (stored), fail (could not take it) or processing."""
+    client = _client(ctx)
     with reported_errors():
         client.update_status(doc_id, state, description)
     click.echo(f"{doc_id}: {state}")
@@ -135,16 +167,99 @@ def ack_command(client: DmsClient, doc_id: str, state: str, description: str | N
 @dms_group.command("sent")
 @click.option("--type", "kind", type=_KIND, default="edoc", show_default=True)
 @click.option("--doc-id", help="Only this sent package.")
-@click.pass_obj
-def sent_command(client: DmsClient, kind: str, doc_id: str | None) -> None:
+@click.pass_context
+def sent_command(ctx: click.Context, kind: str, doc_id: str | None) -> None:
     """Per-recipient tracking of sent packages (JSON)."""
+    client = _client(ctx)
     with reported_errors():
         _echo_json(client.sent(kind, doc_id))
 
 
 @dms_group.command("agencies")
-@click.pass_obj
-def agencies_command(client: DmsClient) -> None:
+@click.pass_context
+def agencies_command(ctx: click.Context) -> None:
     """The agency directory as the node lists it (JSON)."""
+    client = _client(ctx)
     with reported_errors():
         _echo_json(client.agencies())
+
+
+@dms_group.command("selftest")
+@click.option("--endpoint", "endpoint", help="Base URL of the node's DMS gateway "
+              "(default: the group's --endpoint).")
+@click.option("--systemid", help="The DMS system id (default: the group's --systemid).")
+@click.option("--secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the shared secret (default: the group's --secret).")
+@click.option("--from", "from_organ", metavar="ORGANID",
+              help="The system's agency (default: learned from the gateway's lists).")
+@click.option("--to", "to_organ", metavar="ORGANID",
+              help="The recipient (default: the only other agency, e.g. the sandbox peer).")
+@click.option("--timeout", type=click.FloatRange(1), default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds to wait for the recipient's statuses after sending.")
+@click.option("--expect", default="01,03", show_default=True, metavar="CODES",
+              help="Status codes that must come back, comma-separated (01 alone for a real "
+                   "agency, which answers 03 only when a clerk registers the document).")
+@click.option("--json", "as_json", is_flag=True, help="Print the steps as a JSON list.")
+@click.pass_context
+def selftest_command(
+    ctx: click.Context, *, endpoint: str | None, systemid: str | None, secret_file: Path | None,
+    from_organ: str | None, to_organ: str | None, timeout: float, expect: str, as_json: bool,
+) -> None:
+    """Check a DMS setup end to end against a node's gateway (or `edoc-axis sandbox`).
+
+    Runs the vendor's side of the whole cycle: getAgenciesList, sendEdoc of a small generated
+    document, getSentEdocList, then waits for the recipient's statuses 01 and 03 in
+    getReceivedEdocList(messagetype=status), fetches them with getEdoc, acknowledges them with
+    updateStatus done, and answers a document that replies to ours with a business status.
+    Prints one line per step: name, PASS/FAIL/SKIP, what was expected and what came back.
+    Only packages about the test document are touched. `edoc-axis dms --sdk-quirks selftest`
+    signs like the Java SDK 2.0.1.
+
+    Exit codes: 0 every step passed (or was skipped), 1 a step failed (named on the last line),
+    2 usage.
+    """
+    target = ctx.find_object(_Target) or _Target(DEFAULT_ENDPOINT, None, None, False)
+    systemid = systemid or target.systemid
+    if not systemid:
+        raise click.UsageError("Missing option '--systemid'.")
+    secret = target.secret
+    with reported_errors():
+        if secret_file is not None:
+            secret = _read_secret(secret_file)
+        if not secret:
+            raise click.UsageError("Missing option '--secret-file'.")
+        codes = tuple(c.strip() for c in expect.split(",") if c.strip())
+        if not codes or not all(c.isdigit() and len(c) == 2 for c in codes):
+            raise click.BadParameter(f"{expect!r} is not a list of status codes like 01,03",
+                                     param_hint="--expect")
+        client = DmsClient(endpoint or target.endpoint, systemid, secret,
+                           sdk_quirks=target.sdk_quirks, timeout=min(timeout, 30.0))
+    ctx.call_on_close(client.close)
+    options = SelftestOptions(systemid=systemid, from_organ=from_organ, to_organ=to_organ,
+                              timeout=timeout, expect=codes)
+    report = (lambda step: None) if as_json else (lambda step: click.echo(step.line()))
+    steps = Selftest(client, options, report=report,
+                     progress=lambda text: click.echo(text, err=True)).run()
+    bad = failed(steps)
+    if as_json:
+        _echo_json([step.to_dict() for step in steps])
+    elif bad is None:
+        skipped = sum(1 for step in steps if step.result == "SKIP")
+        click.echo(f"selftest passed: {len(steps)} steps"
+                   + (f" ({skipped} skipped)" if skipped else ""))
+    else:
+        click.echo(f"selftest FAILED at step '{bad.name}'")
+    if bad is not None:
+        sys.exit(EXIT_FAILURE)
+
+
+def _read_secret(path: Path) -> str:
+    """The secret in ``path`` without surrounding white space (as the node reads secret_file)."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the secret file {path}: {exc}",
+                          code="DMS_SECRET_FILE") from exc
+    if not secret:
+        raise ConfigError(f"the secret file {path} is empty", code="DMS_SECRET_FILE")
+    return secret
