@@ -135,4 +135,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: the warnings a received package was accepted with (reception profile "received"):
     # a JSON array of findings (code, message, element, value, line); NULL when there were none.
     ("ALTER TABLE packages ADD COLUMN warnings TEXT",),
+    # 4: the DMS gateway's answered signed requests (store/request_log.py): an exact repeat of
+    # a sendEdoc/updateStatus gets its first answer again, also after a restart.
+    (
+        """CREATE TABLE dms_request (
+            systemid TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            call TEXT NOT NULL,
+            body_sha256 TEXT NOT NULL,
+            subject TEXT,
+            answer TEXT,
+            seq INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (systemid, signature)
+        )""",
+        "CREATE INDEX dms_request_subject ON dms_request (subject, seq) WHERE subject IS NOT NULL",
+    ),
 )
