@@ -10,6 +10,21 @@ spec is silent:
 - Answers are ASCII-only JSON (the SDK reads sendEdoc answers as US-ASCII), never ``null``
   where the SDK calls ``getAsString`` (it would throw), and ``DocId`` is always present on
   sendEdoc answers.
+- **Exact repeats are idempotent.** The Java SDK resends the same signed headers for as long as
+  its object lives, so a retry after a lost answer is byte for byte the first request. A
+  state-changing call (sendEdoc, updateStatus) is applied at most once per signed request: its
+  answer is kept in a ``RequestLedger`` (the node's store when hosted by ``gateway``) and an exact
+  repeat, same signature and same body, gets that answer again and changes nothing. The same
+  signature with another body is ``AUTH_REPLAY``; a repeat arriving while the first is still
+  being answered is ``REQUEST_IN_PROGRESS`` (409, ask again). A call that failed is not
+  remembered as answered, so the SDK's retry runs it; a failed updateStatus is remembered as
+  failed so that, once a later acknowledgement of the same docId succeeded, its repeat is
+  refused (``AUTH_REPLAY``) instead of moving the package back.
+- **updateStatus description** may be percent-encoded UTF-8 (``%C4%91`` for đ): the Java SDK
+  cannot send Vietnamese in a header (``dmsauth``: ``AUTH_HEADER_ENCODING``), so an ASCII
+  description holding percent-encoded UTF-8 is decoded before it is stored.
+- **getAgenciesList** also answers ``oldCode`` (SDK 2.0.1 reads it): the QCVN 102:2016 OrganId,
+  the agency's "old" code beside ``code`` in the newer national scheme (same as ``code102``).
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol, cast
+from urllib.parse import unquote
 
 from edoc_axis import __version__
 from edoc_axis.dmsauth import (
@@ -34,6 +50,9 @@ from edoc_axis.dmsauth import (
     Authenticated,
     Authenticator,
     DmsSystem,
+    MemoryLedger,
+    RequestLedger,
+    RequestRecord,
     extract_package,
     format_sdk_timestamp,
     hash_file_matches,
@@ -119,10 +138,9 @@ class GatewayOptions:
     max_connections: int = 64
     socket_timeout: float = 30.0
     skew_seconds: int = 300
-    max_timestamp_age: int | None = None  # None: = skew_seconds; 0: no limit (long-lived SDKs)
-    replay_window: int = 86_400  # seconds a mutating call's signature is remembered (at least skew)
-    replay_cache_size: int = 200_000
-    timezone: tzinfo = VN_TZ
+    max_timestamp_age: int = 0  # seconds; 0: no limit (the SDK object keeps its first stamp)
+    replay_cache_size: int = 200_000  # requests the in-memory ledger keeps (no store given)
+    timezone: tzinfo = VN_TZ  # the zone of the SDK's zone-less timestamp
 
     def address(self) -> tuple[str, int]:
         """``listen`` as (host, port); raises ConfigError naming the key."""
@@ -244,6 +262,8 @@ _STATUS_BY_CODE = {
     "AUTH_BAD_TIMESTAMP": 401,
     "AUTH_TIMESTAMP_SKEW": 401,
     "AUTH_REPLAY": 401,
+    "AUTH_HEADER_ENCODING": 401,
+    "REQUEST_IN_PROGRESS": 409,
     "FROM_NOT_ALLOWED": 403,
     "HASH_FILE_MISMATCH": 400,
     "BAD_REQUEST": 400,
@@ -314,8 +334,8 @@ def _error_response(exc: EdocAxisError, call: str | None) -> Response:
     where = ", ".join(str(w) for w in (exc.element, exc.line and f"line {exc.line}") if w)
     desc = f"{exc.message} ({where})" if where else exc.message
     response = _json_response(status, fail_payload(exc.code, desc, call))
-    if status == 503:
-        response.headers["Retry-After"] = "5"
+    if status in (409, 503):
+        response.headers["Retry-After"] = "1" if status == 409 else "5"
     return response
 
 
@@ -388,6 +408,17 @@ def _recipients(signed: Mapping[str, str]) -> list[str] | None:
     return [v.strip() for v in value] or None
 
 
+def _description(value: str | None) -> str | None:
+    """updateStatus's description; ASCII holding percent-encoded UTF-8 is decoded (module doc)."""
+    if value is None or not value.isascii() or "%" not in value:
+        return value
+    try:
+        decoded = unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        return value  # a literal "%" (such as "50%AB"): kept as sent
+    return decoded
+
+
 def _time_text(moment: datetime | None, tz: tzinfo) -> str:
     if moment is None:
         return ""
@@ -405,11 +436,14 @@ class DmsGateway:
         options: GatewayOptions | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        ledger: RequestLedger | None = None,
     ) -> None:
         self.backend = backend
         self.options = options or GatewayOptions()
         self.auth = Authenticator(systems, self.options, clock)
+        self.ledger = ledger or MemoryLedger(self.options.replay_cache_size)
         self._lock = threading.Lock()
+        self._in_flight: set[tuple[str, str]] = set()
         self._requests: dict[tuple[str, str], int] = {}
         self._rejections: dict[str, int] = {}
         self._seconds: dict[str, float] = {}
@@ -470,17 +504,15 @@ class DmsGateway:
             return Response(200, self._openapi)
         call = cast(str, _call_name(request.path))
         started = time.perf_counter()
-        auth: Authenticated | None = None
         try:
             auth = self.auth.authenticate(call, request)
-            response = _json_response(200, self._dispatch(call, auth, request))
+            if call in MUTATING_CALLS:
+                response = self._answer_once(call, auth, request)
+            else:
+                response = _json_response(200, self._dispatch(call, auth, request))
         except EdocAxisError as exc:
-            if auth is not None:
-                self.auth.release(auth)
             response = self._refuse(exc, call)
         except Exception:  # a bug or an unexpected library error: log it, answer generically
-            if auth is not None:
-                self.auth.release(auth)
             ref = uuid.uuid4().hex[:12]
             log.exception("dms_call_crashed", call=call, ref=ref)
             response = self._refuse(
@@ -488,6 +520,68 @@ class DmsGateway:
             )
         self._count(call, "OK" if response.status == 200 else "FAIL", time.perf_counter() - started)
         return response
+
+    # -- state-changing calls: at most once per signed request
+
+    def _answer_once(self, call: str, auth: Authenticated, request: Request) -> Response:
+        """Apply a sendEdoc/updateStatus once; an exact repeat gets the first answer again."""
+        key = (auth.system.systemid, auth.signature)
+        with self._lock:
+            if key in self._in_flight:
+                raise refused(
+                    "REQUEST_IN_PROGRESS",
+                    "this signed request is being answered right now; send it again in a "
+                    "moment to get its answer",
+                )
+            self._in_flight.add(key)
+        try:
+            return self._apply_once(call, auth, request, key)
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+
+    def _apply_once(
+        self, call: str, auth: Authenticated, request: Request, key: tuple[str, str]
+    ) -> Response:
+        body_sha256 = sha256_hex(request.body)
+        earlier = self.ledger.recall(*key)
+        if earlier is not None:
+            if earlier.call != call or earlier.body_sha256 != body_sha256:
+                raise refused(
+                    "AUTH_REPLAY",
+                    f"this signed request was already answered ({earlier.call}) and now comes "
+                    "with another body or call; nothing was done",
+                )
+            if earlier.answer is not None:
+                log.info("dms_request_repeated", call=call, systemid=key[0])
+                return Response(200, earlier.answer)
+            if earlier.subject is not None and self.ledger.applied_since(
+                earlier.subject, earlier.seq
+            ):
+                raise refused(
+                    "AUTH_REPLAY",
+                    f"this signed updateStatus failed before, and a later updateStatus of "
+                    f"{earlier.subject} has been applied since; it is not applied now (sign a "
+                    "new request to change the state again)",
+                )
+        subject = _doc_id(auth.signed, required=False) if call == "updateStatus" else None
+        try:
+            payload = self._dispatch(call, auth, request)
+        except EdocAxisError:
+            if subject is not None:  # a failed updateStatus may be overtaken (module doc)
+                self._remember(key, RequestRecord(call, body_sha256, subject, None, 0))
+            raise
+        response = _json_response(200, payload)
+        self._remember(key, RequestRecord(call, body_sha256, subject, response.body, 0))
+        return response
+
+    def _remember(self, key: tuple[str, str], record: RequestRecord) -> None:
+        try:
+            self.ledger.remember(*key, record)
+        except EdocAxisError as exc:
+            # The call itself is done: answer it. Its repeat will run again (sendEdoc: the
+            # package dedupe answers the same DocId; updateStatus: sets the same state).
+            log.warning("dms_request_not_remembered", call=record.call, code=exc.code)
 
     # -- calls
 
@@ -526,7 +620,7 @@ class DmsGateway:
             state = signed.get("status", "").strip().lower()
             if state not in ("done", "fail", "processing"):
                 raise refused("BAD_REQUEST", "status must be done, fail or processing")
-            description = signed.get("description") or None
+            description = _description(signed.get("description") or None)
             self.backend.acknowledge(agency, doc_id, cast(AckState, state), description)
             return ok_payload()
         if call == "getSentEdocList":
@@ -697,6 +791,7 @@ def _agency_json(item: AgencyItem) -> dict[str, str]:
         "mobile": item.mobile,
         "fax": item.fax,
         "code102": item.code102,
+        "oldCode": item.code102,  # SDK 2.0.1: the QCVN 102 OrganId ("old" beside ``code``)
     }
 
 
@@ -857,8 +952,9 @@ class DmsServer:
         options: GatewayOptions | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        ledger: RequestLedger | None = None,
     ) -> None:
-        self.gateway = DmsGateway(backend, systems, options, clock=clock)
+        self.gateway = DmsGateway(backend, systems, options, clock=clock, ledger=ledger)
         try:
             self._server = _Server(self.gateway.options.address(), self.gateway)
         except OSError as exc:

@@ -6,9 +6,16 @@ It signs every call exactly as the deployed Java SDK does: the call's values go 
 
 ``sdk_quirks=True`` reproduces what SDKVXP 2.0.1 actually sends, so tests can prove a node accepts
 it: headers stay in the signed map from one call to the next (sticky), the timestamp is taken once
-when the client is built, ``Content-Type`` is itself a signed entry, ``hash-file`` is hex without
-zero padding per byte, the package body is followed by CRLF, and other calls send ``{}``.
-Without quirks every call carries only its own headers, a fresh timestamp and a 64-char hash.
+when the client is built and repeated by every call of the object (so an identical call is a
+byte-identical request), ``Content-Type`` is itself a signed entry, ``hash-file`` is hex without
+zero padding per byte, the package body is followed by CRLF, other calls send ``{}``, and header
+values go out as the low byte of each character (Java's ``(byte) ch``) while the HMAC covers the
+UTF-8 of the sign-header, so text beyond ISO-8859-1 (Vietnamese) cannot be verified by a server.
+Without quirks every call carries only its own headers, a fresh timestamp and a 64-char hash, and
+headers are UTF-8.
+
+``timezone`` is the zone of the DMS host's clock the timestamp is written in (the SDK writes
+local time without a zone); a node reads it in its ``[api] timezone``.
 
 A client is not thread-safe (like the SDK object): give each thread its own.
 """
@@ -19,18 +26,19 @@ import base64
 import http.client
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from edoc_axis.api import (
-    VN_TZ,
+from edoc_axis.dmsauth import (
     format_sdk_timestamp,
+    low_byte_text,
     sha256_hex,
     sha256_hex_unpadded,
     sign_headers,
 )
 from edoc_axis.errors import EdocAxisError, RequestRefused, TemporaryFailure
+from edoc_axis.identifier import VN_TZ
 
 USER_AGENT = "edoc-axis-client/1.0 (JAVASDKAgent compatible)"
 SDK_VERSION = "3.0.201608"
@@ -57,6 +65,7 @@ class DmsClient:
         sdk_quirks: bool = False,
         timeout: float = 30.0,
         now: Callable[[], datetime] | None = None,
+        timezone: tzinfo = VN_TZ,
     ) -> None:
         parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -71,12 +80,13 @@ class DmsClient:
         self._systemid = systemid
         self._secret = secret
         self.sdk_quirks = sdk_quirks
-        self._now = now or (lambda: datetime.now(VN_TZ))
+        self.timezone = timezone
+        self._now = now or (lambda: datetime.now(timezone))
         self._conn: http.client.HTTPConnection | None = None
         # The SDK's header map: in quirk mode it lives as long as the client, like SDKVXP's.
         self.sticky: dict[str, str] = {}
         if sdk_quirks:
-            self.sticky["timestamp"] = format_sdk_timestamp(self._now(), VN_TZ)
+            self.sticky["timestamp"] = format_sdk_timestamp(self._now(), timezone)
             self.sticky["systemid"] = systemid
 
     # --- the protocol calls ---------------------------------------------------------------
@@ -151,7 +161,7 @@ class DmsClient:
             values = dict(self.sticky)
         else:
             values = {
-                "timestamp": format_sdk_timestamp(self._now(), VN_TZ),
+                "timestamp": format_sdk_timestamp(self._now(), self.timezone),
                 "systemid": self._systemid,
                 **params,
             }
@@ -189,14 +199,15 @@ class DmsClient:
     ) -> tuple[int, dict[str, Any]]:
         """POST prepared headers and body to ``<endpoint>/<name>``; (HTTP status, JSON answer)."""
         path = f"{self._base}/{name}"
+        encoded = [(key, self.header_bytes(value)) for key, value in headers]
         for attempt in (1, 2):
             reused = self._conn is not None
             conn = self._connection()
             try:
                 conn.putrequest("POST", path, skip_accept_encoding=True)
                 conn.putheader("Content-Type", content_type)
-                for key, value in headers:
-                    conn.putheader(key, value.encode("utf-8"))
+                for key, raw_value in encoded:
+                    conn.putheader(key, raw_value)
                 conn.putheader("Content-Length", str(len(body)))
                 conn.endheaders(body)
                 response = conn.getresponse()
@@ -225,6 +236,17 @@ class DmsClient:
         if not isinstance(answer, dict):
             raise EdocAxisError(f"{name}: answer is not a JSON object", code="BAD_ANSWER")
         return response.status, answer
+
+    def header_bytes(self, value: str) -> bytes:
+        """A header value as this client writes it: UTF-8, or in quirk mode one byte per
+        character, the low byte of its code point (Java's ``(byte) ch``)."""
+        raw = low_byte_text(value).encode("latin-1") if self.sdk_quirks else value.encode("utf-8")
+        if b"\r" in raw or b"\n" in raw:
+            raise EdocAxisError(
+                f"header value {value!r} would break the HTTP request (CR or LF)",
+                code="BAD_HEADER_VALUE",
+            )
+        return raw
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from edoc_axis.dmsauth import DEFAULT_TIMEZONE, timezone_named
 from edoc_axis.errors import ConfigError
 from edoc_axis.identifier import is_valid_organ_id
 from edoc_axis.parser import XmlLimits
@@ -145,7 +146,8 @@ class ApiSettings:
 
     listen: str = "127.0.0.1:8470"
     enabled: bool = False  # also served without this when [[dms]] systems are configured
-    max_timestamp_age: int = 300  # seconds; 0 = no limit (SDK objects that keep one timestamp)
+    max_timestamp_age: int = 0  # seconds; 0 = no limit (SDK objects that keep one timestamp)
+    timezone: str = DEFAULT_TIMEZONE  # the zone of the SDK's zone-less timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +387,12 @@ def _validate(values: Mapping[str, Any], problems: _Problems) -> None:
             problems.add(
                 "CONFIG_LISTEN", "api.listen", f"api.listen '{listen}' must be HOST:PORT"
             )
+    zone = values.get("api.timezone")
+    if isinstance(zone, str):
+        try:
+            timezone_named(zone)
+        except ValueError as exc:
+            problems.add("CONFIG_TIMEZONE", "api.timezone", f"api.timezone: {exc}")
 
 
 def _dms_systems(
@@ -612,9 +620,13 @@ _DOCS: dict[str, str] = {
     "network: DMS systems authenticate by HMAC, but the traffic is plain HTTP).",
     "api.enabled": "Serve the gateway even when no [[dms]] system is configured (health and\n"
     "metrics only). It is always served when [[dms]] tables exist.",
-    "api.max_timestamp_age": "Oldest accepted request timestamp, in seconds (replay window;\n"
-    "300 = 5 minutes). 0 = no limit, for DMS software that keeps one SDK object, whose\n"
-    "timestamp is frozen when it is created. Timestamps more than 300 s ahead are always refused.",
+    "api.max_timestamp_age": "Oldest accepted request timestamp, in seconds. 0 = no limit: the\n"
+    "Java SDK stamps the time once, when its object is created, and DMS software keeps one\n"
+    "object for its whole life. Exact repeats of a signed request are answered from the store\n"
+    "and change nothing, whatever its age. Set a limit (e.g. 300) only for DMS software that\n"
+    "builds a fresh SDK object per call. Timestamps more than 300 s ahead are always refused.",
+    "api.timezone": "Time zone of the DMS host's clock: the SDK's timestamp carries no zone.\n"
+    "An IANA name (Asia/Ho_Chi_Minh, UTC) or an offset (+07:00). List times are answered in it.",
     "audit": "The tamper-evident audit chain: how often its head is signed (a checkpoint).\n"
     "Entries after the last checkpoint are not yet sealed; `edoc-axis audit seal` forces one.",
     "audit.every_entries": "Sign a checkpoint after this many new entries.",

@@ -7,15 +7,19 @@ it keyed by the system's shared secret. ``Authenticator`` checks that in a fixed
 the spec is silent:
 
 - **Timestamp** ``ddMMyyyy'T'HHmmss+SSSS`` carries no zone: it is read in
-  ``GatewayOptions.timezone`` (default Asia/Ho_Chi_Minh, UTC+7). It may be at most
-  ``skew_seconds`` (300) in the future, and at most ``max_timestamp_age`` (default:
-  ``skew_seconds``) in the past. The Java SDK stamps the time once, when its service object is
-  built, and resends it on every later call: a DMS that keeps one SDK object for longer must run
-  with ``max_timestamp_age=0`` (no age limit; future skew is still enforced).
-- **Replay**: a mutating call (``sendEdoc``, ``updateStatus``) whose ``(systemid, hash-header)``
-  was already accepted inside the replay window is refused (``AUTH_REPLAY``); a failed call does
-  not consume its signature, so the SDK may retry it. Read calls are not replay-checked: the SDK
-  legitimately repeats byte-identical signed headers when it polls.
+  ``GatewayOptions.timezone`` (``[api] timezone``, default Asia/Ho_Chi_Minh, UTC+7). It may be at
+  most ``skew_seconds`` (300) in the future; its age is not limited by default
+  (``max_timestamp_age = 0``), because the Java SDK stamps the time once, when its service
+  object is built, and resends it on every later call of that object.
+- **Repeats**: an exact repeat of a signed request is recognised by ``(systemid, hash-header)``
+  (the HMAC covers every signed header, and through ``hash-file`` the body of sendEdoc) plus the
+  SHA-256 of the body. The gateway answers a repeated state-changing call from a
+  ``RequestLedger`` (see ``api``); this module only authenticates and names the signature.
+- **Header encoding**: the Java SDK writes each header character as its low byte
+  (``(byte) ch``) but signs the UTF-8 of the sign-header. Text within ISO-8859-1 therefore
+  arrives intact and is accepted (the HMAC is checked over the UTF-8 of what arrived as well as
+  over the raw bytes); anything beyond it (Vietnamese đ, ư, ậ, ...) arrives mangled and cannot be
+  verified: ``AUTH_HEADER_ENCODING`` says so instead of ``AUTH_BAD_HMAC``.
 - **Body of sendEdoc**: the package is the body whose SHA-256 equals the signed ``hash-file``
   (unpadded-per-byte hex as the SDK writes it, or the normal 64 characters). SDK 2.0.1 appends
   CRLF after the file and may label it multipart; the raw body, the body less a trailing CRLF and
@@ -30,19 +34,23 @@ import json
 import re
 import threading
 import time
+import zoneinfo
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from edoc_axis.errors import ConfigError, RequestRefused
 from edoc_axis.identifier import VN_TZ
 
 MUTATING_CALLS = frozenset({"sendEdoc", "updateStatus"})
 PREFIX = "xroadvnpt-"
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+
+Charset = Literal["utf-8", "latin-1"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +77,7 @@ class AuthOptions(Protocol):
     def skew_seconds(self) -> int: ...
 
     @property
-    def max_timestamp_age(self) -> int | None: ...
-
-    @property
-    def replay_window(self) -> int: ...
-
-    @property
-    def replay_cache_size(self) -> int: ...
+    def max_timestamp_age(self) -> int: ...
 
     @property
     def timezone(self) -> tzinfo: ...
@@ -99,6 +101,32 @@ class SignedRequest(Protocol):
 # --- SDK formats -------------------------------------------------------------------------------
 
 _TIMESTAMP = re.compile(r"^(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})$")
+_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{1,2})(?::?(\d{2}))?$")
+# Vietnam has kept UTC+7 without daylight saving since 1975: the fixed offset is exact, and
+# serves hosts without the tz database.
+_FIXED_ZONES = {"Asia/Ho_Chi_Minh": VN_TZ, "Asia/Saigon": VN_TZ, "UTC": UTC}
+
+
+def timezone_named(name: str) -> tzinfo:
+    """The zone an SDK timestamp is read in: an IANA name (``Asia/Ho_Chi_Minh``, ``UTC``) or a
+    fixed offset (``+07:00``); raises ValueError naming what is accepted."""
+    text = name.strip()
+    offset = _OFFSET.match(text)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta > timedelta(hours=14):
+            raise ValueError(f"offset {text!r} is beyond ±14:00")
+        return timezone(-delta if sign == "-" else delta, text)
+    try:
+        return zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if text in _FIXED_ZONES:
+            return _FIXED_ZONES[text]
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as {DEFAULT_TIMEZONE} or UTC, "
+            "or an offset such as +07:00)"
+        ) from None
 
 
 def format_sdk_timestamp(moment: datetime, tz: tzinfo = VN_TZ) -> str:
@@ -116,6 +144,12 @@ def parse_sdk_timestamp(text: str, tz: tzinfo = VN_TZ) -> datetime:
     if millis > 999:
         raise ValueError("milliseconds above 999")
     return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=tz)
+
+
+def low_byte_text(text: str) -> str:
+    """A header value as a server reads it (latin-1) after the Java SDK wrote ``(byte) ch`` for
+    each character: ``đ`` (U+0111) arrives as U+0011, ``ậ`` (U+1EAD) as U+00AD."""
+    return "".join(chr(ord(c) & 0xFF) for c in text)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -152,8 +186,11 @@ def _refused(code: str, message: str, *, element: str | None = None) -> RequestR
 # --- checking a request ------------------------------------------------------------------------
 
 
-def _wire_text(value: str) -> str:
-    """Header bytes arrive as latin-1 text; the SDK writes UTF-8, so re-read them as UTF-8."""
+def _wire_text(value: str, charset: Charset = "utf-8") -> str:
+    """Header bytes arrive as latin-1 text. A UTF-8 client's are re-read as UTF-8; a client that
+    wrote one byte per character (``charset`` latin-1) sent exactly what arrived."""
+    if charset == "latin-1":
+        return value
     try:
         return value.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -166,7 +203,7 @@ class Authenticated:
 
     system: DmsSystem
     signed: dict[str, str]  # lowercase key without the XroadVnpt- prefix -> value
-    replay_key: tuple[str, str] | None
+    signature: str  # the verified XroadVnpt-hash-header: names this exact signed request
 
 
 # Headers each call relies on (beyond timestamp and systemid). Others are ignored (sticky).
@@ -179,33 +216,10 @@ _RELIED: dict[str, tuple[str, ...]] = {
     "getAgenciesList": (),
 }
 
-
-class _ReplayCache:
-    """Signatures of accepted mutating calls, remembered for a window (bounded LRU)."""
-
-    def __init__(self, window: float, size: int) -> None:
-        self._window = window
-        self._size = size
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def reserve(self, key: tuple[str, str], now: float) -> bool:
-        """Claim a signature; False when it was already used inside the window."""
-        with self._lock:
-            while self._seen:
-                oldest_key, oldest_time = next(iter(self._seen.items()))
-                if oldest_time > now - self._window and len(self._seen) < self._size:
-                    break
-                del self._seen[oldest_key]
-            if key in self._seen:
-                return False
-            self._seen[key] = now
-            return True
-
-    def release(self, key: tuple[str, str]) -> None:
-        """Give a signature back (its call failed, so a retry is not a replay)."""
-        with self._lock:
-            self._seen.pop(key, None)
+ENCODING_ADVICE = (
+    "send only ASCII in XroadVnpt headers (percent-encode UTF-8 text: the gateway decodes a "
+    "percent-encoded description, e.g. %C4%91 for đ), or use an SDK that writes headers as UTF-8"
+)
 
 
 class Authenticator:
@@ -226,12 +240,6 @@ class Authenticator:
             self._systems[system.systemid] = system
         self._options = options
         self._clock = clock
-        age = (
-            options.skew_seconds if options.max_timestamp_age is None else options.max_timestamp_age
-        )
-        self._max_age = age
-        window = max(options.replay_window, options.skew_seconds * 2, age)
-        self._replay = _ReplayCache(window, options.replay_cache_size)
 
     def authenticate(self, call: str, request: SignedRequest) -> Authenticated:
         """Return who is calling, or raise RequestRefused with the failing check's code."""
@@ -246,52 +254,101 @@ class Authenticator:
         system = self._systems.get(systemid)
         if system is None:
             raise _refused("AUTH_UNKNOWN_SYSTEM", f"unknown systemid {systemid!r}")
-        raw_sign_header = cast(str, headers["sign-header"]).encode("latin-1", "replace")
-        expected = _hmac_hex(system.secret, raw_sign_header).encode()
-        given = cast(str, headers["hash-header"]).strip().lower().encode("latin-1", "replace")
-        if not hmac.compare_digest(expected, given):
-            raise _refused("AUTH_BAD_HMAC", "XroadVnpt-hash-header is not the HMAC of sign-header")
+        sign_header = cast(str, headers["sign-header"])
+        given = cast(str, headers["hash-header"]).strip().lower()
+        charset = _verified_charset(system.secret, sign_header, given)
         signed = _parse_sign_header(
-            _wire_text(cast(str, headers["sign-header"])),
-            _wire_text(cast(str, headers["sign-header-key"])),
+            _wire_text(sign_header, charset),
+            _wire_text(cast(str, headers["sign-header-key"]), charset),
         )
         for key in ("systemid", "timestamp", *_RELIED[call]):
-            _check_signed_matches(request, signed, key)
+            _check_signed_matches(request, signed, key, charset)
         self._check_timestamp(signed["timestamp"])
-        replay_key = None
-        if call in MUTATING_CALLS:
-            replay_key = (system.systemid, given.decode("latin-1"))
-            if not self._replay.reserve(replay_key, self._clock()):
-                raise _refused("AUTH_REPLAY", "this signed request was already accepted")
-        return Authenticated(system, signed, replay_key)
-
-    def release(self, auth: Authenticated) -> None:
-        """Forget the signature of a call that failed, so the SDK may retry it."""
-        if auth.replay_key is not None:
-            self._replay.release(auth.replay_key)
+        return Authenticated(system, signed, given)
 
     def _check_timestamp(self, text: str) -> None:
+        zone = self._options.timezone
         try:
-            stamp = parse_sdk_timestamp(text, self._options.timezone)
+            stamp = parse_sdk_timestamp(text, zone)
         except ValueError as exc:
             raise _refused(
                 "AUTH_BAD_TIMESTAMP", f"XroadVnpt-timestamp {text!r}: {exc}", element="timestamp"
             ) from exc
         delta = self._clock() - stamp.timestamp()
+        hint = (
+            f"read as {zone} local time; a DMS whose clock runs in another zone needs "
+            "[api] timezone set to that zone"
+        )
         if delta < -self._options.skew_seconds:
             raise _refused(
                 "AUTH_TIMESTAMP_SKEW",
-                f"timestamp is {-delta:.0f} s in the future (allowed {self._options.skew_seconds}"
-                f" s, read as {self._options.timezone} local time)",
+                f"timestamp is {-delta:.0f} s in the future (allowed "
+                f"{self._options.skew_seconds} s, {hint})",
                 element="timestamp",
             )
-        if self._max_age and delta > self._max_age:
+        max_age = self._options.max_timestamp_age
+        if max_age and delta > max_age:
             raise _refused(
                 "AUTH_TIMESTAMP_SKEW",
-                f"timestamp is {delta:.0f} s old (allowed {self._max_age} s, read as "
-                f"{self._options.timezone} local time)",
+                f"timestamp is {delta:.0f} s old (allowed {max_age} s by [api] "
+                f"max_timestamp_age, {hint})",
                 element="timestamp",
             )
+
+
+def _verified_charset(secret: str, sign_header: str, given: str) -> Charset:
+    """How the client wrote its headers, proven by the HMAC; else the refusal that fits.
+
+    ``sign_header`` is the latin-1 reading of the bytes that arrived. A UTF-8 client signed
+    exactly those bytes; the Java SDK signed the UTF-8 of its string but sent one byte per
+    character, which for text within ISO-8859-1 is the string itself.
+    """
+    given_bytes = given.encode("latin-1", "replace")
+    wire_bytes = sign_header.encode("latin-1", "replace")
+    if hmac.compare_digest(_hmac_hex(secret, wire_bytes).encode(), given_bytes):
+        return "utf-8"
+    if hmac.compare_digest(_hmac_hex(secret, sign_header.encode("utf-8")).encode(), given_bytes):
+        return "latin-1"
+    mangled = _low_byte_mangled(sign_header)
+    if mangled:
+        raise _refused(
+            "AUTH_HEADER_ENCODING",
+            f"{', '.join(mangled)} arrived with one byte per character: the Java SDK writes the "
+            "low byte of each character, so text beyond ISO-8859-1 (Vietnamese đ, ư, ậ, ...) "
+            "is not what was signed and its HMAC cannot match; " + ENCODING_ADVICE,
+            element=mangled[0],
+        )
+    raise _refused("AUTH_BAD_HMAC", "XroadVnpt-hash-header is not the HMAC of sign-header")
+
+
+def _shows_low_bytes(text: str) -> bool:
+    """Characters no correct client sends: a raw control character (JSON escapes them, Gson
+    too), or bytes that are not UTF-8 although not signed as ISO-8859-1 either."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return True
+    try:
+        text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return True
+    return False
+
+
+def _low_byte_mangled(sign_header: str) -> list[str]:
+    """The signed header names whose values show the SDK's low-byte writing (empty: none)."""
+    if not _shows_low_bytes(sign_header):
+        return []
+    try:
+        data = json.loads(sign_header, strict=False)
+    except ValueError:
+        return ["XroadVnpt-sign-header"]
+    if not isinstance(data, dict):
+        return ["XroadVnpt-sign-header"]
+    names = [
+        str(key)
+        for key, value in data.items()
+        if isinstance(value, str) and _shows_low_bytes(value)
+    ]
+    return names or ["XroadVnpt-sign-header"]
 
 
 def _single(request: SignedRequest, name: str) -> str | None:
@@ -340,7 +397,9 @@ def _parse_sign_header(text: str, key_list: str) -> dict[str, str]:
     return signed
 
 
-def _check_signed_matches(request: SignedRequest, signed: Mapping[str, str], key: str) -> None:
+def _check_signed_matches(
+    request: SignedRequest, signed: Mapping[str, str], key: str, charset: Charset
+) -> None:
     """A header the call relies on must be both signed and sent, with the same value."""
     wire = request.values(PREFIX + key)
     if len(wire) > 1:
@@ -353,10 +412,95 @@ def _check_signed_matches(request: SignedRequest, signed: Mapping[str, str], key
         return
     if not wire:
         raise _refused("AUTH_HEADER_MISMATCH", f"signed header XroadVnpt-{key} was not sent")
-    if _wire_text(wire[0]).strip() != signed[key].strip():
+    if _wire_text(wire[0], charset).strip() == signed[key].strip():
+        return
+    if wire[0].strip() == low_byte_text(signed[key]).strip():
         raise _refused(
-            "AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} differs from its signed value"
+            "AUTH_HEADER_ENCODING",
+            f"header XroadVnpt-{key} arrived as the low byte of each character of its signed "
+            "value (as the Java SDK writes headers); " + ENCODING_ADVICE,
+            element=f"XroadVnpt-{key}",
         )
+    raise _refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} differs from its signed value")
+
+
+# --- remembering answered requests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What the gateway remembers of one signed state-changing request.
+
+    ``answer`` is the JSON it was answered with, None while it has not succeeded (only failed
+    updateStatus calls are remembered: ``subject``, their docId, lets a later acknowledgement
+    of the same package overtake them). ``seq`` orders outcomes: a success takes a new one.
+    """
+
+    call: str
+    body_sha256: str
+    subject: str | None
+    answer: bytes | None
+    seq: int
+
+
+class RequestLedger(Protocol):
+    """Where the gateway keeps ``RequestRecord``s: in memory, or durably in the node's store."""
+
+    def recall(self, systemid: str, signature: str) -> RequestRecord | None:
+        """The record of this signed request, or None."""
+        ...
+
+    def remember(
+        self,
+        systemid: str,
+        signature: str,
+        record: RequestRecord,
+    ) -> None:
+        """Store a success (replacing an earlier failure) or a first failure (kept if one is
+        already stored); ``record.seq`` is ignored: the ledger numbers outcomes itself."""
+        ...
+
+    def applied_since(self, subject: str, seq: int) -> bool:
+        """Whether a request about ``subject`` succeeded after outcome ``seq``."""
+        ...
+
+
+class MemoryLedger:
+    """A ``RequestLedger`` in memory, the newest ``size`` requests (gateways without a store)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._records: OrderedDict[tuple[str, str], RequestRecord] = OrderedDict()
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def recall(self, systemid: str, signature: str) -> RequestRecord | None:
+        """The record of this signed request, or None."""
+        with self._lock:
+            return self._records.get((systemid, signature))
+
+    def remember(self, systemid: str, signature: str, record: RequestRecord) -> None:
+        """Keep a success, or a first failure."""
+        key = (systemid, signature)
+        with self._lock:
+            earlier = self._records.get(key)
+            if record.answer is None and earlier is not None:
+                return
+            self._seq += 1
+            self._records[key] = RequestRecord(
+                record.call, record.body_sha256, record.subject, record.answer, self._seq
+            )
+            self._records.move_to_end(key)
+            while len(self._records) > self._size:
+                self._records.popitem(last=False)
+
+    def applied_since(self, subject: str, seq: int) -> bool:
+        """Whether a request about ``subject`` succeeded after outcome ``seq``."""
+        with self._lock:
+            return any(
+                r.subject == subject and r.answer is not None and r.seq > seq
+                for r in self._records.values()
+            )
 
 
 # --- the body of sendEdoc ----------------------------------------------------------------------

@@ -7,9 +7,14 @@ protocol leaves open:
 - **docId** is the node's package id (a UUID): unique per package and direction, and safe as a
   file name (the SDK saves ``<docId>.edxml``), unlike the edXML DocumentId, which holds ``/``.
   ``sendEdoc`` answers it, ``getReceivedEdocList`` lists it, ``getEdoc``/``updateStatus`` take it,
-  ``getSentEdocList`` reports it as ``senderDocId``. A resubmitted identical document answers the
-  original package id (the node's dedupe). ``receiverDocId`` is empty: the recipient's node
-  numbers its copy itself and does not tell the sender.
+  ``getSentEdocList`` reports it as ``senderDocId``. ``receiverDocId`` is empty: the recipient's
+  node numbers its copy itself and does not tell the sender.
+- **Repeats**: the gateway's ``RequestLedger`` is this backend, over the store's ``dms_request``
+  table (``store.request_log``), so an exact repeat of a signed sendEdoc/updateStatus is answered
+  from the store even after a restart. Beyond exact repeats, package bytes this node already
+  sends (the same SHA-256 as submitted, document or status package) answer the original package
+  id and store nothing: a status package, which the node itself does not dedupe, is not queued
+  twice by a retry or by a replayed request of another call carrying the SDK's sticky headers.
 - **sendEdoc** submits exactly as ``edoc-axis send`` (same checks, signing policy, dedupe). The
   signed ``messagetype`` must match the package (``MESSAGETYPE_MISMATCH``); the optional ``to``
   list must name only recipients the package itself addresses (OrganIds, or directory ``code``
@@ -23,8 +28,8 @@ protocol leaves open:
   ``failed``), ``receiveStatus`` the latest edXML status code from the recipient (``01`` arrived,
   ``02`` rejected, ``03``..``06``, ...; empty before any), ``receiveStatusDesc`` the delivery
   state and reason, ``sentTime`` the submission time, ``receivedTime`` when status 01 came back.
-- **getAgenciesList** reports the directory: ``id`` and ``code102`` are the OrganId, ``pid`` the
-  parent's OrganId, ``code`` the directory's code.
+- **getAgenciesList** reports the directory: ``id``, ``code102`` and ``oldCode`` are the OrganId
+  (QCVN 102:2016), ``pid`` the parent's OrganId, ``code`` the directory's code (newer scheme).
 
 Store connections are per thread and the HTTP server starts a thread per connection, so every
 backend call runs on a small fixed pool of worker threads (bounded SQLite connections).
@@ -52,10 +57,12 @@ from edoc_axis.api import (
     SentItem,
 )
 from edoc_axis.config import Settings
+from edoc_axis.dmsauth import RequestRecord, sha256_hex, timezone_named
 from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
 from edoc_axis.log import get_logger
 from edoc_axis.node import Node
 from edoc_axis.store import Delivery, InboxEntry, PackageRecord, Pickup
+from edoc_axis.store.request_log import RequestLog
 from edoc_axis.transport import Link
 
 log = get_logger(__name__)
@@ -89,6 +96,7 @@ class NodeBackend:
         self.link = link
         self.list_limit = list_limit
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dms-backend")
+        self._requests = RequestLog(node.store)
         self._summaries: dict[str, tuple[str, str]] = {}
         # One submission at a time: concurrent writers would wait in SQLite's busy handler,
         # which sleeps in growing steps (seconds of tail latency); the work is GIL-bound anyway.
@@ -122,11 +130,26 @@ class NodeBackend:
             pkg = None  # Node.submit refuses it with the same code `edoc-axis send` shows
         if pkg is not None:
             self._check_declared(pkg, kind, declared_to)
-        with self._submit_lock:
+        with self._submit_lock:  # also orders the look-up before a concurrent same submission
+            earlier = self._sent_before(pkg, data) if pkg is not None else None
+            if earlier is not None:
+                log.info("dms_submission_repeated", package_id=earlier)
+                return earlier
             result = self.node.submit(data)
         log.info("dms_submitted", package_id=result.package_id, kind=result.kind,
                  duplicate=result.duplicate)
         return result.package_id
+
+    def _sent_before(self, pkg: edxml.Package, data: bytes) -> str | None:
+        """The package id under which these exact bytes were already submitted, if any."""
+        document_id = (pkg.response_for.document_id if isinstance(pkg, edxml.StatusPackage)
+                       else pkg.document_id or "")
+        digest = sha256_hex(data)
+        for record in self.node.store.packages(direction="out", kind=pkg.kind,
+                                               document_id=document_id):
+            if record.dedupe_digest == digest:
+                return record.package_id
+        return None
 
     def _check_declared(self, pkg: edxml.Package, kind: Kind,
                         declared_to: list[str] | None) -> None:
@@ -267,6 +290,20 @@ class NodeBackend:
         self._summaries[record.package_id] = summary
         return summary
 
+    # --- the gateway's request ledger (dmsauth.RequestLedger), on the worker threads ------------
+
+    def recall(self, systemid: str, signature: str) -> RequestRecord | None:
+        """The stored record of this signed request, or None."""
+        return self._run(self._requests.recall, systemid, signature)
+
+    def remember(self, systemid: str, signature: str, record: RequestRecord) -> None:
+        """Store the outcome of a signed request."""
+        self._run(self._requests.remember, systemid, signature, record)
+
+    def applied_since(self, subject: str, seq: int) -> bool:
+        """Whether a request about ``subject`` succeeded after outcome ``seq``."""
+        return self._run(self._requests.applied_since, subject, seq)
+
     # --- directory and numbers -----------------------------------------------------------------
 
     def agencies(self) -> list[AgencyItem]:
@@ -299,9 +336,14 @@ class NodeBackend:
 
 def gateway_options(settings: Settings) -> GatewayOptions:
     """The gateway's options from ``[api]`` and ``[limits]``."""
+    try:
+        zone = timezone_named(settings.api.timezone)
+    except ValueError as exc:  # load_settings checked it; settings built in code may not be
+        raise ConfigError(f"api.timezone: {exc}", code="CONFIG_TIMEZONE",
+                          element="api.timezone") from exc
     return GatewayOptions(listen=settings.api.listen,
                           max_body_bytes=settings.limits.max_package_bytes + BODY_OVERHEAD,
-                          max_timestamp_age=settings.api.max_timestamp_age)
+                          max_timestamp_age=settings.api.max_timestamp_age, timezone=zone)
 
 
 def dms_systems(settings: Settings) -> list[DmsSystem]:
@@ -335,7 +377,8 @@ def host(node: Node, link: Link | None = None, *, force: bool = False) -> Hosted
         return None
     backend = NodeBackend(node, link)
     try:
-        server = DmsServer(backend, dms_systems(settings), gateway_options(settings))
+        server = DmsServer(backend, dms_systems(settings), gateway_options(settings),
+                           ledger=backend)
     except BaseException:
         backend.close()
         raise

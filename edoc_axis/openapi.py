@@ -25,8 +25,9 @@ _AUTH_PARAMS: Sequence[dict[str, Any]] = (
     _header_param("XroadVnpt-systemid", "The DMS system id.", required=True),
     _header_param(
         "XroadVnpt-timestamp",
-        "Client local time ddMMyyyy'T'HHmmss+SSSS (millis, 4 digits), read in the "
-        "node's time zone (default UTC+7); see skew policy.",
+        "Client local time ddMMyyyy'T'HHmmss+SSSS (millis, 4 digits), no zone: read in the "
+        "node's [api] timezone (default Asia/Ho_Chi_Minh, UTC+7). At most 300 s ahead; no age "
+        "limit by default (the Java SDK stamps it once per SDK object).",
         required=True,
     ),
     _header_param("XroadVnpt-sign-header-key", "Signed header names joined by ';'.", required=True),
@@ -37,11 +38,29 @@ _AUTH_PARAMS: Sequence[dict[str, Any]] = (
     ),
     _header_param(
         "XroadVnpt-hash-header",
-        "Lowercase hex HMAC-SHA256(secret, XroadVnpt-sign-header).",
+        "Lowercase hex HMAC-SHA256(secret, UTF-8 of XroadVnpt-sign-header). Header values "
+        "are UTF-8; a client writing one byte per character (the Java SDK) is verified too "
+        "while its text stays within ISO-8859-1, else AUTH_HEADER_ENCODING.",
         required=True,
     ),
     _header_param("XroadVnpt-version", "SDK protocol version (ignored)."),
 )
+
+
+_AGENCY_FIELDS = {
+    "id": "The agency's id on this node: its QCVN 102 OrganId.",
+    "pid": "The parent agency's id (OrganId), empty for a top-level agency.",
+    "code": "The agency's code in the newer national scheme (the directory's code).",
+    "name": "The agency's name.",
+    "mail": "E-mail address, or empty.",
+    "mobile": "Telephone, or empty.",
+    "fax": "Fax, or empty.",
+    "code102": "The QCVN 102:2016 OrganId (000.00.00.G22), as edXML From/To carry it.",
+    "oldCode": (
+        "Read by SDK 2.0.1: the code before the newer national scheme, i.e. the QCVN 102:2016 "
+        "OrganId; always equal to code102."
+    ),
+}
 
 
 def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
@@ -80,7 +99,7 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
             "parameters": [*_AUTH_PARAMS, *params],
             "responses": {
                 "200": {"description": "OK", "content": {"application/json": {"schema": schema}}},
-                **dict.fromkeys(("400", "401", "403", "404", "413", "422", "503"), error),
+                **dict.fromkeys(("400", "401", "403", "404", "409", "413", "422", "503"), error),
             },
         }
         if body is not None:
@@ -100,8 +119,12 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 "The national axis client protocol served by an edoc-axis node. Every call is "
                 "authenticated by HMAC over the XroadVnpt-* headers; headers a call does not use "
                 "are ignored (the SDK keeps them from earlier calls) but stay covered by the HMAC. "
-                "Mutating calls are replay-checked; timestamps may be at most skew_seconds in the "
-                "future and max_timestamp_age old."
+                "sendEdoc and updateStatus are applied at most once per signed request: an exact "
+                "repeat (same XroadVnpt-hash-header, same body), also after a node restart, is "
+                "answered with the first answer and changes nothing; the same signature with "
+                "another body is AUTH_REPLAY; a repeat while the first is still running is "
+                "REQUEST_IN_PROGRESS (409, Retry-After). Timestamps may be at most 300 s in the "
+                "future; their age is unlimited unless [api] max_timestamp_age is set."
             ),
         },
         "paths": {
@@ -160,7 +183,11 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 [
                     doc_param,
                     _header_param("XroadVnpt-status", "done, fail or processing.", required=True),
-                    _header_param("XroadVnpt-description", "Free text."),
+                    _header_param(
+                        "XroadVnpt-description",
+                        "Free text. ASCII holding percent-encoded UTF-8 (%C4%91 for đ) is "
+                        "decoded: the Java SDK cannot send Vietnamese in a header.",
+                    ),
                 ],
                 envelope,
             ),
@@ -236,7 +263,13 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 },
                 "ReceivedItem": strings,
                 "SentItem": strings,
-                "Agency": strings,
+                "Agency": {
+                    "type": "object",
+                    "properties": {
+                        name: {"type": "string", "description": text}
+                        for name, text in _AGENCY_FIELDS.items()
+                    },
+                },
             },
         },
     }

@@ -12,8 +12,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -391,6 +392,7 @@ def test_agencies_list_shape(server: DmsServer) -> None:
         "mobile": "",
         "fax": "",
         "code102": ORGAN_A,
+        "oldCode": ORGAN_A,
     }
     host, port = server.address
     conn = http.client.HTTPConnection(host, port)
@@ -511,21 +513,49 @@ def test_timestamp_in_the_future_is_skew(server: DmsServer) -> None:
     assert caught.value.code == "AUTH_TIMESTAMP_SKEW"
 
 
-def test_old_timestamp_is_skew(server: DmsServer) -> None:
-    """A timestamp more than 300 s old: AUTH_TIMESTAMP_SKEW."""
-    earlier = datetime.now(VN_TZ) - timedelta(seconds=400)
-    with pytest.raises(RequestRefused) as caught:
-        client_a(server, now=lambda: earlier).received()
-    assert caught.value.code == "AUTH_TIMESTAMP_SKEW"
+def test_old_timestamp_is_skew_when_an_age_limit_is_set(node: InMemoryNode) -> None:
+    """With max_timestamp_age=300, a timestamp 400 s old is AUTH_TIMESTAMP_SKEW naming the key."""
+    srv = start(node, max_timestamp_age=300)
+    try:
+        earlier = datetime.now(VN_TZ) - timedelta(seconds=400)
+        with pytest.raises(RequestRefused) as caught:
+            client_a(srv, now=lambda: earlier).received()
+        assert caught.value.code == "AUTH_TIMESTAMP_SKEW"
+        assert "max_timestamp_age" in caught.value.message
+    finally:
+        srv.stop()
 
 
-def test_timestamp_is_read_in_vietnam_time(server: DmsServer) -> None:
-    """The zone-less timestamp is Vietnam local time: a UTC wall clock reading is 7 h off."""
-    utc_wall = datetime.now(VN_TZ).astimezone(VN_TZ.utc).replace(tzinfo=VN_TZ)
+def test_timestamp_is_read_in_vietnam_time_by_default(server: DmsServer) -> None:
+    """The zone-less timestamp is Vietnam local time: a clock 7 h ahead of it is refused."""
+    ahead = datetime.now(VN_TZ) + timedelta(hours=7)
     with pytest.raises(RequestRefused) as caught:
-        client_a(server, now=lambda: utc_wall).received()
+        client_a(server, now=lambda: ahead).received()
     assert caught.value.code == "AUTH_TIMESTAMP_SKEW"
+    assert "[api] timezone" in caught.value.message
     assert client_a(server).received() == []
+
+
+def test_timezone_setting_serves_a_dms_on_utc(node: InMemoryNode) -> None:
+    """A gateway set to UTC accepts a DMS writing UTC wall time and refuses one writing UTC+7
+    (7 h ahead); list times are answered in UTC."""
+    node.deliver("IN-1", ORGAN_A, PACKAGE)
+    srv = start(node, timezone=UTC, max_timestamp_age=300)
+    try:
+        items = client_a(srv, sdk_quirks=True, timezone=UTC).received()
+        assert items[0]["created_time"] == "2026-01-01 20:04:05"  # 03:04:05 at UTC+7
+        with pytest.raises(RequestRefused) as caught:
+            client_a(srv, sdk_quirks=True).received()
+        assert caught.value.code == "AUTH_TIMESTAMP_SKEW"
+    finally:
+        srv.stop()
+    vietnam = start(node, max_timestamp_age=300)
+    try:
+        with pytest.raises(RequestRefused) as caught:
+            client_a(vietnam, sdk_quirks=True, timezone=UTC).received()
+        assert caught.value.code == "AUTH_TIMESTAMP_SKEW"  # UTC wall time read as UTC+7: 7 h old
+    finally:
+        vietnam.stop()
 
 
 def test_malformed_timestamp(server: DmsServer) -> None:
@@ -537,36 +567,168 @@ def test_malformed_timestamp(server: DmsServer) -> None:
     assert caught.value.code == "AUTH_BAD_TIMESTAMP"
 
 
-def test_long_lived_sdk_timestamp_accepted_without_age_limit(node: InMemoryNode) -> None:
-    """max_timestamp_age=0 accepts an SDK stamp hours old; the future is still refused."""
-    srv = start(node, max_timestamp_age=0)
-    try:
-        old = datetime.now(VN_TZ) - timedelta(hours=5)
-        assert client_a(srv, now=lambda: old).received() == []
-        ahead = datetime.now(VN_TZ) + timedelta(hours=1)
-        with pytest.raises(RequestRefused):
-            client_a(srv, now=lambda: ahead).received()
-    finally:
-        srv.stop()
+def test_long_lived_sdk_object_works_by_default(server: DmsServer, node: InMemoryNode) -> None:
+    """By default an SDK object stamped 5 h ago sends, lists, fetches and acknowledges; a stamp
+    an hour ahead is still refused."""
+    old = datetime.now(VN_TZ) - timedelta(hours=5)
+    sdk = client_a(server, sdk_quirks=True, now=lambda: old)
+    assert sdk.send_edoc(PACKAGE, from_organ=ORGAN_A) == "DOC-1"
+    node.deliver("IN-1", ORGAN_A, PACKAGE)
+    assert sdk.get_edoc(sdk.received()[0]["docId"]) == PACKAGE
+    sdk.update_status("IN-1", "done")
+    assert sdk.received() == []
+    ahead = datetime.now(VN_TZ) + timedelta(hours=1)
+    with pytest.raises(RequestRefused):
+        client_a(server, sdk_quirks=True, now=lambda: ahead).received()
 
 
-def test_replayed_send_is_refused(server: DmsServer, node: InMemoryNode) -> None:
-    """The same signed sendEdoc sent twice: the second is AUTH_REPLAY and nothing is submitted."""
-    headers = client_a(server).prepare(
+def _send_headers(client: DmsClient, data: bytes = PACKAGE) -> list[tuple[str, str]]:
+    return client.prepare(
         {
             "from": ORGAN_A,
             "servicetype": "eDoc",
             "messagetype": "edoc",
-            "hash-file": sha256_hex(PACKAGE),
+            "hash-file": sha256_hex(data),
         },
         "application/octet-stream",
     )
+
+
+def test_repeated_send_gets_the_first_answer(server: DmsServer, node: InMemoryNode) -> None:
+    """The same signed sendEdoc and body twice (a retry after a lost answer): the first answer,
+    byte for byte, and nothing submitted again."""
+    headers = _send_headers(client_a(server))
+    first = raw(server, "/sendEdoc", headers, PACKAGE)
+    assert first == (200, {"status": "OK", "ErrorCode": "0", "ErrorDesc": "Success",
+                           "DocId": "DOC-1"})
+    assert raw(server, "/sendEdoc", headers, PACKAGE) == first
+    assert len(node.submitted) == 1
+
+
+def test_repeat_with_another_body_is_refused(server: DmsServer, node: InMemoryNode) -> None:
+    """The signed headers of an answered sendEdoc with another body: AUTH_REPLAY, nothing sent."""
+    headers = _send_headers(client_a(server))
     assert raw(server, "/sendEdoc", headers, PACKAGE)[0] == 200
-    status, answer = raw(server, "/sendEdoc", headers, PACKAGE)
+    status, answer = raw(server, "/sendEdoc", headers, PACKAGE + b"\r\n")
     assert status == 401
     assert_fail(answer, "AUTH_REPLAY")
     assert answer["DocId"] == ""
     assert len(node.submitted) == 1
+
+
+def test_sdk_object_resending_the_same_package_gets_the_same_docid(
+    server: DmsServer, node: InMemoryNode
+) -> None:
+    """One SDK object sending the same package again (between other calls) sends identical
+    signed headers: the same DocId, submitted once."""
+    sdk = client_a(server, sdk_quirks=True)
+    first = sdk.send_edoc(PACKAGE, from_organ=ORGAN_A)
+    sdk.received()
+    assert sdk.send_edoc(PACKAGE, from_organ=ORGAN_A) == first
+    assert sdk.send_edoc(PACKAGE + b" ", from_organ=ORGAN_A) != first
+    assert len(node.submitted) == 2
+
+
+def test_replayed_update_status_changes_nothing(server: DmsServer, node: InMemoryNode) -> None:
+    """A captured updateStatus processing, replayed after done: answered OK from the record,
+    the package stays done and out of the list."""
+    node.deliver("IN-1", ORGAN_A, PACKAGE)
+    client = client_a(server)
+    processing = client.prepare({"docId": "IN-1", "status": "processing"})
+    assert raw(server, "/updateStatus", processing)[0] == 200
+    client.update_status("IN-1", "done")
+    assert raw(server, "/updateStatus", processing) == (
+        200, {"status": "OK", "ErrorCode": "0", "ErrorDesc": "Success"})
+    assert node.inbox["IN-1"]["state"] == "done"
+    assert [a[2] for a in node.acks] == ["processing", "done"]
+    assert client.received() == []
+
+
+def test_failed_update_status_overtaken_is_not_applied(
+    server: DmsServer, node: InMemoryNode
+) -> None:
+    """An updateStatus that failed (503), then a later done succeeded: repeating the failed
+    one is AUTH_REPLAY and the package stays done."""
+    node.deliver("IN-1", ORGAN_A, PACKAGE)
+    client = client_a(server)
+    processing = client.prepare({"docId": "IN-1", "status": "processing"})
+    node.fail_next = StoreBusy("store locked")
+    assert raw(server, "/updateStatus", processing)[0] == 503
+    client.update_status("IN-1", "done")
+    status, answer = raw(server, "/updateStatus", processing)
+    assert status == 401
+    assert_fail(answer, "AUTH_REPLAY")
+    assert node.inbox["IN-1"]["state"] == "done"
+
+
+def test_repeat_while_the_first_is_running_is_in_progress(
+    server: DmsServer, node: InMemoryNode
+) -> None:
+    """An identical request arriving while the first is still being answered: 409
+    REQUEST_IN_PROGRESS with Retry-After; asked again afterwards, the first answer."""
+    headers = _send_headers(client_a(server))
+    entered, release = threading.Event(), threading.Event()
+    original_submit = node.submit
+
+    def slow_submit(*args: Any) -> str:
+        entered.set()
+        assert release.wait(10)
+        return original_submit(*args)
+
+    node.submit = slow_submit  # type: ignore[method-assign]
+    first: list[tuple[int, dict[str, Any]]] = []
+    worker = threading.Thread(target=lambda: first.append(raw(server, "/sendEdoc", headers,
+                                                              PACKAGE)))
+    worker.start()
+    assert entered.wait(10)
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn.putrequest("POST", "/sendEdoc")
+    for key, value in headers:
+        conn.putheader(key, value)
+    conn.putheader("Content-Length", str(len(PACKAGE)))
+    conn.endheaders(PACKAGE)
+    response = conn.getresponse()
+    assert_fail(json.loads(response.read()), "REQUEST_IN_PROGRESS")
+    assert (response.status, response.getheader("Retry-After")) == (409, "1")
+    conn.close()
+    release.set()
+    worker.join(10)
+    assert first[0][1]["DocId"] == "DOC-1"
+    assert raw(server, "/sendEdoc", headers, PACKAGE) == first[0]
+    assert len(node.submitted) == 1
+
+
+def test_sdk_loop_fetch_then_done_shares_one_signature(
+    server: DmsServer, node: InMemoryNode
+) -> None:
+    """The SDK's sticky headers make getEdoc(X) and the next updateStatus(X, done) byte-identical
+    requests (the path is not signed): both are answered, for every package in turn."""
+    for n in (1, 2, 3):
+        node.deliver(f"IN-{n}", ORGAN_A, PACKAGE + str(n).encode())
+    sdk = client_a(server, sdk_quirks=True)
+    signatures = []
+    for item in sdk.received():
+        doc_id = item["docId"]
+        fetch = dict(sdk.prepare({"docId": doc_id}))["XroadVnpt-hash-header"]
+        assert sdk.get_edoc(doc_id).startswith(PACKAGE)
+        sdk.update_status(doc_id, "done")
+        signatures.append((fetch, dict(sdk.prepare({}))["XroadVnpt-hash-header"]))
+        assert sdk.get_edoc(doc_id).startswith(PACKAGE)  # a read after done, same signature
+    assert signatures[1][0] == signatures[1][1]  # after the first done, fetch = acknowledge
+    assert sdk.received() == []
+    assert [a[1:3] for a in node.acks] == [(f"IN-{n}", "done") for n in (1, 2, 3)]
+
+
+def test_percent_encoded_description_is_decoded(server: DmsServer, node: InMemoryNode) -> None:
+    """The SDK's way to send Vietnamese: ASCII percent-encoded UTF-8, stored decoded; a literal
+    percent sign stays as sent."""
+    node.deliver("IN-1", ORGAN_A, PACKAGE)
+    sdk = client_a(server, sdk_quirks=True)
+    sdk.update_status("IN-1", "processing", quote("đang xử lý"))
+    assert sdk.received()[0]["status_desc"] == "đang xử lý"
+    sdk.update_status("IN-1", "processing", "50%AB done, 100% soon")
+    assert sdk.received()[0]["status_desc"] == "50%AB done, 100% soon"
 
 
 def test_failed_call_can_be_retried_with_same_signature(
@@ -908,3 +1070,10 @@ def test_openapi_describes_every_endpoint(server: DmsServer) -> None:
     params = {p["name"] for p in doc["paths"]["/sendEdoc"]["post"]["parameters"]}
     assert {"XroadVnpt-hash-header", "XroadVnpt-sign-header", "XroadVnpt-hash-file"} <= params
     assert doc["components"]["schemas"]["Error"]["required"] == ["status", "ErrorCode", "ErrorDesc"]
+    codes = doc["components"]["schemas"]["Error"]["properties"]["ErrorCode"]["description"]
+    assert "AUTH_HEADER_ENCODING" in codes and "REQUEST_IN_PROGRESS" in codes
+    agency = doc["components"]["schemas"]["Agency"]["properties"]
+    assert set(agency) == {"id", "pid", "code", "name", "mail", "mobile", "fax", "code102",
+                           "oldCode"}
+    assert "QCVN 102" in agency["oldCode"]["description"]
+    assert "409" in doc["paths"]["/updateStatus"]["post"]["responses"]

@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -161,3 +161,61 @@ def test_bad_endpoint() -> None:
     """A non-HTTP endpoint is refused when the client is built."""
     with pytest.raises(EdocAxisError):
         DmsClient("ftp://x", "s", "x")
+
+
+def test_sdk_quirks_write_the_low_byte_of_each_header_character(capture: Capture) -> None:
+    """Quirk mode sends (byte) ch per character, while the HMAC covers the UTF-8 sign-header."""
+    with DmsClient(capture.url, "sys-1", "s3cret", sdk_quirks=True, now=lambda: FIXED) as client:
+        client.update_status("D-1", "done", "đã nhận")
+    headers = capture.requests[0][1]
+    assert headers["XroadVnpt-description"] == "\x11ã nh\xadn"  # as latin-1 text on the server
+    sent_json = headers["XroadVnpt-sign-header"]
+    assert '"XroadVnpt-description":"\x11ã nh\xadn"' in sent_json
+    original = sent_json.replace("\x11ã nh\xadn", "đã nhận")
+    expected = hmac.new(b"s3cret", original.encode("utf-8"), hashlib.sha256).hexdigest()
+    assert headers["XroadVnpt-hash-header"] == expected
+
+
+def test_plain_mode_writes_utf8_headers(capture: Capture) -> None:
+    """Without quirks a header's bytes are its UTF-8 (read back as latin-1 by the server)."""
+    with DmsClient(capture.url, "sys-1", "s") as client:
+        client.update_status("D-1", "done", "đã")
+    assert capture.requests[0][1]["XroadVnpt-description"] == "đã".encode().decode("latin-1")
+
+
+def test_sdk_object_keeps_its_first_timestamp(capture: Capture) -> None:
+    """The clock is read once, when the quirk client is built; every call repeats that stamp."""
+    readings: list[datetime] = []
+
+    def clock() -> datetime:
+        readings.append(datetime.now(VN_TZ) - timedelta(hours=3))
+        return readings[-1]
+
+    with DmsClient(capture.url, "sys-1", "s", sdk_quirks=True, now=clock) as client:
+        client.agencies()
+        client.agencies()
+        client.received()
+    stamps = {h["XroadVnpt-timestamp"] for _, h, _ in capture.requests}
+    assert len(readings) == 1
+    assert stamps == {format_sdk_timestamp(readings[0])}
+    assert capture.requests[0][1]["XroadVnpt-hash-header"] == (
+        capture.requests[1][1]["XroadVnpt-hash-header"])  # the same call: the same request
+
+
+def test_timestamp_written_in_the_clients_zone(capture: Capture) -> None:
+    """timezone=UTC writes the same instant as UTC wall time (7 h behind Vietnam time)."""
+    with DmsClient(capture.url, "sys-1", "s", now=lambda: FIXED, timezone=UTC) as client:
+        client.agencies()
+    assert capture.requests[0][1]["XroadVnpt-timestamp"] == "25112026T231059+0201"
+
+
+@pytest.mark.parametrize(("quirks", "value"), [(False, "a\nb"), (True, "\u010a")])
+def test_header_value_that_would_break_http_is_refused(
+    capture: Capture, quirks: bool, value: str
+) -> None:
+    """A value whose bytes hold CR or LF (U+010A's low byte is LF) is BAD_HEADER_VALUE, unsent."""
+    client = DmsClient(capture.url, "sys-1", "s", sdk_quirks=quirks)
+    with client, pytest.raises(EdocAxisError) as caught:
+        client.update_status("D-1", "done", value)
+    assert caught.value.code == "BAD_HEADER_VALUE"
+    assert capture.requests == []
