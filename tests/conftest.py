@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import shutil
+import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -499,3 +501,71 @@ def with_deviations(document: bytes) -> bytes:
                .replace(b"<Subject>", b"<Subject>  ", 1))
     assert changed.count(b"ResponseFor") == 1 and changed.count(b"<TraceHeader>") == 2
     return changed
+
+
+# --- sandbox (issue 9: the DMS conformance kit) --------------------------------------------------
+# `sandbox` (session): `edoc-axis sandbox` running as a subprocess in a vhost of its own, on a free
+# port, with its state folder under tmp; `.info` is what it wrote to sandbox.json. Stopped with
+# SIGTERM at the end of the session. `start_sandbox`/`stop_sandbox` start and stop more of them.
+
+EDOC_AXIS_EXE = [sys.executable, "-m", "edoc_axis"]
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox subprocess, its state folder, its stdout/stderr files and its sandbox.json."""
+
+    process: subprocess.Popen[bytes]
+    dir: Path
+    vhost: str
+    stdout: Path
+    stderr: Path
+    info: dict[str, Any]
+
+    def output(self) -> str:
+        """What it printed on stdout so far."""
+        return self.stdout.read_text(encoding="utf-8")
+
+
+def start_sandbox(state_dir: Path, vhost: str, timeout: float = 60.0) -> RunningSandbox:
+    """Start `edoc-axis sandbox` and wait until it printed its details (or fail with its log)."""
+    import json
+    import time
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stdout, stderr = state_dir.parent / f"{vhost}.out", state_dir.parent / f"{vhost}.err"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [*EDOC_AXIS_EXE, "--log-json", "sandbox", "--dir", str(state_dir), "--vhost", vhost,
+             "--port", "0"], stdout=out, stderr=err)
+    info_path = state_dir / "sandbox.json"
+    deadline = time.monotonic() + timeout
+    while not (info_path.exists() and "Stop with" in stdout.read_text(encoding="utf-8")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"sandbox did not start: {stderr.read_text(encoding='utf-8')}")
+        time.sleep(0.1)
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    return RunningSandbox(process, state_dir, vhost, stdout, stderr, info)
+
+
+def stop_sandbox(sandbox: RunningSandbox, signum: int = signal.SIGTERM) -> int:
+    """Signal the sandbox and wait for it to stop; its exit code."""
+    sandbox.process.send_signal(signum)
+    try:
+        return sandbox.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        sandbox.process.kill()
+        return sandbox.process.wait()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """See the section comment."""
+    vhost = f"edoc-sandbox-{uuid.uuid4().hex[:10]}"
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox") / "state", vhost)
+    try:
+        yield running
+    finally:
+        stop_sandbox(running)
