@@ -13,9 +13,9 @@ the vendor points the SDK at it. The peer agency plays the other side of the axi
 
 Provisioning reuses the ``init --dev`` bench (``devbench``: dev CA, agency keys, directory
 entries, broker passwords) and ``topology.provision``. Broker users are named
-``<OrganId>.<vhost>`` so sandboxes in different vhosts never share a user. The vhost and its
-users are removed on stop only when this sandbox created the vhost. Everything else stays in
-the state folder, so a restart keeps the systemid, the secret and the keys.
+``<OrganId>.<vhost>`` so sandboxes in different vhosts never share a user. Those
+users are removed on stop, the vhost only when this sandbox created it. Everything else stays
+in the state folder, so a restart keeps the systemid, the secret and the keys.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from edoc_axis.devbench import (
     dev_identity,
     dev_password,
 )
-from edoc_axis.errors import ConfigError, EdocAxisError, TemporaryFailure
+from edoc_axis.errors import BrokerUnavailable, ConfigError, EdocAxisError, TemporaryFailure
 from edoc_axis.gateway import HostedGateway, host
 from edoc_axis.identifier import VN_TZ, format_date, make_document_id
 from edoc_axis.log import get_logger
@@ -285,14 +285,15 @@ class Sandbox:
             state_dir=str(self.dir))
 
     def _clean_broker(self, progress: Callable[[str], None]) -> None:
-        """Remove the vhost and its users (named after it), only when this sandbox made it."""
-        if not self._created_vhost:
-            return
-        progress(f"removing broker vhost {self.vhost} and its users (created by this sandbox)")
+        """Remove the sandbox's users (named after the vhost, so nobody else's), and the vhost
+        only when this sandbox created it."""
         try:
-            topology.delete_vhost(self.vhost)
+            if self._created_vhost:
+                progress(f"removing broker vhost {self.vhost} (created by this sandbox)")
+                topology.delete_vhost(self.vhost)
             for role in (AGENCY, PEER):
-                topology.delete_user(self.user(role))
+                with suppress(BrokerUnavailable):  # never provisioned: nothing to remove
+                    topology.delete_user(self.user(role))
         except EdocAxisError as exc:
             log.warning("sandbox_cleanup_failed", vhost=self.vhost, error=str(exc))
 

@@ -102,8 +102,8 @@ def test_signing_example_shows_the_refusal_of_a_wrong_secret(
 
 
 def test_sandbox_keeps_an_existing_vhost_and_its_identity_across_restarts(tmp_path: Path) -> None:
-    """A vhost it did not create survives SIGINT; a restart keeps systemid and secret; a vhost it
-    created is removed with its users on SIGTERM."""
+    """A vhost it did not create survives SIGINT (its users do not); a restart keeps systemid and
+    secret; a vhost it created is removed with its users on SIGTERM."""
     state = tmp_path / "state"
     existing = f"edoc-sandbox-{uuid.uuid4().hex[:10]}"
     rabbitmqctl("add_vhost", existing)
@@ -113,6 +113,7 @@ def test_sandbox_keeps_an_existing_vhost_and_its_identity_across_restarts(tmp_pa
         assert "existing, kept on stop" in first.output()
         assert stop_sandbox(first, signal.SIGINT) == 0
         assert existing in vhosts()
+        assert not any(user.endswith(f".{existing}") for user in users())
         assert not (state / "sandbox.json").exists()
     finally:
         rabbitmqctl("delete_vhost", existing, check=False)  # never hide the failure above
