@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from edoc_axis.dmsauth import DEFAULT_TIMEZONE, timezone_named
+from edoc_axis.edxml.identifier import is_valid_organ_id
+from edoc_axis.edxml.parser import XmlLimits
+from edoc_axis.edxml.profile import PROFILES, STRICT
 from edoc_axis.errors import ConfigError
-from edoc_axis.identifier import is_valid_organ_id
-from edoc_axis.parser import XmlLimits
-from edoc_axis.profile import PROFILES, STRICT
+from edoc_axis.gateway.auth import DEFAULT_TIMEZONE, timezone_named
 
 CONFIG_ENV = "EDOC_AXIS_CONFIG"
 ENV_PREFIX = "EDOC_AXIS_"
@@ -131,7 +131,7 @@ class LimitSettings:
 
 @dataclass(frozen=True, slots=True)
 class ValidationSettings:
-    """Which reception profile (``edoc_axis.profile``) judges what this node is asked to send.
+    """Which reception profile (``edoc_axis.edxml.profile``) judges what this node is asked to send.
 
     Received packages are always judged by ``received``; submissions (``send``, the DMS
     gateway) by ``strict`` unless an agency whose DMS writes harmless deviations says otherwise.
@@ -142,7 +142,7 @@ class ValidationSettings:
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    """The DMS gateway: the national axis client protocol over HTTP (``edoc_axis.api``)."""
+    """The DMS gateway: the national axis client protocol over HTTP (``gateway.server``)."""
 
     listen: str = "127.0.0.1:8470"
     enabled: bool = False  # also served without this when [[dms]] systems are configured

@@ -19,8 +19,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from edoc_axis.edxml.identifier import is_valid_organ_id, organ_parent
 from edoc_axis.errors import ConfigError, UnknownAgency
-from edoc_axis.identifier import is_valid_organ_id, organ_parent
 
 NATIONAL_CODE = re.compile(r"^[0-9A-Z.]{1,35}$")  # Decision 20/2020/QĐ-TTg identifiers
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")

@@ -167,7 +167,7 @@ class RequestRefused(EdocAxisError):
     """A DMS request was refused before it reached the node (authentication, headers, size).
 
     Codes: AUTH_* for authentication, HASH_FILE_MISMATCH, FROM_NOT_ALLOWED, BODY_TOO_LARGE,
-    BAD_REQUEST, ... (see edoc_axis.api). The client raises it too, with the server's code.
+    BAD_REQUEST, ... (see gateway.server). The client raises it too, with the server's code.
     """
 
     code = "REQUEST_REFUSED"

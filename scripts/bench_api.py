@@ -4,7 +4,7 @@
 Default: MEASURES THE HTTP+AUTH LAYER ONLY: the backend is a do-nothing in-memory stand-in (it
 counts packages and returns an id), so no validation, signature, store or broker work is included.
 
-``--node``: the real node behind the gateway (``edoc_axis.gateway.NodeBackend``): every call is
+``--node``: the real node behind the gateway (``gateway.backend.NodeBackend``): every call is
 a distinct ~``--size`` byte edXML document from 000.00.00.G22 to 000.00.00.H41, parsed, schema-
 and rule-checked, signed with a fresh RSA-2048 dev key (sign_unsigned_submissions), stored with
 its delivery and outbox rows (SQLite, synchronous=FULL) in a temporary folder. With
@@ -33,8 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edoc_axis import config, directory, pki, transport
-from edoc_axis.api import (
+from edoc_axis import config, directory
+from edoc_axis.gateway.backend import HostedGateway, host
+from edoc_axis.gateway.client import DmsClient
+from edoc_axis.gateway.server import (
     AgencyItem,
     DmsServer,
     DmsSystem,
@@ -43,12 +45,12 @@ from edoc_axis.api import (
     ReceivedItem,
     SentItem,
 )
-from edoc_axis.client import DmsClient
-from edoc_axis.gateway import HostedGateway, host
 from edoc_axis.log import configure_logging
-from edoc_axis.node import Node, Runner
-from edoc_axis.topology import Topology
-from edoc_axis.trust import fingerprint
+from edoc_axis.node.node import Node, Runner
+from edoc_axis.ops import pki
+from edoc_axis.transport import link as transport
+from edoc_axis.transport.topology import Topology
+from edoc_axis.trust.certificate import fingerprint
 
 ORGAN = "000.00.00.G22"
 PEER = "000.00.00.H41"

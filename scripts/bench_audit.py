@@ -23,8 +23,11 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from edoc_axis import audit, auditcheck, signature, trust
-from edoc_axis.audit import AuditEntry, Checkpoint, CheckpointPolicy, Kind
+from edoc_axis.audit import chain as audit
+from edoc_axis.audit import check as auditcheck
+from edoc_axis.audit.chain import AuditEntry, Checkpoint, CheckpointPolicy, Kind
+from edoc_axis.trust import certificate as trust
+from edoc_axis.trust import signature
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 STATUS = (

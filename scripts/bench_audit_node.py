@@ -25,12 +25,13 @@ from pathlib import Path
 
 from bench_node import RECIPIENT, SENDER, signed_documents
 
-from edoc_axis import config, directory, trust
+from edoc_axis import config, directory
 from edoc_axis.log import configure_logging
-from edoc_axis.node import Node, audit_sealer, load_identity
+from edoc_axis.node.node import Node, audit_sealer, load_identity
 from edoc_axis.store import Event, Store
 from edoc_axis.store.audit_log import AuditLog
-from edoc_axis.transport import IncomingMessage
+from edoc_axis.transport.link import IncomingMessage
+from edoc_axis.trust import certificate as trust
 
 
 def setup(base: Path) -> dict[str, config.Settings]:

@@ -34,12 +34,15 @@ from urllib.parse import quote
 
 from cryptography import x509
 
-from edoc_axis import config, directory, topology, transport, trust
-from edoc_axis import package as edxml
+from edoc_axis import config, directory
+from edoc_axis.edxml import package as edxml
 from edoc_axis.log import configure_logging
-from edoc_axis.node import Node
-from edoc_axis.signature import sign
+from edoc_axis.node.node import Node
 from edoc_axis.store import Store
+from edoc_axis.transport import link as transport
+from edoc_axis.transport import topology
+from edoc_axis.trust import certificate as trust
+from edoc_axis.trust.signature import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDER, RECIPIENT, BASELINE = "000.00.00.G22", "000.00.00.H41", "000.00.00.B01"

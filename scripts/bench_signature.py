@@ -30,8 +30,9 @@ from lxml import etree
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import build_edxml_document
 
-from edoc_axis import signature, trust
-from edoc_axis.parser import parse_xml
+from edoc_axis.edxml.parser import parse_xml
+from edoc_axis.trust import certificate as trust
+from edoc_axis.trust import signature
 
 
 def rate(fn: Callable[[], object], seconds: float, rounds: int = 5) -> tuple[float, float]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Transport throughput on the local RabbitMQ: raw pika baseline versus edoc_axis.transport.Link.
+"""Transport throughput on the local RabbitMQ: raw pika baseline versus transport.link.Link.
 
 Measures, in a throwaway vhost with the axis topology (durable quorum queue):
   raw publish   pika SelectConnection, persistent + mandatory, confirms pipelined in a window
@@ -29,7 +29,7 @@ from urllib.parse import quote
 import pika
 
 from edoc_axis.log import configure_logging
-from edoc_axis.transport import (
+from edoc_axis.transport.link import (
     Confirmation,
     IncomingMessage,
     Link,

@@ -15,8 +15,8 @@ import tracemalloc
 
 from lxml import etree
 
-from edoc_axis import package as p
-from edoc_axis.schema import load_schema, validate
+from edoc_axis.edxml import package as p
+from edoc_axis.edxml.schema import load_schema, validate
 
 
 def make_package(target_bytes: int) -> bytes:

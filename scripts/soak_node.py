@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from edoc_axis import package as edxml
 from edoc_axis.config import load_settings
+from edoc_axis.edxml import package as edxml
 from edoc_axis.errors import EdocAxisError
 from edoc_axis.store import Store
-from edoc_axis.topology import Topology
-from edoc_axis.transport import check_queues, dead_letters
+from edoc_axis.transport.link import check_queues, dead_letters
+from edoc_axis.transport.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 EDOC = [sys.executable, "-m", "edoc_axis"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from edoc_axis import package as edxml
+from edoc_axis.edxml import package as edxml
 
 DATA = Path(__file__).parent / "data"
 
@@ -132,8 +132,8 @@ class Pki:
     agencies: dict[str, PkiAgency]
 
     def trust_store(self, *, with_crl: bool = True) -> Any:
-        """A fresh edoc_axis.trust.TrustStore anchored at this CA (with its empty CRL)."""
-        from edoc_axis import trust
+        """A fresh trust.certificate.TrustStore anchored at this CA (with its empty CRL)."""
+        from edoc_axis.trust import certificate as trust
 
         crls = [trust.make_crl(self.ca_key, self.ca_cert)] if with_crl else []
         return trust.TrustStore(anchors=[self.ca_cert], crls=crls)
@@ -142,7 +142,7 @@ class Pki:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A root CA, its CRL and agencies 000.00.00.G22 (RSA-2048) and 000.00.00.H41 (P-256)."""
-    from edoc_axis import trust
+    from edoc_axis.trust import certificate as trust
 
     base = tmp_path_factory.mktemp("pki")
     ca_key, ca_cert = trust.init_ca("edoc_axis Test Root CA")
@@ -302,7 +302,7 @@ AXIS_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H42")
 @pytest.fixture(scope="session")
 def axis_pki(pki: Pki) -> Pki:
     """The session PKI plus a third agency, 000.00.00.H42 (RSA-2048)."""
-    from edoc_axis import trust
+    from edoc_axis.trust import certificate as trust
 
     if "000.00.00.H42" not in pki.agencies:
         key, cert = trust.issue_agency_certificate(
@@ -318,8 +318,9 @@ def axis_pki(pki: Pki) -> Pki:
 def _provision_axis(admin_url: str, vhost: str, accounts: list[Any]) -> None:
     """topology.provision; if rabbitmqctl cannot import the definitions file (it may run as
     another OS user than the tests), the same users, permissions and queues step by step."""
-    from edoc_axis import topology, transport
     from edoc_axis.errors import BrokerUnavailable
+    from edoc_axis.transport import link as transport
+    from edoc_axis.transport import topology
 
     layout = topology.Topology()
     try:
@@ -351,7 +352,8 @@ def axis_broker(axis_pki: Pki) -> Iterator[AxisBroker]:
     rabbitmqctl is slow); `axis` purges the queues before each test."""
     from urllib.parse import quote
 
-    from edoc_axis import directory, trust
+    from edoc_axis import directory
+    from edoc_axis.trust import certificate as trust
 
     vhost = f"edoc-node-{uuid.uuid4().hex[:10]}"
     _rabbitmqctl("add_vhost", vhost)
@@ -381,7 +383,7 @@ def axis_broker(axis_pki: Pki) -> Iterator[AxisBroker]:
 
 def topology_account(organ_id: str, vhost: str) -> Any:
     """A fresh broker account for an agency in a test vhost."""
-    from edoc_axis import topology
+    from edoc_axis.transport import topology
 
     return topology.BrokerAccount(organ_id, f"node-{organ_id}-{vhost}", uuid.uuid4().hex)
 
@@ -390,7 +392,7 @@ def purge_axis_queues(admin_url: str, organ_ids: tuple[str, ...]) -> None:
     """Empty every agency's inbound and dead-letter queue (test isolation)."""
     import pika
 
-    from edoc_axis import topology
+    from edoc_axis.transport import topology
 
     layout = topology.Topology()
     connection = pika.BlockingConnection(pika.URLParameters(admin_url))
@@ -443,8 +445,8 @@ def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
     import time
 
     from edoc_axis import config
-    from edoc_axis import package as edxml
-    from edoc_axis.node import Node, Runner
+    from edoc_axis.edxml import package as edxml
+    from edoc_axis.node.node import Node, Runner
 
     g22, h41, h42 = AXIS_AGENCIES
     settings = {o: dataclasses.replace(axis.settings(o), audit=config.AuditSettings(3, 300))

@@ -18,7 +18,9 @@ from urllib.parse import quote
 
 import pytest
 
-from edoc_axis.api import (
+from edoc_axis.errors import NotFound, RequestRefused, SchemaViolation, StoreBusy
+from edoc_axis.gateway.client import DmsClient
+from edoc_axis.gateway.server import (
     VN_TZ,
     AckState,
     AgencyItem,
@@ -34,8 +36,6 @@ from edoc_axis.api import (
     sha256_hex_unpadded,
     sign_headers,
 )
-from edoc_axis.client import DmsClient
-from edoc_axis.errors import NotFound, RequestRefused, SchemaViolation, StoreBusy
 
 ORGAN_A = "000.00.00.G22"
 ORGAN_B = "000.00.01.H53"

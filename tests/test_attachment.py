@@ -1,4 +1,4 @@
-"""Tests of edoc_axis.attachment: the application/zip convention on write, three on read."""
+"""Tests of edoc_axis.edxml.attachment: the application/zip convention on write, three on read."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import DATA, VALID_PACKAGES, Axis, make_document
 
-from edoc_axis import attachment as a
-from edoc_axis import package as p
 from edoc_axis.cli import main
+from edoc_axis.edxml import attachment as a
+from edoc_axis.edxml import package as p
+from edoc_axis.edxml.schema import validate
 from edoc_axis.errors import MalformedPackage
-from edoc_axis.node import Node, Runner
-from edoc_axis.schema import validate
+from edoc_axis.node.node import Node, Runner
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n" + bytes(range(256)) * 8
 TEXT = "Kính gửi: Ủy ban nhân dân tỉnh Nghệ An\r\n".encode() * 20

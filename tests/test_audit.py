@@ -14,9 +14,13 @@ from typing import Any
 
 import pytest
 
-from edoc_axis import audit, auditcheck, evidence, signature, trust
-from edoc_axis.audit import AuditEntry, Checkpoint, CheckpointPolicy, Code, Kind
+from edoc_axis.audit import chain as audit
+from edoc_axis.audit import check as auditcheck
+from edoc_axis.audit import evidence
+from edoc_axis.audit.chain import AuditEntry, Checkpoint, CheckpointPolicy, Code, Kind
 from edoc_axis.errors import EdocAxisError, SignatureInvalid
+from edoc_axis.trust import certificate as trust
+from edoc_axis.trust import signature
 
 G22 = "000.00.00.G22"
 H41 = "000.00.00.H41"

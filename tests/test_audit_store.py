@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import AuditedExchange, build_edxml_status
 
-from edoc_axis import audit
-from edoc_axis.audit import AuditEntry
-from edoc_axis.auditor import Auditor, LogReport
-from edoc_axis.signature import sign
+from edoc_axis.audit import chain as audit
+from edoc_axis.audit.auditor import Auditor, LogReport
+from edoc_axis.audit.chain import AuditEntry
 from edoc_axis.store.audit_log import ENTRY_COLUMNS
-from edoc_axis.trust import fingerprint
+from edoc_axis.trust.certificate import fingerprint
+from edoc_axis.trust.signature import sign
 
 pytestmark = pytest.mark.broker
 
@@ -241,9 +241,9 @@ def test_receipt_is_judged_as_of_its_entry_time() -> None:
     after the expiry does not."""
     import datetime as dt
 
-    from edoc_axis.auditor import check_signed_bytes
-    from edoc_axis.signature import SignaturePolicy
-    from edoc_axis.trust import TrustStore, init_ca, issue_agency_certificate, make_crl
+    from edoc_axis.audit.auditor import check_signed_bytes
+    from edoc_axis.trust.certificate import TrustStore, init_ca, issue_agency_certificate, make_crl
+    from edoc_axis.trust.signature import SignaturePolicy
 
     now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = init_ca("Old Root", key_type="p256", not_before=now - dt.timedelta(days=800))

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from edoc_axis import transport, trust
 from edoc_axis.cli import main
 from edoc_axis.cli.admin import Check, broker_check, diagnose
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.directory import Directory
-from edoc_axis.topology import Topology
+from edoc_axis.transport import link as transport
+from edoc_axis.transport.topology import Topology
+from edoc_axis.trust import certificate as trust
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 

@@ -17,13 +17,13 @@ import pytest
 from test_api import ORGAN_A, PACKAGE, SYSTEM_A, InMemoryNode, assert_fail, start
 from test_config import MINIMAL, _write
 
-from edoc_axis.api import DmsServer
-from edoc_axis.client import DmsClient
 from edoc_axis.config import load_settings
-from edoc_axis.dmsauth import low_byte_text, timezone_named
+from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import ConfigError, RequestRefused
-from edoc_axis.gateway import gateway_options
-from edoc_axis.identifier import VN_TZ
+from edoc_axis.gateway.auth import low_byte_text, timezone_named
+from edoc_axis.gateway.backend import gateway_options
+from edoc_axis.gateway.client import DmsClient
+from edoc_axis.gateway.server import DmsServer
 
 
 @pytest.fixture

@@ -24,15 +24,15 @@ from conftest import Axis
 from test_e2e import NodeProcess
 from test_node import G22, H41, H42, make_document, wait_for
 
-from edoc_axis import package as edxml
-from edoc_axis.api import DmsServer, sha256_hex
-from edoc_axis.client import DmsClient
 from edoc_axis.config import ApiSettings, DmsSystemSettings, Settings
+from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import RequestRefused, TemporaryFailure
-from edoc_axis.gateway import HostedGateway, host
-from edoc_axis.identifier import VN_TZ
-from edoc_axis.node import Node, Runner
-from edoc_axis.signature import sign
+from edoc_axis.gateway.backend import HostedGateway, host
+from edoc_axis.gateway.client import DmsClient
+from edoc_axis.gateway.server import DmsServer, sha256_hex
+from edoc_axis.node.node import Node, Runner
+from edoc_axis.trust.signature import sign
 
 pytestmark = pytest.mark.broker
 

@@ -61,7 +61,7 @@ def test_installed_wheel_validates_the_corpus(wheel: Path, tmp_path: Path) -> No
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(target)}
     where = subprocess.run(
-        [sys.executable, "-c", "import edoc_axis.schema as s; print(s.__file__)"],
+        [sys.executable, "-c", "import edoc_axis.edxml.schema as s; print(s.__file__)"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert where.stdout.strip().startswith(str(target))

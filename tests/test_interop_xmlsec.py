@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edoc_axis import trust
 from edoc_axis.errors import SignatureInvalid
-from edoc_axis.signature import SignaturePolicy, sign, verify
+from edoc_axis.trust import certificate as trust
+from edoc_axis.trust.signature import SignaturePolicy, sign, verify
 
 XMLSEC1 = shutil.which("xmlsec1")
 pytestmark = pytest.mark.skipif(XMLSEC1 is None, reason="xmlsec1 not installed (scripts/setup)")

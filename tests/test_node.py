@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import DEVIANT_TRACE_ORGAN_ID, Axis, build_edxml_document, with_deviations
 
-from edoc_axis import package as edxml
 from edoc_axis.cli import main
 from edoc_axis.config import ValidationSettings
+from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.errors import NotFound, RuleViolation, SignatureInvalid, UnknownAgency
-from edoc_axis.node import Node, Runner
-from edoc_axis.profile import RECEIVED
-from edoc_axis.signature import sign
+from edoc_axis.node.node import Node, Runner
+from edoc_axis.trust.signature import sign
 
 pytestmark = pytest.mark.broker
 

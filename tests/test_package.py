@@ -1,4 +1,4 @@
-"""Tests of edoc_axis.package: the typed model, parse/build, ids, dates."""
+"""Tests of edoc_axis.edxml.package: the typed model, parse/build, ids, dates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from conftest import DATA, VALID_PACKAGES, make_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edoc_axis import package as p
+from edoc_axis.edxml import package as p
 from edoc_axis.errors import HostileInput, MalformedPackage
 
 VALID = DATA / "valid"

@@ -18,9 +18,9 @@ from conftest import (
 )
 
 from edoc_axis.cli import main
+from edoc_axis.edxml.profile import PROFILES, RECEIVED, SEVERITIES, STRICT, Severity, severity
+from edoc_axis.edxml.schema import RULE_CODES, SCHEMA_CODES, accept, check, validate
 from edoc_axis.errors import RuleViolation, SchemaViolation
-from edoc_axis.profile import PROFILES, RECEIVED, SEVERITIES, STRICT, Severity, severity
-from edoc_axis.schema import RULE_CODES, SCHEMA_CODES, accept, check, validate
 
 TRACE = "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList"
 HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"

@@ -26,8 +26,8 @@ from test_e2e import EDOC_AXIS, NodeProcess
 from test_node import G22, H41, H42, make_document, wait_for
 
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.topology import Topology
-from edoc_axis.transport import check_queues
+from edoc_axis.transport.link import check_queues
+from edoc_axis.transport.topology import Topology
 
 pytestmark = pytest.mark.broker
 

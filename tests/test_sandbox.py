@@ -1,4 +1,4 @@
-"""`edoc-axis sandbox` (edoc_axis.sandbox), and the stdlib signing example against its gateway."""
+"""`edoc-axis sandbox` (ops.sandbox), and the stdlib signing example against its gateway."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import RunningSandbox, make_document, start_sandbox, stop_sandbox
 
-from edoc_axis import package as edxml
+from edoc_axis.edxml import package as edxml
 
 pytestmark = pytest.mark.broker
 

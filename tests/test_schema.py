@@ -1,4 +1,4 @@
-"""Tests of edoc_axis.schema and edoc_axis.rule: XSD structure, rule codes, hostile input."""
+"""Tests of edxml.schema and edxml.rule: XSD structure, rule codes, hostile input."""
 
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from conftest import (
     make_document,
 )
 
-from edoc_axis import package as p
+from edoc_axis.edxml import package as p
+from edoc_axis.edxml.parser import XmlLimits
+from edoc_axis.edxml.schema import RULE_CODES, SCHEMA_CODES, check, load_schema, validate
 from edoc_axis.errors import (
     HostileInput,
     MalformedPackage,
     RuleViolation,
     SchemaViolation,
 )
-from edoc_axis.parser import XmlLimits
-from edoc_axis.schema import RULE_CODES, SCHEMA_CODES, check, load_schema, validate
 
 HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
 

@@ -1,4 +1,4 @@
-"""`edoc-axis dms selftest` (edoc_axis.conformance) against a real sandbox gateway and broker."""
+"""`edoc-axis dms selftest` (gateway.conformance) against a real sandbox gateway and broker."""
 
 from __future__ import annotations
 

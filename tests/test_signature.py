@@ -1,4 +1,4 @@
-"""Tests for edoc_axis.signature: signing, verification and every hostile case by its code."""
+"""Tests for edoc_axis.trust.signature: signing, verification and every hostile case by its code."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from edoc_axis import signature, trust
 from edoc_axis.errors import SignatureInvalid, TrustError
-from edoc_axis.signature import DSIG_NS, NS, SignaturePolicy, sign, verify
+from edoc_axis.trust import certificate as trust
+from edoc_axis.trust import signature
+from edoc_axis.trust.signature import DSIG_NS, NS, SignaturePolicy, sign, verify
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 E, D = f"{{{NS}}}", f"{{{DSIG_NS}}}"

@@ -21,8 +21,7 @@ from click.testing import CliRunner
 
 from edoc_axis.cli.broker import broker_group
 from edoc_axis.errors import ConfigError, NotFound
-from edoc_axis.topology import url_with_vhost, vhost_of
-from edoc_axis.transport import (
+from edoc_axis.transport.link import (
     BrokerAccount,
     Confirmation,
     IncomingMessage,
@@ -36,6 +35,7 @@ from edoc_axis.transport import (
     provision,
     replay_dead_letter,
 )
+from edoc_axis.transport.topology import url_with_vhost, vhost_of
 
 TOPOLOGY = Topology()
 

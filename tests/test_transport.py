@@ -15,7 +15,7 @@ import pika
 import pytest
 
 from edoc_axis.errors import PackageTooLarge
-from edoc_axis.transport import (
+from edoc_axis.transport.link import (
     Confirmation,
     IncomingMessage,
     Link,

@@ -1,4 +1,4 @@
-"""Tests for edoc_axis.trust: certificate contents, OrganId binding, validation and its cache."""
+"""Tests for trust.certificate: certificate contents, OrganId binding, validation and its cache."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from cryptography import x509
 
-from edoc_axis import trust
 from edoc_axis.errors import SignatureInvalid, TrustError
+from edoc_axis.trust import certificate as trust
 
 G22 = "000.00.00.G22"
 

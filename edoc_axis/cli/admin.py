@@ -3,7 +3,7 @@
 ``init`` writes a working config for a new agency; with ``--dev`` it also makes the agency's
 signing key and certificate from a dev CA (shared between the agencies of one test bench) and
 lists the agency, with its certificate fingerprint, in the agency directory (``devbench``).
-``doctor`` prints the checks of ``edoc_axis.doctor``, one line each.
+``doctor`` prints the checks of ``edoc_axis.ops.doctor``, one line each.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 import click
 from cryptography import x509
 
-from edoc_axis import trust
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.config import (
     BrokerSettings,
@@ -29,7 +28,10 @@ from edoc_axis.config import (
     load_settings,
     write_config,
 )
-from edoc_axis.devbench import (
+from edoc_axis.directory import CertificateFacts, Directory
+from edoc_axis.edxml.identifier import is_valid_organ_id
+from edoc_axis.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, EdocAxisError
+from edoc_axis.ops.devbench import (
     AGENCY_CERT,
     AGENCY_KEY,
     CA_CERT,
@@ -39,12 +41,10 @@ from edoc_axis.devbench import (
     dev_identity,
     dev_password,
 )
-from edoc_axis.directory import CertificateFacts, Directory
-from edoc_axis.doctor import FAIL, Check, broker_check, diagnose
-from edoc_axis.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, EdocAxisError
-from edoc_axis.identifier import is_valid_organ_id
+from edoc_axis.ops.doctor import FAIL, Check, broker_check, diagnose
+from edoc_axis.trust import certificate as trust
 
-# Re-exported: the doctor's logic moved to edoc_axis.doctor; tests and callers import it here.
+# Re-exported: the doctor's logic moved to edoc_axis.ops.doctor; tests and callers import it here.
 __all__ = [
     "Check",
     "InitRequest",

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from edoc_axis.auditcheck import Problem
-from edoc_axis.auditor import Auditor, anchors_from, verify_bundle_file
+from edoc_axis.audit.auditor import Auditor, anchors_from, verify_bundle_file
+from edoc_axis.audit.check import Problem
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.config import load_settings
 from edoc_axis.errors import EXIT_INVALID, NotFound

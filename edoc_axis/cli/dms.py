@@ -3,7 +3,7 @@
 Every command signs its call with the system's id and secret exactly as the axis SDK does.
 The endpoint, system id and secret come from options or EDOC_AXIS_DMS_ENDPOINT,
 EDOC_AXIS_DMS_SYSTEMID and EDOC_AXIS_DMS_SECRET (prefer the variable for the secret).
-``selftest`` runs the conformance kit (``edoc_axis.conformance``) and also takes them as its
+``selftest`` runs the conformance kit (``edoc_axis.gateway.conformance``) and also takes them as its
 own options, the secret from a file.
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 
 import click
 
-from edoc_axis.api import DEFAULT_LISTEN
 from edoc_axis.cli.base import reported_errors
-from edoc_axis.client import DmsClient
-from edoc_axis.conformance import DEFAULT_TIMEOUT, Selftest, SelftestOptions, failed
 from edoc_axis.errors import EXIT_FAILURE, ConfigError
+from edoc_axis.gateway.client import DmsClient
+from edoc_axis.gateway.conformance import DEFAULT_TIMEOUT, Selftest, SelftestOptions, failed
+from edoc_axis.gateway.server import DEFAULT_LISTEN
 
 _KIND = click.Choice(["edoc", "status"])
 DEFAULT_ENDPOINT = f"http://{DEFAULT_LISTEN}"

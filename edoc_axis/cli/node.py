@@ -18,12 +18,12 @@ import click
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.cli.packages import save_attachment
 from edoc_axis.config import Settings, load_settings
+from edoc_axis.edxml.package import DocumentPackage, parse
 from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
-from edoc_axis.gateway import host
-from edoc_axis.node import Node, Runner, data_file
-from edoc_axis.package import DocumentPackage, parse
+from edoc_axis.gateway.backend import host
+from edoc_axis.node.node import Node, Runner, data_file
 from edoc_axis.store import PICKUP_STATES, Store
-from edoc_axis.transport import Topology, dead_letters, replay_dead_letter
+from edoc_axis.transport.link import Topology, dead_letters, replay_dead_letter
 
 config_option = click.option(
     "-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -1,6 +1,6 @@
 """``edoc-axis validate`` and ``edoc-axis package new|show``: check, build and read packages.
 
-These commands parse arguments, then call ``edoc_axis.schema`` and ``edoc_axis.package``.
+These commands parse arguments, then call ``edxml.schema`` and ``edxml.package``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from typing import Any
 
 import click
 
-from edoc_axis import package as pkgmod
-from edoc_axis.attachment import Attachment, Unpacked, write_attachment
 from edoc_axis.cli.base import reported_errors
-from edoc_axis.errors import EXIT_INVALID, EXIT_OK, ConfigError, EdocAxisError
-from edoc_axis.package import (
+from edoc_axis.edxml import package as pkgmod
+from edoc_axis.edxml.attachment import Attachment, Unpacked, write_attachment
+from edoc_axis.edxml.package import (
     BUSINESS_DOC_TYPES,
     PRIORITIES,
     STATUS_CODES,
@@ -42,9 +41,10 @@ from edoc_axis.package import (
     StaffInfo,
     StatusPackage,
 )
-from edoc_axis.parser import DEFAULT_MAX_BYTES, XmlLimits
-from edoc_axis.profile import PROFILES, STRICT
-from edoc_axis.schema import ValidationReport, validate
+from edoc_axis.edxml.parser import DEFAULT_MAX_BYTES, XmlLimits
+from edoc_axis.edxml.profile import PROFILES, STRICT
+from edoc_axis.edxml.schema import ValidationReport, validate
+from edoc_axis.errors import EXIT_INVALID, EXIT_OK, ConfigError, EdocAxisError
 
 PACKAGE_SUFFIXES = (".edxml", ".xml")
 

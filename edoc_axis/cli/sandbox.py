@@ -1,4 +1,4 @@
-"""``edoc-axis sandbox``: a local test axis for DMS vendors (the logic is ``edoc_axis.sandbox``)."""
+"""``edoc-axis sandbox``: a local test axis for DMS vendors (the logic is ``ops.sandbox``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edoc_axis.cli.base import reported_errors
-from edoc_axis.sandbox import DEFAULT_DIR, DEFAULT_PORT, DEFAULT_VHOST, Sandbox, SandboxInfo
+from edoc_axis.ops.sandbox import DEFAULT_DIR, DEFAULT_PORT, DEFAULT_VHOST, Sandbox, SandboxInfo
 
 
 def _render(info: SandboxInfo) -> str:

@@ -17,10 +17,10 @@ from pathlib import Path
 import click
 from cryptography import x509
 
-from edoc_axis import trust
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.errors import EXIT_INVALID, PackageRejected, TrustError
-from edoc_axis.signature import SignaturePolicy, sign, verify
+from edoc_axis.trust import certificate as trust
+from edoc_axis.trust.signature import SignaturePolicy, sign, verify
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 

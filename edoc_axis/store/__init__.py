@@ -313,7 +313,7 @@ class Store:
         ).fetchall()
         return [Rejection(*r) for r in rows]
 
-    # reads for the DMS gateway and /metrics (edoc_axis.gateway)
+    # reads for the DMS gateway and /metrics (edoc_axis.gateway.backend)
 
     def recent_packages(
         self, *, direction: Direction, kind: Kind, package_id: str | None = None,

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edoc_axis import audit
-from edoc_axis.audit import AuditEntry, Checkpoint, CheckpointPolicy, Kind
+from edoc_axis.audit import chain as audit
+from edoc_axis.audit.chain import AuditEntry, Checkpoint, CheckpointPolicy, Kind
 from edoc_axis.store.records import Event
 from edoc_axis.store.transaction import Transaction
 

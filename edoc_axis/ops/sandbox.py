@@ -36,8 +36,6 @@ from pathlib import Path
 from shlex import quote as shell_quote
 from urllib.parse import quote
 
-from edoc_axis import package as edxml
-from edoc_axis import topology
 from edoc_axis.config import (
     ApiSettings,
     BrokerSettings,
@@ -47,7 +45,13 @@ from edoc_axis.config import (
     load_settings,
     write_config,
 )
-from edoc_axis.devbench import (
+from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
+from edoc_axis.errors import BrokerUnavailable, ConfigError, EdocAxisError, TemporaryFailure
+from edoc_axis.gateway.backend import HostedGateway, host
+from edoc_axis.log import get_logger
+from edoc_axis.node.node import Node, Runner
+from edoc_axis.ops.devbench import (
     AGENCY_CERT,
     AGENCY_KEY,
     CA_CERT,
@@ -56,12 +60,8 @@ from edoc_axis.devbench import (
     dev_identity,
     dev_password,
 )
-from edoc_axis.errors import BrokerUnavailable, ConfigError, EdocAxisError, TemporaryFailure
-from edoc_axis.gateway import HostedGateway, host
-from edoc_axis.identifier import VN_TZ, format_date, make_document_id
-from edoc_axis.log import get_logger
-from edoc_axis.node import Node, Runner
 from edoc_axis.store import Pickup
+from edoc_axis.transport import topology
 
 log = get_logger(__name__)
 

@@ -43,7 +43,7 @@ from typing import IO, Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edoc_axis.audit import (
+from edoc_axis.audit.chain import (
     AuditEntry,
     Checkpoint,
     checkpoints_from_jsonl,
@@ -51,9 +51,9 @@ from edoc_axis.audit import (
     format_time,
     to_jsonl,
 )
-from edoc_axis.auditcheck import ChainReport, Problem, trusted_anchors, verify_chain
+from edoc_axis.audit.check import ChainReport, Problem, trusted_anchors, verify_chain
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.trust import TrustStore, fingerprint
+from edoc_axis.trust.certificate import TrustStore, fingerprint
 
 BUNDLE_FORMAT = "edoc-axis/evidence-bundle/1"
 ARCHIVE_FORMAT = "edoc-axis/audit-archive/1"

@@ -1,4 +1,4 @@
-"""A Python client for the national axis client protocol (the DMS side of edoc_axis.api).
+"""A Python client for the national axis client protocol (the DMS side of edoc_axis.gateway.server).
 
 It signs every call exactly as the deployed Java SDK does: the call's values go out as
 ``XroadVnpt-<key>`` headers, ``XroadVnpt-sign-header`` is their compact JSON and
@@ -30,15 +30,15 @@ from datetime import datetime, tzinfo
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from edoc_axis.dmsauth import (
+from edoc_axis.edxml.identifier import VN_TZ
+from edoc_axis.errors import EdocAxisError, RequestRefused, TemporaryFailure
+from edoc_axis.gateway.auth import (
     format_sdk_timestamp,
     low_byte_text,
     sha256_hex,
     sha256_hex_unpadded,
     sign_headers,
 )
-from edoc_axis.errors import EdocAxisError, RequestRefused, TemporaryFailure
-from edoc_axis.identifier import VN_TZ
 
 USER_AGENT = "edoc-axis-client/1.0 (JAVASDKAgent compatible)"
 SDK_VERSION = "3.0.201608"

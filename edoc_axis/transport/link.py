@@ -3,7 +3,7 @@
 The only module importing pika. pika is not thread-safe and never reconnects by itself, so a
 :class:`Link` runs one ``SelectConnection`` in the thread that calls :meth:`Link.run`; other
 threads talk to it only through ``add_callback_threadsafe`` (:meth:`Link.wake`,
-:meth:`Link.stop`). The broker layout (names, users, definitions) is in :mod:`edoc_axis.topology`
+:meth:`Link.stop`). The broker layout (names, users, definitions) is in :mod:`transport.topology`
 and re-exported here. Admin and DLQ helpers (:func:`declare_topology`, :func:`check_queues`,
 :func:`dead_letters`, :func:`replay_dead_letter`) use short blocking connections.
 """
@@ -26,7 +26,7 @@ import pika.spec
 
 from edoc_axis.errors import BrokerUnavailable, ConfigError, NotFound
 from edoc_axis.log import get_logger
-from edoc_axis.topology import (
+from edoc_axis.transport.topology import (
     MAX_MESSAGE_BYTES,
     BrokerAccount,
     Topology,

@@ -39,7 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from edoc_axis.audit import (
+from edoc_axis.audit.chain import (
     ECDSA_SHA256,
     RSA_PSS_SHA256,
     AuditEntry,
@@ -53,7 +53,7 @@ from edoc_axis.audit import (
     pss_padding,
 )
 from edoc_axis.errors import SignatureInvalid
-from edoc_axis.trust import TrustStore, fingerprint, organ_id_of
+from edoc_axis.trust.certificate import TrustStore, fingerprint, organ_id_of
 
 _NEVER = 1 << 62  # "no further checkpoint" in verify_chain's integer comparisons
 

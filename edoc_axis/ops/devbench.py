@@ -21,11 +21,12 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edoc_axis import pki, trust
 from edoc_axis.config import Settings
 from edoc_axis.directory import Agency, Directory, save_agency
+from edoc_axis.edxml.identifier import organ_parent
 from edoc_axis.errors import ConfigError, EdocAxisError
-from edoc_axis.identifier import organ_parent
+from edoc_axis.ops import pki
+from edoc_axis.trust import certificate as trust
 
 DEV_CRL_DAYS = 30
 # The layout of a CA folder made by `edoc-axis pki init-ca` (edoc_axis.cli.trust), so that

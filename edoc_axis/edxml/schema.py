@@ -1,7 +1,7 @@
 """Validation of edXML packages: hardened parse, our XSD (lxml), then the business rules.
 
 ``validate`` reports every finding (code, message, element path, value, line), each weighed by
-a reception profile (``edoc_axis.profile``: ``strict`` refuses every finding, ``received`` only
+a reception profile (``edxml.profile``: ``strict`` refuses every finding, ``received`` only
 warns about harmless deviations), and never raises for a bad package. ``accept`` is the node's
 entry point: the model plus the warnings the profile lets through, or the first refusing finding
 raised as ``HostileInput``/``MalformedPackage``/``SchemaViolation``/``RuleViolation``; ``check``
@@ -20,6 +20,10 @@ from typing import Any
 
 from lxml import etree
 
+from edoc_axis.edxml.package import NS, Package, detect_kind, from_tree
+from edoc_axis.edxml.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
+from edoc_axis.edxml.profile import STRICT, Severity, severity
+from edoc_axis.edxml.rule import RULE_CODES, Finding, check_rules, element_path, element_value
 from edoc_axis.errors import (
     EdocAxisError,
     MalformedPackage,
@@ -27,10 +31,6 @@ from edoc_axis.errors import (
     RuleViolation,
     SchemaViolation,
 )
-from edoc_axis.package import NS, Package, detect_kind, from_tree
-from edoc_axis.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
-from edoc_axis.profile import STRICT, Severity, severity
-from edoc_axis.rule import RULE_CODES, Finding, check_rules, element_path, element_value
 
 SCHEMA_FILES = {"edoc": "edxml-document.xsd", "status": "edxml-status.xsd"}
 SCHEMA_CODES: dict[str, str] = {

@@ -18,15 +18,14 @@ from typing import Literal
 
 from lxml import etree
 
-from edoc_axis.attachment import (
+from edoc_axis.edxml.attachment import (
     MAX_ATTACHMENT_BYTES,
     Attachment,
     Reference,
     add_attachment,
     extract_attachment,
 )
-from edoc_axis.errors import MalformedPackage
-from edoc_axis.identifier import (
+from edoc_axis.edxml.identifier import (
     DATE_FORMAT,
     TIMESTAMP_FORMAT,
     VN_TZ,
@@ -40,7 +39,8 @@ from edoc_axis.identifier import (
     parse_date,
     parse_timestamp,
 )
-from edoc_axis.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
+from edoc_axis.edxml.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
+from edoc_axis.errors import MalformedPackage
 
 __all__ = [
     "BUSINESS_DOC_TYPES",

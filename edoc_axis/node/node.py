@@ -27,10 +27,13 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edoc_axis import audit, schema
-from edoc_axis import package as edxml
+from edoc_axis.audit import chain as audit
 from edoc_axis.config import Settings
 from edoc_axis.directory import Agency, Directory
+from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml import schema
+from edoc_axis.edxml.profile import RECEIVED
+from edoc_axis.edxml.rule import Finding
 from edoc_axis.errors import (
     ConfigError,
     EdocAxisError,
@@ -44,12 +47,9 @@ from edoc_axis.errors import (
     UnknownAgency,
 )
 from edoc_axis.log import get_logger
-from edoc_axis.profile import RECEIVED
-from edoc_axis.rule import Finding
-from edoc_axis.signature import SignaturePolicy, sign, verify
 from edoc_axis.store import Event, NewPackage, PackageRecord, Store, Transaction
 from edoc_axis.store.audit_log import AuditLog, Sealer
-from edoc_axis.transport import (
+from edoc_axis.transport.link import (
     REPLAYED_USER_HEADER,
     Confirmation,
     IncomingMessage,
@@ -58,13 +58,14 @@ from edoc_axis.transport import (
     OutgoingMessage,
     Topology,
 )
-from edoc_axis.trust import (
+from edoc_axis.trust.certificate import (
     PrivateKey,
     TrustStore,
     fingerprint,
     load_certificates,
     load_private_key,
 )
+from edoc_axis.trust.signature import SignaturePolicy, sign, verify
 
 log = get_logger(__name__)
 

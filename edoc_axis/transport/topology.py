@@ -2,7 +2,7 @@
 
 Pure data plus dev-only actions on the local broker through ``rabbitmqctl`` (:func:`provision`,
 and listing or deleting vhosts and users for ``edoc-axis sandbox``); the AMQP side (declaring,
-publishing, consuming) lives in :mod:`edoc_axis.transport`, the only pika importer. Everything
+publishing, consuming) lives in :mod:`edoc_axis.transport.link`, the only pika importer. Everything
 here must work on RabbitMQ 3.10 and 4.x alike: durable quorum queues only, an explicit
 ``x-delivery-limit`` everywhere (4.x otherwise defaults to 20), no classic mirroring.
 """

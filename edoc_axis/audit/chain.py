@@ -2,7 +2,7 @@
 
 Pure logic: the store keeps the rows and calls ``next_entry``/``seal`` inside its own
 transaction; ``auditcheck.verify_chain`` streams rows back in constant memory and names what
-was tampered with. Bundles and archives built from these pieces live in ``edoc_axis.evidence``.
+was tampered with. Bundles and archives built from these pieces live in ``audit.evidence``.
 
 Entry hash (format version 1)::
 

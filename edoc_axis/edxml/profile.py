@@ -44,7 +44,7 @@ class Row(NamedTuple):
 
 
 SEVERITIES: dict[str, Row] = {
-    # The hardened door (edoc_axis.parser): hostile or unreadable bytes.
+    # The hardened door (edoc_axis.edxml.parser): hostile or unreadable bytes.
     "XML_TOO_LARGE": Row(REFUSE, REFUSE),
     "XML_ENCODING": Row(REFUSE, REFUSE),
     "XML_EMPTY": Row(REFUSE, REFUSE),
@@ -54,7 +54,7 @@ SEVERITIES: dict[str, Row] = {
     "XML_TOO_MANY_ELEMENTS": Row(REFUSE, REFUSE),
     "XML_TOO_DEEP": Row(REFUSE, REFUSE),
     "XML_MALFORMED": Row(REFUSE, REFUSE),
-    # Structure: what the XSD (edoc_axis.schema) and the model refuse.
+    # Structure: what the XSD (edoc_axis.edxml.schema) and the model refuse.
     "PACKAGE_NOT_EDXML": Row(REFUSE, REFUSE),
     "PACKAGE_STRUCTURE": Row(REFUSE, REFUSE),
     "PACKAGE_VALUE": Row(REFUSE, REFUSE),

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from edoc_axis import audit, evidence
-from edoc_axis.audit import AuditEntry, Checkpoint, Code, Kind
-from edoc_axis.auditcheck import (
+from edoc_axis.audit import chain as audit
+from edoc_axis.audit import evidence
+from edoc_axis.audit.chain import AuditEntry, Checkpoint, Code, Kind
+from edoc_axis.audit.check import (
     CertificateCheck,
     ChainReport,
     Problem,
@@ -33,11 +34,11 @@ from edoc_axis.auditcheck import (
 )
 from edoc_axis.config import Settings
 from edoc_axis.errors import EdocAxisError, NotFound
-from edoc_axis.node import Identity, audit_log, load_identity, load_trust
-from edoc_axis.signature import SignaturePolicy, verify
+from edoc_axis.node.node import Identity, audit_log, load_identity, load_trust
 from edoc_axis.store import Store
 from edoc_axis.store.audit_log import INCOMING_KINDS, OUTGOING_KINDS, ArchiveRecord, AuditLog
-from edoc_axis.trust import TrustStore, load_certificates
+from edoc_axis.trust.certificate import TrustStore, load_certificates
+from edoc_axis.trust.signature import SignaturePolicy, verify
 
 Progress = Callable[[int], None]
 SIGNED_KINDS = OUTGOING_KINDS | INCOMING_KINDS

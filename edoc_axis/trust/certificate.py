@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification
 
 from edoc_axis.errors import SignatureInvalid, TrustError
-from edoc_axis.pki import (
+from edoc_axis.ops.pki import (
     DEFAULT_AGENCY_DAYS,
     DEFAULT_CA_DAYS,
     DEFAULT_CRL_DAYS,

@@ -5,7 +5,7 @@ shape; they judge values (formats, domains, lengths), counts the free-order XSD 
 the links between parts (manifest and attachments, status direction) and format deviations that
 lose nothing (empty optional containers, white space around values). Each finding names the rule
 code, the element path, the value it judged and the source line. ``RULE_CODES`` documents every
-code; how much each weighs (refuse or warn, per profile) is ``edoc_axis.profile``'s table. The
+code; how much each weighs (refuse or warn, per profile) is ``edoc_axis.edxml.profile``'s table. The
 rules do not assume the XSD passed, so ``schema.validate`` can report every finding at once.
 
 Status direction, from the package alone: ResponseFor/OrganId (the addressee) must differ from
@@ -26,7 +26,7 @@ from typing import Any
 
 from lxml import etree
 
-from edoc_axis.package import (
+from edoc_axis.edxml.package import (
     DSIG_NS,
     NS,
     PRIORITIES,
@@ -123,7 +123,7 @@ MAX_VALUE_CHARS = 120  # a finding quotes at most this much of the value it judg
 class Finding:
     """One problem in a package: a stable code, a message, the element path, the value judged
     (its raw text, cut at ``MAX_VALUE_CHARS``), the source line, and its severity under the
-    profile it was weighed by (``edoc_axis.profile``; ``error`` until weighed). ``place`` names
+    profile it was weighed by (``edxml.profile``; ``error`` until weighed). ``place`` names
     the element that changes the code's weight (``TraceHeader``), if any."""
 
     code: str

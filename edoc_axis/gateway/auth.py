@@ -43,8 +43,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal, Protocol, cast
 
+from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import ConfigError, RequestRefused
-from edoc_axis.identifier import VN_TZ
 
 MUTATING_CALLS = frozenset({"sendEdoc", "updateStatus"})
 PREFIX = "xroadvnpt-"

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edoc_axis import transport, trust
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.directory import Directory
 from edoc_axis.errors import ConfigError, EdocAxisError
-from edoc_axis.pki import key_matches
-from edoc_axis.topology import Topology
+from edoc_axis.ops.pki import key_matches
+from edoc_axis.transport import link as transport
+from edoc_axis.transport.topology import Topology
+from edoc_axis.trust import certificate as trust
 
 EXPIRY_WARNING_DAYS = 30
 

@@ -44,7 +44,18 @@ from typing import Any, Literal, Protocol, cast
 from urllib.parse import unquote
 
 from edoc_axis import __version__
-from edoc_axis.dmsauth import (
+from edoc_axis.edxml.identifier import VN_TZ
+from edoc_axis.errors import (
+    ConfigError,
+    EdocAxisError,
+    NotFound,
+    PackageRejected,
+    PackageTooLarge,
+    RequestRefused,
+    SpoofedSender,
+    TemporaryFailure,
+)
+from edoc_axis.gateway.auth import (
     MUTATING_CALLS,
     PREFIX,
     Authenticated,
@@ -61,19 +72,8 @@ from edoc_axis.dmsauth import (
     sha256_hex_unpadded,
     sign_headers,
 )
-from edoc_axis.errors import (
-    ConfigError,
-    EdocAxisError,
-    NotFound,
-    PackageRejected,
-    PackageTooLarge,
-    RequestRefused,
-    SpoofedSender,
-    TemporaryFailure,
-)
-from edoc_axis.identifier import VN_TZ
+from edoc_axis.gateway.openapi import openapi_document
 from edoc_axis.log import get_logger
-from edoc_axis.openapi import openapi_document
 
 # Re-exported: callers (client, tests, scripts) import the protocol's formats from here.
 __all__ = [

@@ -44,8 +44,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from edoc_axis import package as edxml
-from edoc_axis.api import (
+from edoc_axis.config import Settings
+from edoc_axis.edxml import package as edxml
+from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
+from edoc_axis.gateway.auth import RequestRecord, sha256_hex, timezone_named
+from edoc_axis.gateway.server import (
     AckState,
     AgencyItem,
     DmsServer,
@@ -56,14 +59,11 @@ from edoc_axis.api import (
     ReceivedItem,
     SentItem,
 )
-from edoc_axis.config import Settings
-from edoc_axis.dmsauth import RequestRecord, sha256_hex, timezone_named
-from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
 from edoc_axis.log import get_logger
-from edoc_axis.node import Node
+from edoc_axis.node.node import Node
 from edoc_axis.store import Delivery, InboxEntry, PackageRecord, Pickup
 from edoc_axis.store.request_log import RequestLog
-from edoc_axis.transport import Link
+from edoc_axis.transport.link import Link
 
 log = get_logger(__name__)
 

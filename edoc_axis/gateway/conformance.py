@@ -35,10 +35,10 @@ from datetime import datetime
 from functools import partial
 from typing import Generic, TypeVar
 
-from edoc_axis import package as edxml
-from edoc_axis.client import DmsClient
+from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.identifier import VN_TZ, format_date, make_document_id
+from edoc_axis.gateway.client import DmsClient
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 DEFAULT_TIMEOUT = 60.0
