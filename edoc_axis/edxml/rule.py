@@ -26,18 +26,13 @@ from typing import Any
 
 from lxml import etree
 
-from edoc_axis.edxml.package import (
-    DSIG_NS,
-    NS,
-    PRIORITIES,
-    STATUS_CODES,
-    STEERING_TYPES,
+from edoc_axis.edxml.identifier import (
     document_id_sender,
     is_valid_organ_id,
     parse_date,
     parse_timestamp,
-    q,
 )
+from edoc_axis.edxml.model import DSIG_NS, NS, PRIORITIES, STATUS_CODES, STEERING_TYPES, q
 
 RULE_CODES: dict[str, str] = {
     "CARDINALITY": "an element occurs more or fewer times than the standard allows",

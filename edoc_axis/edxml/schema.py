@@ -20,9 +20,10 @@ from typing import Any
 
 from lxml import etree
 
-from edoc_axis.edxml.package import NS, Package, detect_kind, from_tree
+from edoc_axis.edxml.model import NS, Package
 from edoc_axis.edxml.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
 from edoc_axis.edxml.profile import STRICT, Severity, severity
+from edoc_axis.edxml.read import detect_kind, from_tree
 from edoc_axis.edxml.rule import RULE_CODES, Finding, check_rules, element_path, element_value
 from edoc_axis.errors import (
     EdocAxisError,
