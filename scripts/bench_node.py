@@ -35,7 +35,16 @@ from urllib.parse import quote
 from cryptography import x509
 
 from edoc_axis import config, directory
-from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.attachment import add_attachment
+from edoc_axis.edxml.model import (
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    PromulgationInfo,
+    TraceHeader,
+)
+from edoc_axis.edxml.write import build
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node
 from edoc_axis.store import Store
@@ -61,18 +70,18 @@ def signed_documents(
     bytes each (an attachment of random bytes pads them; 0: no attachment)."""
     out = []
     for n in range(start, start + count):
-        pkg = edxml.DocumentPackage(
-            sender=edxml.Organization(SENDER, "Văn phòng Chính phủ"),
-            recipients=[edxml.Organization(RECIPIENT, "UBND tỉnh Nghệ An")],
-            code=edxml.Code(str(n), "VPCP-TTĐT"),
-            promulgation=edxml.PromulgationInfo("Hà Nội", "2024/05/06"),
-            document_type=edxml.DocumentType("1", "2", "Công văn"),
+        pkg = DocumentPackage(
+            sender=Organization(SENDER, "Văn phòng Chính phủ"),
+            recipients=[Organization(RECIPIENT, "UBND tỉnh Nghệ An")],
+            code=Code(str(n), "VPCP-TTĐT"),
+            promulgation=PromulgationInfo("Hà Nội", "2024/05/06"),
+            document_type=DocumentType("1", "2", "Công văn"),
             subject="Thử nghiệm hiệu năng", document_id=f"{SENDER},2024/05/06,{n}/VPCP-TTĐT",
-            trace_headers=[edxml.TraceHeader(SENDER, "2024/05/06 08:00:00")])
+            trace_headers=[TraceHeader(SENDER, "2024/05/06 08:00:00")])
         filler = max(0, size - 3000) * 3 // 4
         if filler:
-            edxml.add_attachment(pkg, "phu-luc.bin", os.urandom(filler))
-        out.append(sign(edxml.build(pkg), key, cert))
+            add_attachment(pkg, "phu-luc.bin", os.urandom(filler))
+        out.append(sign(build(pkg), key, cert))
     return out
 
 class Bench:

@@ -15,33 +15,44 @@ import tracemalloc
 
 from lxml import etree
 
-from edoc_axis.edxml import package as p
+from edoc_axis.edxml.attachment import add_attachment
+from edoc_axis.edxml.model import (
+    Business,
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    SignerInfo,
+)
 from edoc_axis.edxml.schema import load_schema, validate
+from edoc_axis.edxml.write import append_trace_header, build
 
 
 def make_package(target_bytes: int) -> bytes:
     """A valid document package of about ``target_bytes`` (padding goes into one attachment)."""
-    doc = p.DocumentPackage(
-        sender=p.Organization("000.00.00.G22", "Văn phòng Chính phủ", "Chính phủ", "Hà Nội"),
-        recipients=[p.Organization(f"000.00.{i:02d}.H41", f"Sở số {i}") for i in range(1, 9)],
-        code=p.Code("12", "VPCP-TTĐT"),
-        promulgation=p.PromulgationInfo("Hà Nội", "2024/03/05"),
-        document_type=p.DocumentType("1", "2", "Công văn"),
+    doc = DocumentPackage(
+        sender=Organization("000.00.00.G22", "Văn phòng Chính phủ", "Chính phủ", "Hà Nội"),
+        recipients=[Organization(f"000.00.{i:02d}.H41", f"Sở số {i}") for i in range(1, 9)],
+        code=Code("12", "VPCP-TTĐT"),
+        promulgation=PromulgationInfo("Hà Nội", "2024/03/05"),
+        document_type=DocumentType("1", "2", "Công văn"),
         subject="Về việc thử nghiệm gửi nhận văn bản điện tử qua trục liên thông quốc gia",
         document_id="000.00.00.G22,2024/03/05,12/VPCP-TTĐT",
         content="Đề nghị các cơ quan phối hợp thử nghiệm. " * 5,
-        signer=p.SignerInfo("KT. BỘ TRƯỞNG", "Phó Chủ nhiệm", "Nguyễn Văn A"),
+        signer=SignerInfo("KT. BỘ TRƯỞNG", "Phó Chủ nhiệm", "Nguyễn Văn A"),
         to_places=["Như trên", "Lưu: VT"],
-        other_info=p.OtherInfo("1", "Liên thông", "TVC", "1", "2", "false", ["Phụ lục I"]),
+        other_info=OtherInfo("1", "Liên thông", "TVC", "1", "2", "false", ["Phụ lục I"]),
         steering_type="1",
-        business=p.Business(doc_type=0, reason="Gửi mới", paper="0"),
+        business=Business(doc_type=0, reason="Gửi mới", paper="0"),
     )
-    p.append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:15:00")
-    base = len(p.build(doc))
+    append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:15:00")
+    base = len(build(doc))
     # Random bytes do not compress, so the base64 grows by 4/3 of the payload.
     payload = max(0, (target_bytes - base - 400) * 3 // 4)
-    p.add_attachment(doc, "toan-van.pdf", os.urandom(payload))
-    return p.build(doc)
+    add_attachment(doc, "toan-van.pdf", os.urandom(payload))
+    return build(doc)
 
 
 def measure(data: bytes, seconds: float) -> tuple[float, float, int]:

@@ -37,7 +37,9 @@ from typing import Any
 from urllib.parse import quote
 
 from edoc_axis.config import load_settings
-from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.model import Code, DocumentPackage, Organization
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.write import build
 from edoc_axis.errors import EdocAxisError
 from edoc_axis.store import Store
 from edoc_axis.transport.link import check_queues, dead_letters
@@ -182,7 +184,7 @@ def tear_down(axis: Axis) -> None:
 # --- documents and the stream -----------------------------------------------------------------
 
 
-def templates(axis: Axis) -> dict[str, edxml.DocumentPackage]:
+def templates(axis: Axis) -> dict[str, DocumentPackage]:
     """One document per sender, built with `edoc-axis package new` (with an attachment)."""
     attachment = axis.work / "cong-van.txt"
     attachment.write_text("Công văn thử nghiệm trục liên thông (soak).\n" * 40, encoding="utf-8")
@@ -194,8 +196,8 @@ def templates(axis: Axis) -> dict[str, edxml.DocumentPackage]:
             *others, "--subject", "Về việc thử nghiệm độ bền của trục liên thông",
             "--code-number", "1", "--code-notation", "SOAK-TTĐT", "--place", "Hà Nội",
             "--date", "2024/05/06", "--attach", str(attachment), "-o", str(path))
-        pkg = edxml.parse(path.read_bytes())
-        assert isinstance(pkg, edxml.DocumentPackage)
+        pkg = parse(path.read_bytes())
+        assert isinstance(pkg, DocumentPackage)
         made[organ_id] = pkg
     return made
 
@@ -264,13 +266,13 @@ class Stream:
             self.submitted += len(bodies)
 
 
-def document(template: edxml.DocumentPackage, recipients: list[str], number: int) -> bytes:
+def document(template: DocumentPackage, recipients: list[str], number: int) -> bytes:
     """The template with its own number, DocumentId and recipients."""
-    template.code = edxml.Code(str(number), "SOAK-TTĐT")
+    template.code = Code(str(number), "SOAK-TTĐT")
     template.document_id = (f"{template.sender.organ_id},{template.promulgation.date},"
                             f"{number}/SOAK-TTĐT")
-    template.recipients = [edxml.Organization(r, f"Cơ quan {r}") for r in recipients]
-    return edxml.build(template)
+    template.recipients = [Organization(r, f"Cơ quan {r}") for r in recipients]
+    return build(template)
 
 
 # --- faults ------------------------------------------------------------------------------------

@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.model import (
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    PromulgationInfo,
+)
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.write import build
 
 DATA = Path(__file__).parent / "data"
 
@@ -60,14 +68,14 @@ def broker_url(broker_vhost: str) -> str:
 # --- packages (issue: edXML packages) ----------------------------------------------------------
 
 
-def make_document(**changes: object) -> edxml.DocumentPackage:
+def make_document(**changes: object) -> DocumentPackage:
     """A valid document package model (G22 to H41) with ``changes`` applied."""
-    doc = edxml.DocumentPackage(
-        sender=edxml.Organization("000.00.00.G22", "Văn phòng Chính phủ"),
-        recipients=[edxml.Organization("000.00.00.H41", "UBND tỉnh Nghệ An")],
-        code=edxml.Code("12", "VPCP-TTĐT"),
-        promulgation=edxml.PromulgationInfo("Hà Nội", "2024/03/05"),
-        document_type=edxml.DocumentType("1", "2", "Công văn"),
+    doc = DocumentPackage(
+        sender=Organization("000.00.00.G22", "Văn phòng Chính phủ"),
+        recipients=[Organization("000.00.00.H41", "UBND tỉnh Nghệ An")],
+        code=Code("12", "VPCP-TTĐT"),
+        promulgation=PromulgationInfo("Hà Nội", "2024/03/05"),
+        document_type=DocumentType("1", "2", "Công văn"),
         subject="Về việc thử nghiệm",
         document_id="000.00.00.G22,2024/03/05,12/VPCP-TTĐT",
     )
@@ -445,7 +453,6 @@ def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
     import time
 
     from edoc_axis import config
-    from edoc_axis.edxml import package as edxml
     from edoc_axis.node.node import Node, Runner
 
     g22, h41, h42 = AXIS_AGENCIES
@@ -465,10 +472,10 @@ def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
         return {d.recipient: d.state for d in nodes[g22].store.deliveries(document_id)}
 
     try:
-        pkg = edxml.parse(build_edxml_document(g22, h41))
-        assert isinstance(pkg, edxml.DocumentPackage)
-        pkg.recipients = [edxml.Organization(r, f"Cơ quan {r}") for r in (h41, h42)]
-        result = nodes[g22].submit(edxml.build(pkg))
+        pkg = parse(build_edxml_document(g22, h41))
+        assert isinstance(pkg, DocumentPackage)
+        pkg.recipients = [Organization(r, f"Cơ quan {r}") for r in (h41, h42)]
+        result = nodes[g22].submit(build(pkg))
         document_id = result.document_id
         wait(lambda: states() == {h41: "arrived", h42: "arrived"}, "both receipts")
         nodes[h41].set_status(document_id, "03")

@@ -16,8 +16,10 @@ from conftest import DATA, VALID_PACKAGES, Axis, make_document
 
 from edoc_axis.cli import main
 from edoc_axis.edxml import attachment as a
-from edoc_axis.edxml import package as p
+from edoc_axis.edxml.model import DocumentPackage
+from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.schema import validate
+from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import MalformedPackage
 from edoc_axis.node.node import Node, Runner
 
@@ -73,11 +75,11 @@ def test_written_package_labels_zip_keeps_name_description_and_validates() -> No
     """Attachment and Reference say application/zip; name and Description stay the caller's."""
     doc = make_document()
     att = a.add_attachment(doc, "Quyết định số 12.pdf", PDF, description="Toàn văn")
-    data = p.build(doc)
+    data = build(doc)
     assert data.count(b"<ContentType>application/zip</ContentType>") == 2
     assert validate(data).valid
-    parsed = p.parse(data)
-    assert isinstance(parsed, p.DocumentPackage)
+    parsed = parse(data)
+    assert isinstance(parsed, DocumentPackage)
     [ref], [got] = parsed.manifest, parsed.attachments
     assert (ref.content_type, ref.attachment_name, ref.description) == (
         "application/zip", "Quyết định số 12.pdf", "Toàn văn")
@@ -92,8 +94,8 @@ def test_recipient_and_installed_base_get_the_bytes_sent(name: str) -> None:
     """Through build and parse, our reader and the installed base's rule both give the file back."""
     doc = make_document()
     a.add_attachment(doc, name, FILES[name])
-    parsed = p.parse(p.build(doc))
-    assert isinstance(parsed, p.DocumentPackage)
+    parsed = parse(build(doc))
+    assert isinstance(parsed, DocumentPackage)
     [att] = parsed.attachments
     assert a.extract_attachment(att) == (name, FILES[name])
     assert _installed_base(att) == FILES[name]
@@ -194,8 +196,8 @@ def test_valid_corpus_attachments_unwrap_to_their_text() -> None:
     """The corpora (zipped, labelled text/plain or not at all) unwrap to the text file."""
     seen = 0
     for path in VALID_PACKAGES:
-        pkg = p.parse(path.read_bytes())
-        for att in pkg.attachments if isinstance(pkg, p.DocumentPackage) else []:
+        pkg = parse(path.read_bytes())
+        for att in pkg.attachments if isinstance(pkg, DocumentPackage) else []:
             name, content = a.extract_attachment(att)
             assert name == att.attachment_name and name.endswith(".txt")
             assert not content.startswith(b"PK") and content.decode("utf-8")
@@ -282,10 +284,10 @@ def test_files_survive_sign_route_and_inbox_export(
     """Sent through a node over the broker, `inbox export --attachments` gives back every file."""
     g22, h41 = two_nodes
     doc = make_document()
-    p.append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:00:00")
+    append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:00:00")
     for name, content in FILES.items():
         a.add_attachment(doc, name, content)
-    result = g22.submit(p.build(doc))
+    result = g22.submit(build(doc))
     deadline = time.monotonic() + 20
     while not h41.store.inbox(kind="edoc"):
         assert time.monotonic() < deadline, "the document did not arrive"

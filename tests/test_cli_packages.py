@@ -10,8 +10,8 @@ from conftest import DATA, VALID_PACKAGES, make_document
 
 from edoc_axis.cli import main
 from edoc_axis.edxml.attachment import Attachment, Reference
-from edoc_axis.edxml.package import build
 from edoc_axis.edxml.schema import validate
+from edoc_axis.edxml.write import build
 
 
 def _run(*args: str) -> tuple[int, str]:

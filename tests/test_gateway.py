@@ -25,8 +25,11 @@ from test_e2e import NodeProcess
 from test_node import G22, H41, H42, make_document, wait_for
 
 from edoc_axis.config import ApiSettings, DmsSystemSettings, Settings
-from edoc_axis.edxml import package as edxml
 from edoc_axis.edxml.identifier import VN_TZ
+from edoc_axis.edxml.model import DocumentPackage, Organization, StatusPackage
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.status import new_status
+from edoc_axis.edxml.write import build
 from edoc_axis.errors import RequestRefused, TemporaryFailure
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.gateway.client import DmsClient
@@ -126,11 +129,11 @@ def get(server_url: str, path: str) -> tuple[int, bytes]:
 
 def status_reply(document: bytes, sender: str, code: str, description: str) -> bytes:
     """An unsigned status ``code`` from ``sender`` about ``document`` (new_status + build)."""
-    pkg = edxml.parse(document)
-    assert isinstance(pkg, edxml.DocumentPackage)
-    status = edxml.new_status(edxml.Organization(sender, f"Cơ quan {sender}"), pkg, code,
+    pkg = parse(document)
+    assert isinstance(pkg, DocumentPackage)
+    status = new_status(Organization(sender, f"Cơ quan {sender}"), pkg, code,
                               description=description)
-    return edxml.build(status)
+    return build(status)
 
 
 def full_cycle(dms_a: DmsClient, dms_b: DmsClient, document: bytes,
@@ -145,8 +148,8 @@ def full_cycle(dms_a: DmsClient, dms_b: DmsClient, document: bytes,
     b_id = listed[0]["docId"]
     fetched = dms_b.get_edoc(b_id, file_path="/tmp/ignored")
     assert fetched == stored_at_b(b_id)
-    pkg = edxml.parse(fetched)
-    assert isinstance(pkg, edxml.DocumentPackage)
+    pkg = parse(fetched)
+    assert isinstance(pkg, DocumentPackage)
     assert pkg.signed
     if dms_b.sdk_quirks:  # the SDK cannot send Vietnamese in a header; percent-encoded it can
         with pytest.raises(RequestRefused) as info:
@@ -171,8 +174,8 @@ def full_cycle(dms_a: DmsClient, dms_b: DmsClient, document: bytes,
     codes = set()
     for item in items:
         assert (item["from"], item["messageType"]) == (H41, "status")
-        status = edxml.parse(dms_a.get_edoc(item["docId"]))
-        assert isinstance(status, edxml.StatusPackage)
+        status = parse(dms_a.get_edoc(item["docId"]))
+        assert isinstance(status, StatusPackage)
         codes.add(status.status_code)
         dms_a.update_status(item["docId"], "done")
     assert codes == {"01", "03"}

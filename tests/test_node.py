@@ -15,8 +15,10 @@ from conftest import DEVIANT_TRACE_ORGAN_ID, Axis, build_edxml_document, with_de
 
 from edoc_axis.cli import main
 from edoc_axis.config import ValidationSettings
-from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.model import Business, Code, DocumentPackage, Organization
 from edoc_axis.edxml.profile import RECEIVED
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.write import build
 from edoc_axis.errors import NotFound, RuleViolation, SignatureInvalid, UnknownAgency
 from edoc_axis.node.node import Node, Runner
 from edoc_axis.trust.signature import sign
@@ -30,14 +32,14 @@ DEVIATION_CODES = ("EMPTY_ELEMENT", "ORGANID_FORMAT", "SURPLUS_WHITESPACE")
 def make_document(sender: str, recipients: tuple[str, ...], number: int, *,
                   business_op: int = 0) -> bytes:
     """An unsigned document from ``sender`` to ``recipients`` with DocumentId number ``number``."""
-    pkg = edxml.parse(build_edxml_document(sender, recipients[0]))
-    assert isinstance(pkg, edxml.DocumentPackage)
-    pkg.recipients = [edxml.Organization(r, f"Cơ quan {r}") for r in recipients]
-    pkg.code = edxml.Code(str(number), "VPCP-TTĐT")
+    pkg = parse(build_edxml_document(sender, recipients[0]))
+    assert isinstance(pkg, DocumentPackage)
+    pkg.recipients = [Organization(r, f"Cơ quan {r}") for r in recipients]
+    pkg.code = Code(str(number), "VPCP-TTĐT")
     pkg.document_id = f"{sender},{pkg.promulgation.date},{number}/VPCP-TTĐT"
     if business_op:
-        pkg.business = edxml.Business(document_id=pkg.document_id, doc_type=business_op)
-    return edxml.build(pkg)
+        pkg.business = Business(document_id=pkg.document_id, doc_type=business_op)
+    return build(pkg)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:

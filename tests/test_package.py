@@ -1,4 +1,4 @@
-"""Tests of edoc_axis.edxml.package: the typed model, parse/build, ids, dates."""
+"""Tests of the edXML package model: read (parse), write (build), status, ids, dates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,35 @@ from conftest import DATA, VALID_PACKAGES, make_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edoc_axis.edxml import package as p
+from edoc_axis.edxml.attachment import add_attachment
+from edoc_axis.edxml.identifier import (
+    VN_TZ,
+    document_id_sender,
+    format_date,
+    format_timestamp,
+    is_valid_organ_id,
+    make_document_id,
+    organ_level,
+    organ_parent,
+    parse_date,
+    parse_timestamp,
+)
+from edoc_axis.edxml.model import (
+    Business,
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    ResponseFor,
+    StaffInfo,
+    StatusPackage,
+    TraceHeader,
+)
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.status import new_status
+from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import HostileInput, MalformedPackage
 
 VALID = DATA / "valid"
@@ -23,21 +51,21 @@ VALID = DATA / "valid"
 @pytest.mark.parametrize("path", VALID_PACKAGES, ids=lambda path: path.name)
 def test_every_valid_corpus_file_parses_to_its_kind(path: Path) -> None:
     """Each valid corpus file parses; its kind follows from its name."""
-    pkg = p.parse(path.read_bytes())
+    pkg = parse(path.read_bytes())
     assert pkg.kind == ("status" if path.name.startswith("status") else "edoc")
 
 
 def test_document_fields_are_read() -> None:
     """Every header part of the full sample lands in the right model field."""
-    pkg = p.parse((VALID / "doc-business-0-new.edxml").read_bytes())
-    assert isinstance(pkg, p.DocumentPackage)
+    pkg = parse((VALID / "doc-business-0-new.edxml").read_bytes())
+    assert isinstance(pkg, DocumentPackage)
     assert pkg.sender.organ_id == "000.00.00.G22"
     assert pkg.sender.organization_in_charge == "Chính phủ"
     assert pkg.sender.website == "chinhphu.vn"
     assert [r.organ_id for r in pkg.recipients] == ["000.00.00.H41", "000.00.00.H17"]
-    assert pkg.code == p.Code("12", "VPCP-TTĐT")
-    assert pkg.promulgation == p.PromulgationInfo("Hà Nội", "2024/03/05")
-    assert pkg.document_type == p.DocumentType("1", "2", "Công văn")
+    assert pkg.code == Code("12", "VPCP-TTĐT")
+    assert pkg.promulgation == PromulgationInfo("Hà Nội", "2024/03/05")
+    assert pkg.document_type == DocumentType("1", "2", "Công văn")
     assert pkg.signer is not None and pkg.signer.full_name == "Nguyễn Văn A"
     assert pkg.due_date == ""
     assert pkg.to_places == ["Như trên", "Lưu: VT"]
@@ -55,9 +83,9 @@ def test_document_fields_are_read() -> None:
 
 def test_business_update_and_replace_details_are_read() -> None:
     """ReceiverList of an update and ReplacementInfoList of a replace are modelled."""
-    update = p.parse((VALID / "doc-business-2-update.edxml").read_bytes())
-    replace = p.parse((VALID / "doc-business-3-replace.edxml").read_bytes())
-    assert isinstance(update, p.DocumentPackage) and isinstance(replace, p.DocumentPackage)
+    update = parse((VALID / "doc-business-2-update.edxml").read_bytes())
+    replace = parse((VALID / "doc-business-3-replace.edxml").read_bytes())
+    assert isinstance(update, DocumentPackage) and isinstance(replace, DocumentPackage)
     assert update.business is not None and update.business.document_info is not None
     assert update.business_doc_type == 2
     assert [(r.organ_id, r.receiver_type) for r in update.business.document_info.receivers] == [
@@ -70,27 +98,27 @@ def test_business_update_and_replace_details_are_read() -> None:
 
 def test_prefixed_and_unprefixed_forms_give_the_same_model() -> None:
     """Namespace prefixes do not change what is read."""
-    plain = p.parse((VALID / "doc-business-0-new.edxml").read_bytes())
-    mixed = p.parse((VALID / "doc-prefixed-mix.edxml").read_bytes())
+    plain = parse((VALID / "doc-business-0-new.edxml").read_bytes())
+    mixed = parse((VALID / "doc-prefixed-mix.edxml").read_bytes())
     assert mixed == plain
-    prefixed = p.parse((VALID / "doc-all-prefixed.edxml").read_bytes())
-    assert isinstance(prefixed, p.DocumentPackage)
+    prefixed = parse((VALID / "doc-all-prefixed.edxml").read_bytes())
+    assert isinstance(prefixed, DocumentPackage)
     assert prefixed.sender == plain.sender and prefixed.business_doc_type == 1
 
 
 def test_reordered_children_are_matched_by_name() -> None:
     """Order of children at any level does not matter."""
-    pkg = p.parse((VALID / "doc-reordered-lenient-organid.edxml").read_bytes())
-    assert isinstance(pkg, p.DocumentPackage)
-    assert pkg.sender == p.Organization(
+    pkg = parse((VALID / "doc-reordered-lenient-organid.edxml").read_bytes())
+    assert isinstance(pkg, DocumentPackage)
+    assert pkg.sender == Organization(
         "001.00.20.TT2", "Vụ Tài chính (mã mềm)", organization_in_charge="Bộ Tài chính"
     )
     assert pkg.response_for == [
-        p.ResponseFor(
+        ResponseFor(
             "000.00.00.H41", "9/UBND-VX", "2024/02/20", "000.00.00.H41,2024/02/20,9/UBND-VX"
         )
     ]
-    assert pkg.code == p.Code("45", "QĐ-BTC")
+    assert pkg.code == Code("45", "QĐ-BTC")
     assert [a.content_id for a in pkg.attachments] == ["cid:pl1", "cid:vb12"]
 
 
@@ -104,13 +132,13 @@ def test_reordered_children_are_matched_by_name() -> None:
 )
 def test_signature_in_either_namespace_is_noticed(name: str) -> None:
     """A Signature in the XML-DSig or the edXML namespace marks the package as signed."""
-    assert p.parse((VALID / name).read_bytes()).signed
+    assert parse((VALID / name).read_bytes()).signed
 
 
 def test_status_fields_are_read() -> None:
     """A status package's parts land in the StatusPackage fields."""
-    pkg = p.parse((VALID / "status-03.edxml").read_bytes())
-    assert isinstance(pkg, p.StatusPackage)
+    pkg = parse((VALID / "status-03.edxml").read_bytes())
+    assert isinstance(pkg, StatusPackage)
     assert pkg.status_code == "03" and pkg.timestamp == "2024/03/05 10:20:30"
     assert pkg.response_for.organ_id == "000.00.00.G22"
     assert pkg.staff_info is not None and pkg.staff_info.department_id == "01"
@@ -119,10 +147,10 @@ def test_status_fields_are_read() -> None:
 def test_parse_refuses_other_xml_and_hostile_bytes() -> None:
     """Non-edXML roots and DOCTYPEs raise the package errors, not lxml's."""
     with pytest.raises(MalformedPackage) as other:
-        p.parse(b"<root/>")
+        parse(b"<root/>")
     assert other.value.code == "PACKAGE_NOT_EDXML"
     with pytest.raises(HostileInput):
-        p.parse(b'<!DOCTYPE x [<!ENTITY a "b">]><edXML/>')
+        parse(b'<!DOCTYPE x [<!ENTITY a "b">]><edXML/>')
 
 
 # --- building ----------------------------------------------------------------------------------
@@ -130,19 +158,19 @@ def test_parse_refuses_other_xml_and_hostile_bytes() -> None:
 
 def test_build_is_deterministic_and_round_trips() -> None:
     """Building twice gives the same bytes; parse(build(x)) == x."""
-    doc = make_document(other_info=p.OtherInfo(priority="2", appendixes=["PL1"]), steering_type="2")
-    p.append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:00:00")
-    p.add_attachment(doc, "a.pdf", b"%PDF-1.4 dummy")
-    assert p.build(doc) == p.build(doc)
-    assert p.parse(p.build(doc)) == doc
-    assert p.build(doc).startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<edXML xmlns=')
+    doc = make_document(other_info=OtherInfo(priority="2", appendixes=["PL1"]), steering_type="2")
+    append_trace_header(doc, "000.00.00.G22", "2024/03/05 09:00:00")
+    add_attachment(doc, "a.pdf", b"%PDF-1.4 dummy")
+    assert build(doc) == build(doc)
+    assert parse(build(doc)) == doc
+    assert build(doc).startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<edXML xmlns=')
 
 
 @pytest.mark.parametrize("path", VALID_PACKAGES, ids=lambda path: path.name)
 def test_build_of_parsed_corpus_is_stable(path: Path) -> None:
     """build(parse(build(parse(file)))) equals build(parse(file)) for every valid file."""
-    once = p.build(p.parse(path.read_bytes()))
-    assert p.build(p.parse(once)) == once
+    once = build(parse(path.read_bytes()))
+    assert build(parse(once)) == once
 
 
 _text = st.text(
@@ -152,56 +180,56 @@ _text = st.text(
     max_size=30,
 ).map(str.strip)
 _organ = st.from_regex(r"\A\d{3}\.\d{2}\.\d{2}\.[A-Z][A-Z0-9]{2}\Z")
-_orgs = st.builds(p.Organization, _organ, _text, st.none() | _text, st.none() | _text)
+_orgs = st.builds(Organization, _organ, _text, st.none() | _text, st.none() | _text)
 
 
 @st.composite
-def _documents(draw: st.DrawFn) -> p.DocumentPackage:
-    doc = p.DocumentPackage(
+def _documents(draw: st.DrawFn) -> DocumentPackage:
+    doc = DocumentPackage(
         sender=draw(_orgs),
         recipients=draw(st.lists(_orgs, min_size=1, max_size=3)),
-        code=p.Code(draw(_text), draw(_text)),
-        promulgation=p.PromulgationInfo(draw(_text), draw(_text)),
-        document_type=p.DocumentType(draw(_text), draw(_text), draw(_text)),
+        code=Code(draw(_text), draw(_text)),
+        promulgation=PromulgationInfo(draw(_text), draw(_text)),
+        document_type=DocumentType(draw(_text), draw(_text), draw(_text)),
         subject=draw(_text),
         document_id=draw(st.none() | _text),
         content=draw(st.none() | _text),
         to_places=draw(st.lists(_text, max_size=2)),
         response_for=draw(
-            st.lists(st.builds(p.ResponseFor, _organ, _text, _text, _text), max_size=2)
+            st.lists(st.builds(ResponseFor, _organ, _text, _text, _text), max_size=2)
         ),
         steering_type=draw(st.none() | st.sampled_from(["1", "2", "3"])),
         business=draw(
             st.none()
-            | st.builds(p.Business, st.none() | _text, st.integers(0, 3), st.none() | _text)
+            | st.builds(Business, st.none() | _text, st.integers(0, 3), st.none() | _text)
         ),
     )
     for name in draw(st.lists(st.sampled_from(["a.pdf", "b.docx", "c.txt"]), max_size=2)):
-        p.add_attachment(doc, name, draw(st.binary(max_size=64)))
+        add_attachment(doc, name, draw(st.binary(max_size=64)))
     return doc
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_documents())
-def test_round_trip_property(doc: p.DocumentPackage) -> None:
+def test_round_trip_property(doc: DocumentPackage) -> None:
     """For generated documents: parse(build(x)) == x and build is a fixed point."""
-    data = p.build(doc)
-    again = p.parse(data)
+    data = build(doc)
+    again = parse(data)
     assert again == doc
-    assert p.build(again) == data
+    assert build(again) == data
 
 
 def test_status_round_trip() -> None:
     """A status with every field survives build and parse."""
-    status = p.StatusPackage(
-        sender=p.Organization("000.00.00.H41", "UBND tỉnh Nghệ An"),
-        response_for=p.ResponseFor("000.00.00.G22", "12/VPCP", "2024/03/05", "id-1"),
+    status = StatusPackage(
+        sender=Organization("000.00.00.H41", "UBND tỉnh Nghệ An"),
+        response_for=ResponseFor("000.00.00.G22", "12/VPCP", "2024/03/05", "id-1"),
         status_code="04",
         timestamp="2024/03/05 10:00:00",
-        staff_info=p.StaffInfo("VP", "Lê C", "c@x.vn", "09", "01", "77"),
+        staff_info=StaffInfo("VP", "Lê C", "c@x.vn", "09", "01", "77"),
         description="Đã giao xử lý",
     )
-    assert p.parse(p.build(status)) == status
+    assert parse(build(status)) == status
 
 
 # --- trace headers and statuses -----------------------------------------------------------------
@@ -210,29 +238,29 @@ def test_status_round_trip() -> None:
 def test_append_trace_header_uses_vietnam_time() -> None:
     """A UTC moment is written in UTC+7."""
     doc = make_document()
-    trace = p.append_trace_header(doc, "000.00.00.A01", datetime(2024, 3, 5, 2, 0, tzinfo=UTC))
-    assert trace == p.TraceHeader("000.00.00.A01", "2024/03/05 09:00:00")
+    trace = append_trace_header(doc, "000.00.00.A01", datetime(2024, 3, 5, 2, 0, tzinfo=UTC))
+    assert trace == TraceHeader("000.00.00.A01", "2024/03/05 09:00:00")
     assert doc.trace_headers == [trace]
 
 
 def test_new_status_addresses_the_right_party() -> None:
     """Recipient codes go to the document's sender; 13 goes to a recipient."""
     doc = make_document()
-    moment = datetime(2024, 3, 5, 10, 0, tzinfo=p.VN_TZ)
+    moment = datetime(2024, 3, 5, 10, 0, tzinfo=VN_TZ)
     recipient = doc.recipients[0]
-    status = p.new_status(recipient, doc, "03", description="ok", now=moment)
-    assert status.response_for == p.ResponseFor(
+    status = new_status(recipient, doc, "03", description="ok", now=moment)
+    assert status.response_for == ResponseFor(
         "000.00.00.G22", "12/VPCP-TTĐT", "2024/03/05", doc.document_id or ""
     )
     assert status.timestamp == "2024/03/05 10:00:00" and status.sender is recipient
-    take_back = p.new_status(doc.sender, doc, "13", now=moment)
+    take_back = new_status(doc.sender, doc, "13", now=moment)
     assert take_back.response_for.organ_id == "000.00.00.H41"
-    doc.recipients.append(p.Organization("000.00.00.H17"))
+    doc.recipients.append(Organization("000.00.00.H17"))
     with pytest.raises(ValueError, match="to_organ_id"):
-        p.new_status(doc.sender, doc, "13")
+        new_status(doc.sender, doc, "13")
     with pytest.raises(ValueError, match="unknown status code"):
-        p.new_status(recipient, doc, "07")
-    about = p.new_status(recipient, status.response_for, "05", to_organ_id="000.00.00.G22")
+        new_status(recipient, doc, "07")
+    about = new_status(recipient, status.response_for, "05", to_organ_id="000.00.00.G22")
     assert about.response_for.document_id == doc.document_id
 
 
@@ -241,28 +269,28 @@ def test_new_status_addresses_the_right_party() -> None:
 
 def test_dates_and_timestamps() -> None:
     """yyyy/MM/dd and yyyy/MM/dd HH:mm:ss both ways; dd/MM/yyyy is named in the error."""
-    assert p.format_date(date(2024, 3, 5)) == "2024/03/05"
-    assert p.parse_date("2024/03/05") == date(2024, 3, 5)
+    assert format_date(date(2024, 3, 5)) == "2024/03/05"
+    assert parse_date("2024/03/05") == date(2024, 3, 5)
     with pytest.raises(ValueError, match="dd/MM/yyyy"):
-        p.parse_date("05/03/2024")
+        parse_date("05/03/2024")
     with pytest.raises(ValueError, match="real calendar date"):
-        p.parse_date("2024/02/30")
-    moment = p.parse_timestamp("2024/03/05 09:15:00")
-    assert moment.utcoffset() is not None and moment.utcoffset() == p.VN_TZ.utcoffset(None)
-    assert p.format_timestamp(moment) == "2024/03/05 09:15:00"
-    assert p.format_timestamp(datetime(2024, 3, 5, 23, 0, tzinfo=UTC)) == "2024/03/06 06:00:00"
+        parse_date("2024/02/30")
+    moment = parse_timestamp("2024/03/05 09:15:00")
+    assert moment.utcoffset() is not None and moment.utcoffset() == VN_TZ.utcoffset(None)
+    assert format_timestamp(moment) == "2024/03/05 09:15:00"
+    assert format_timestamp(datetime(2024, 3, 5, 23, 0, tzinfo=UTC)) == "2024/03/06 06:00:00"
     with pytest.raises(ValueError, match="dd/MM/yyyy"):
-        p.parse_timestamp("05/03/2024 09:15:00")
+        parse_timestamp("05/03/2024 09:15:00")
     with pytest.raises(ValueError, match="yyyy/MM/dd"):
-        p.parse_date("٢٠٢٤/03/05")
+        parse_date("٢٠٢٤/03/05")
 
 
 def test_document_id_convention() -> None:
     """make_document_id builds the convention; document_id_sender reads the sender back."""
-    doc_id = p.make_document_id("000.00.00.G22", date(2024, 3, 5), "12", "VPCP-TTĐT")
+    doc_id = make_document_id("000.00.00.G22", date(2024, 3, 5), "12", "VPCP-TTĐT")
     assert doc_id == "000.00.00.G22,2024/03/05,12/VPCP-TTĐT"
-    assert p.document_id_sender(doc_id) == "000.00.00.G22"
-    assert p.document_id_sender("5f0c9a3e-2b1d-4c7e-9a61-0d2f4b8e7c15") is None
+    assert document_id_sender(doc_id) == "000.00.00.G22"
+    assert document_id_sender("5f0c9a3e-2b1d-4c7e-9a61-0d2f4b8e7c15") is None
 
 
 @pytest.mark.parametrize(
@@ -281,19 +309,19 @@ def test_document_id_convention() -> None:
 )
 def test_organ_id_validity(organ_id: str, strict: bool, lenient: bool) -> None:
     """Strict and lenient OrganId forms; malformed ids and non-ASCII digits are refused."""
-    assert p.is_valid_organ_id(organ_id, strict=True) is strict
-    assert p.is_valid_organ_id(organ_id) is lenient
+    assert is_valid_organ_id(organ_id, strict=True) is strict
+    assert is_valid_organ_id(organ_id) is lenient
 
 
 def test_organ_level_and_parent() -> None:
     """Levels 1-4 and the parent that zeroes the leftmost non-zero group."""
-    assert p.organ_level("000.00.00.G22") == 1
-    assert p.organ_level("000.00.05.H41") == 2
-    assert p.organ_level("000.12.05.H41") == 3
-    assert p.organ_level("001.00.20.TT2") == 4
-    assert p.organ_parent("000.00.00.G22") is None
-    assert p.organ_parent("000.00.05.H41") == "000.00.00.H41"
-    assert p.organ_parent("000.12.05.H41") == "000.00.05.H41"
-    assert p.organ_parent("001.00.20.TT2") == "000.00.20.TT2"
+    assert organ_level("000.00.00.G22") == 1
+    assert organ_level("000.00.05.H41") == 2
+    assert organ_level("000.12.05.H41") == 3
+    assert organ_level("001.00.20.TT2") == 4
+    assert organ_parent("000.00.00.G22") is None
+    assert organ_parent("000.00.05.H41") == "000.00.00.H41"
+    assert organ_parent("000.12.05.H41") == "000.00.05.H41"
+    assert organ_parent("001.00.20.TT2") == "000.00.20.TT2"
     with pytest.raises(ValueError, match="not an OrganId"):
-        p.organ_level("28.22.H17")
+        organ_level("28.22.H17")

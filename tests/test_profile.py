@@ -19,7 +19,8 @@ from conftest import (
 
 from edoc_axis.cli import main
 from edoc_axis.edxml.profile import PROFILES, RECEIVED, SEVERITIES, STRICT, Severity, severity
-from edoc_axis.edxml.schema import RULE_CODES, SCHEMA_CODES, accept, check, validate
+from edoc_axis.edxml.rule import RULE_CODES
+from edoc_axis.edxml.schema import SCHEMA_CODES, accept, check, validate
 from edoc_axis.errors import RuleViolation, SchemaViolation
 
 TRACE = "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList"

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import RunningSandbox, make_document, start_sandbox, stop_sandbox
 
-from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.model import Code, Organization
+from edoc_axis.edxml.write import build
 
 pytestmark = pytest.mark.broker
 
@@ -76,12 +77,12 @@ def test_signing_example_lists_and_sends_through_the_gateway(
     """The stdlib-only example signs getAgenciesList, getReceivedEdocList and sendEdoc: all OK."""
     info = sandbox.info
     document = make_document(
-        sender=edxml.Organization(info["agency"], info["agency_name"]),
-        recipients=[edxml.Organization(info["peer"], info["peer_name"])],
+        sender=Organization(info["agency"], info["agency_name"]),
+        recipients=[Organization(info["peer"], info["peer_name"])],
         document_id=f"{info['agency']},2024/03/05,{uuid.uuid4().int % 10**9}/VD-KY")
-    document.code = edxml.Code(document.document_id.rsplit(",", 1)[1].split("/")[0], "VD-KY")
+    document.code = Code(document.document_id.rsplit(",", 1)[1].split("/")[0], "VD-KY")
     package = tmp_path / "document.edxml"
-    package.write_bytes(edxml.build(document))
+    package.write_bytes(build(document))
     done = example(sandbox, info["secret_file"], "--send", str(package), "--from", info["agency"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "getAgenciesList: OK 0" in done.stdout

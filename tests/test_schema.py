@@ -16,9 +16,24 @@ from conftest import (
     make_document,
 )
 
-from edoc_axis.edxml import package as p
+from edoc_axis.edxml.attachment import add_attachment
+from edoc_axis.edxml.model import (
+    Business,
+    BusinessDocumentInfo,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    OtherInfo,
+    PromulgationInfo,
+    Receiver,
+    ResponseFor,
+    StatusPackage,
+    TraceHeader,
+)
 from edoc_axis.edxml.parser import XmlLimits
-from edoc_axis.edxml.schema import RULE_CODES, SCHEMA_CODES, check, load_schema, validate
+from edoc_axis.edxml.rule import RULE_CODES
+from edoc_axis.edxml.schema import SCHEMA_CODES, check, load_schema, validate
+from edoc_axis.edxml.write import build
 from edoc_axis.errors import (
     HostileInput,
     MalformedPackage,
@@ -35,10 +50,10 @@ def _codes(data: bytes) -> set[str]:
 
 
 def _status(code: str, sender: str, to: str, doc_sender: str) -> bytes:
-    return p.build(
-        p.StatusPackage(
-            sender=p.Organization(sender, "X"),
-            response_for=p.ResponseFor(to, "12/A", "2024/03/05", f"{doc_sender},2024/03/05,12/A"),
+    return build(
+        StatusPackage(
+            sender=Organization(sender, "X"),
+            response_for=ResponseFor(to, "12/A", "2024/03/05", f"{doc_sender},2024/03/05,12/A"),
             status_code=code,
             timestamp="2024/03/05 10:00:00",
         )
@@ -85,7 +100,7 @@ def test_every_code_has_a_corpus_file() -> None:
 
 def test_oversize_input_is_refused_by_the_configured_limit() -> None:
     """Bytes over max_bytes are refused before parsing."""
-    data = p.build(make_document(content="x" * 400)) + b" " * 2_000_000
+    data = build(make_document(content="x" * 400)) + b" " * 2_000_000
     started = time.perf_counter()
     report = validate(data, XmlLimits(max_bytes=1_000_000))
     assert time.perf_counter() - started < 0.5
@@ -115,7 +130,7 @@ def test_element_flood_is_refused_fast() -> None:
 
 def test_rule_cardinality() -> None:
     """Two Code elements break CARDINALITY (free order hides it from the XSD)."""
-    data = p.build(make_document()).replace(
+    data = build(make_document()).replace(
         b"<Subject>",
         b"<Code><CodeNumber>1</CodeNumber><CodeNotation>A</CodeNotation></Code><Subject>",
     )
@@ -124,15 +139,15 @@ def test_rule_cardinality() -> None:
 
 def test_rule_organid_format() -> None:
     """A malformed recipient OrganId is refused; the lenient form is not."""
-    assert _codes(p.build(make_document(recipients=[p.Organization("01.02.G22")]))) == {
+    assert _codes(build(make_document(recipients=[Organization("01.02.G22")]))) == {
         "ORGANID_FORMAT"
     }
-    assert _codes(p.build(make_document(recipients=[p.Organization("001.00.20.TT2")]))) == set()
+    assert _codes(build(make_document(recipients=[Organization("001.00.20.TT2")]))) == set()
 
 
 def test_rule_date_format_names_day_first_dates() -> None:
     """A dd/MM/yyyy PromulgationDate is refused with a message saying so, at its path and line."""
-    report = validate(p.build(make_document(promulgation=p.PromulgationInfo("HN", "05/03/2024"))))
+    report = validate(build(make_document(promulgation=PromulgationInfo("HN", "05/03/2024"))))
     [finding] = report.findings
     assert finding.code == "DATE_FORMAT" and "dd/MM/yyyy" in finding.message
     assert finding.element == f"{HEADER}/PromulgationInfo/PromulgationDate"
@@ -141,28 +156,28 @@ def test_rule_date_format_names_day_first_dates() -> None:
 
 def test_rule_timestamp_format() -> None:
     """A trace timestamp without seconds is refused."""
-    doc = make_document(trace_headers=[p.TraceHeader("000.00.00.G22", "2024/03/05 09:15")])
-    assert _codes(p.build(doc)) == {"TIMESTAMP_FORMAT"}
+    doc = make_document(trace_headers=[TraceHeader("000.00.00.G22", "2024/03/05 09:15")])
+    assert _codes(build(doc)) == {"TIMESTAMP_FORMAT"}
 
 
 def test_rule_priority_domain() -> None:
     """Priority must be 0-4."""
-    codes = _codes(p.build(make_document(other_info=p.OtherInfo(priority="5"))))
+    codes = _codes(build(make_document(other_info=OtherInfo(priority="5"))))
     assert codes == {"PRIORITY_DOMAIN"}
-    assert _codes(p.build(make_document(other_info=p.OtherInfo(priority="4")))) == set()
+    assert _codes(build(make_document(other_info=OtherInfo(priority="4")))) == set()
 
 
 def test_rule_steering_type_domain() -> None:
     """SteeringType must be 1-3."""
-    assert _codes(p.build(make_document(steering_type="0"))) == {"STEERING_TYPE_DOMAIN"}
+    assert _codes(build(make_document(steering_type="0"))) == {"STEERING_TYPE_DOMAIN"}
 
 
 def test_rule_document_type_domain() -> None:
     """Type must be 1 or 2 and TypeDetail an integer."""
-    bad_type = make_document(document_type=p.DocumentType("9", "2", "Công văn"))
-    bad_detail = make_document(document_type=p.DocumentType("1", "hai", "Công văn"))
-    assert _codes(p.build(bad_type)) == {"DOCUMENT_TYPE_DOMAIN"}
-    assert _codes(p.build(bad_detail)) == {"DOCUMENT_TYPE_DOMAIN"}
+    bad_type = make_document(document_type=DocumentType("9", "2", "Công văn"))
+    bad_detail = make_document(document_type=DocumentType("1", "hai", "Công văn"))
+    assert _codes(build(bad_type)) == {"DOCUMENT_TYPE_DOMAIN"}
+    assert _codes(build(bad_detail)) == {"DOCUMENT_TYPE_DOMAIN"}
 
 
 def test_rule_status_code_domain() -> None:
@@ -174,40 +189,40 @@ def test_rule_status_code_domain() -> None:
 
 def test_rule_business_doc_type_domain() -> None:
     """BussinessDocType must be 0-3."""
-    assert _codes(p.build(make_document(business=p.Business(doc_type=4)))) == {
+    assert _codes(build(make_document(business=Business(doc_type=4)))) == {
         "BUSINESS_DOC_TYPE_DOMAIN"
     }
 
 
 def test_rule_receiver_type_domain() -> None:
     """ReceiverType must be 0 or 1."""
-    info = p.BusinessDocumentInfo(receivers=[p.Receiver("000.00.00.H17", "3")])
-    doc = make_document(business=p.Business(doc_type=2, document_info=info))
-    assert _codes(p.build(doc)) == {"RECEIVER_TYPE_DOMAIN"}
+    info = BusinessDocumentInfo(receivers=[Receiver("000.00.00.H17", "3")])
+    doc = make_document(business=Business(doc_type=2, document_info=info))
+    assert _codes(build(doc)) == {"RECEIVER_TYPE_DOMAIN"}
 
 
 def test_rule_business_doc_detail() -> None:
     """Receiver changes belong to an update only."""
-    info = p.BusinessDocumentInfo(receivers=[p.Receiver("000.00.00.H17", "1")])
-    doc = make_document(business=p.Business(doc_type=0, document_info=info))
-    assert _codes(p.build(doc)) == {"BUSINESS_DOC_DETAIL"}
+    info = BusinessDocumentInfo(receivers=[Receiver("000.00.00.H17", "1")])
+    doc = make_document(business=Business(doc_type=0, document_info=info))
+    assert _codes(build(doc)) == {"BUSINESS_DOC_DETAIL"}
 
 
 def test_rule_integer_format() -> None:
     """Paper must be an integer."""
-    assert _codes(p.build(make_document(business=p.Business(paper="một")))) == {"INTEGER_FORMAT"}
+    assert _codes(build(make_document(business=Business(paper="một")))) == {"INTEGER_FORMAT"}
 
 
 def test_rule_boolean_format() -> None:
     """Direction must be true or false."""
-    codes = _codes(p.build(make_document(other_info=p.OtherInfo(direction="yes"))))
+    codes = _codes(build(make_document(other_info=OtherInfo(direction="yes"))))
     assert codes == {"BOOLEAN_FORMAT"}
 
 
 def test_rule_recipient_duplicate() -> None:
     """The same OrganId twice in To is refused at the second To."""
-    org = p.Organization("000.00.00.H41", "A")
-    report = validate(p.build(make_document(recipients=[org, org])))
+    org = Organization("000.00.00.H41", "A")
+    report = validate(build(make_document(recipients=[org, org])))
     [finding] = report.findings
     assert finding.code == "RECIPIENT_DUPLICATE"
     assert finding.element == f"{HEADER}/To[2]/OrganId"
@@ -216,39 +231,39 @@ def test_rule_recipient_duplicate() -> None:
 def test_rule_manifest_unmatched() -> None:
     """A manifest reference without its attachment is refused."""
     doc = make_document()
-    p.add_attachment(doc, "a.txt", b"a")
+    add_attachment(doc, "a.txt", b"a")
     doc.attachments.clear()
-    assert _codes(p.build(doc)) == {"MANIFEST_UNMATCHED"}
+    assert _codes(build(doc)) == {"MANIFEST_UNMATCHED"}
     twice = make_document()
-    p.add_attachment(twice, "a.txt", b"a")
+    add_attachment(twice, "a.txt", b"a")
     twice.attachments.append(twice.attachments[0])
-    assert _codes(p.build(twice)) == {"MANIFEST_UNMATCHED"}
+    assert _codes(build(twice)) == {"MANIFEST_UNMATCHED"}
 
 
 def test_rule_attachment_unmatched() -> None:
     """An attachment the manifest does not list is refused."""
     doc = make_document()
-    p.add_attachment(doc, "a.txt", b"a")
+    add_attachment(doc, "a.txt", b"a")
     doc.manifest.clear()
-    assert _codes(p.build(doc)) == {"ATTACHMENT_UNMATCHED"}
+    assert _codes(build(doc)) == {"ATTACHMENT_UNMATCHED"}
 
 
 def test_rule_base64_invalid() -> None:
     """Characters outside base64 are refused; line breaks inside are fine."""
     doc = make_document()
-    att = p.add_attachment(doc, "a.txt", b"abc" * 100)
+    att = add_attachment(doc, "a.txt", b"abc" * 100)
     att.encoded = "\n".join(att.encoded[i : i + 76] for i in range(0, len(att.encoded), 76))
-    assert _codes(p.build(doc)) == set()
+    assert _codes(build(doc)) == set()
     att.encoded = att.encoded[:8] + "é" + att.encoded[9:]
-    assert _codes(p.build(doc)) == {"BASE64_INVALID"}
+    assert _codes(build(doc)) == {"BASE64_INVALID"}
 
 
 def test_rule_length_limit() -> None:
     """An OrganName over 200 characters is refused."""
-    doc = make_document(sender=p.Organization("000.00.00.G22", "Ủ" * 201))
-    assert _codes(p.build(doc)) == {"LENGTH_LIMIT"}
+    doc = make_document(sender=Organization("000.00.00.G22", "Ủ" * 201))
+    assert _codes(build(doc)) == {"LENGTH_LIMIT"}
     doc.sender.organ_name = "Ủ" * 200
-    assert _codes(p.build(doc)) == set()
+    assert _codes(build(doc)) == set()
 
 
 def test_rule_status_direction() -> None:
@@ -264,7 +279,7 @@ def test_rule_status_direction() -> None:
 
 def test_schema_codes() -> None:
     """Unknown, missing and misplaced content get the SCHEMA_* codes with the element path."""
-    data = p.build(make_document())
+    data = build(make_document())
     report = validate(data.replace(b"<Subject>", b"<Subjekt>x</Subjekt><Subject>"))
     [finding] = report.findings
     assert finding.code == "SCHEMA_UNEXPECTED_ELEMENT"
@@ -283,7 +298,7 @@ def test_schema_codes() -> None:
 
 def test_check_returns_the_model_or_raises_the_right_error(sample_document: bytes) -> None:
     """check() gives the package, or HostileInput/MalformedPackage/SchemaViolation/RuleViolation."""
-    assert isinstance(check(sample_document), p.DocumentPackage)
+    assert isinstance(check(sample_document), DocumentPackage)
     with pytest.raises(HostileInput):
         check(b'<!DOCTYPE edXML SYSTEM "x"><edXML/>')
     with pytest.raises(MalformedPackage):
@@ -326,7 +341,7 @@ def test_validate_from_many_threads(sample_document: bytes, sample_status: bytes
 
 def test_finding_to_dict() -> None:
     """Findings serialize to code, severity, message, element, value, line."""
-    report = validate(p.build(make_document(steering_type="7")))
+    report = validate(build(make_document(steering_type="7")))
     assert report.to_dict()["findings"][0] == {
         "code": "STEERING_TYPE_DOMAIN",
         "severity": "error",

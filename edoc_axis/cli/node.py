@@ -18,7 +18,8 @@ import click
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.cli.packages import save_attachment
 from edoc_axis.config import Settings, load_settings
-from edoc_axis.edxml.package import DocumentPackage, parse
+from edoc_axis.edxml.model import DocumentPackage
+from edoc_axis.edxml.read import parse
 from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
 from edoc_axis.gateway.backend import host
 from edoc_axis.node.node import Node, Runner, data_file

@@ -1,6 +1,6 @@
 """``edoc-axis validate`` and ``edoc-axis package new|show``: check, build and read packages.
 
-These commands parse arguments, then call ``edxml.schema`` and ``edxml.package``.
+These commands parse arguments, then call ``edxml.schema``, ``edxml.read`` and ``edxml.write``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import click
 
 from edoc_axis.cli.base import reported_errors
-from edoc_axis.edxml import package as pkgmod
-from edoc_axis.edxml.attachment import Attachment, Unpacked, write_attachment
-from edoc_axis.edxml.package import (
+from edoc_axis.edxml.attachment import Attachment, Unpacked, add_attachment, write_attachment
+from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
+from edoc_axis.edxml.model import (
     BUSINESS_DOC_TYPES,
     PRIORITIES,
     STATUS_CODES,
@@ -43,7 +43,10 @@ from edoc_axis.edxml.package import (
 )
 from edoc_axis.edxml.parser import DEFAULT_MAX_BYTES, XmlLimits
 from edoc_axis.edxml.profile import PROFILES, STRICT
+from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.schema import ValidationReport, validate
+from edoc_axis.edxml.status import new_status
+from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import EXIT_INVALID, EXIT_OK, ConfigError, EdocAxisError
 
 PACKAGE_SUFFIXES = (".edxml", ".xml")
@@ -192,7 +195,7 @@ def _document(spec: dict[str, Any]) -> DocumentPackage:
     prom = spec.get("promulgation", {})
     doc_type = spec.get("document_type", {})
     sender = _org(spec["from"])
-    day = str(prom.get("date") or pkgmod.format_date(datetime.now(pkgmod.VN_TZ).date()))
+    day = str(prom.get("date") or format_date(datetime.now(VN_TZ).date()))
     number, notation = str(code.get("number", "")), str(code.get("notation", ""))
     doc = DocumentPackage(
         sender=sender,
@@ -206,7 +209,7 @@ def _document(spec: dict[str, Any]) -> DocumentPackage:
         ),
         subject=str(spec.get("subject", "")),
         document_id=spec.get("document_id")
-        or pkgmod.make_document_id(sender.organ_id, day, number, notation),
+        or make_document_id(sender.organ_id, day, number, notation),
         content=spec.get("content"),
         signer=SignerInfo(**_str_fields(spec["signer"])) if "signer" in spec else None,
         due_date=spec.get("due_date"),
@@ -217,7 +220,7 @@ def _document(spec: dict[str, Any]) -> DocumentPackage:
         business=_business(spec.get("business", {})),
     )
     if spec.get("trace", True):
-        pkgmod.append_trace_header(doc, sender.organ_id, spec.get("timestamp"))
+        append_trace_header(doc, sender.organ_id, spec.get("timestamp"))
     return doc
 
 
@@ -233,7 +236,7 @@ def _status(spec: dict[str, Any]) -> StatusPackage:
     response = spec.get("response_for")
     if not response or "organ_id" not in response:
         raise click.UsageError("a status needs response_for.organ_id (--to) and its document")
-    status = pkgmod.new_status(
+    status = new_status(
         _org(spec["from"]),
         ResponseFor(**_str_fields(response)),
         str(spec.get("status_code", "")),
@@ -375,8 +378,8 @@ def new_command(
                 content = path.read_bytes()
             except OSError as exc:
                 raise click.FileError(str(path), hint=exc.strerror) from exc
-            pkgmod.add_attachment(built, path.name, content)
-        data = pkgmod.build(built)
+            add_attachment(built, path.name, content)
+        data = build(built)
         if output is None:
             sys.stdout.buffer.write(data)
         else:
@@ -401,7 +404,7 @@ def show_command(file: Path, extract_dir: Path | None) -> None:
     at all, or when --extract is given and an attachment cannot be unpacked.
     """
     with reported_errors():
-        built = pkgmod.parse(_read_bounded(file, DEFAULT_MAX_BYTES))
+        built = parse(_read_bounded(file, DEFAULT_MAX_BYTES))
         for label, value in _summary(built):
             click.echo(f"{label + ':':<16}{value}")
     attachments = built.attachments if isinstance(built, DocumentPackage) else []

@@ -576,4 +576,4 @@ def _cid(el: etree._Element | None) -> str:
     return _text(el).removeprefix("cid:") if el is not None else ""
 
 
-__all__ = ["NS", "RULE_CODES", "Finding", "check_rules", "element_path", "element_value"]
+__all__ = ["RULE_CODES", "Finding", "check_rules", "element_path", "element_value"]

@@ -45,10 +45,8 @@ _SCHEMA_PACKAGE = "edoc_axis.schemas"
 _thread = threading.local()
 
 __all__ = [
-    "RULE_CODES",
     "SCHEMA_CODES",
     "Accepted",
-    "Finding",
     "ValidationReport",
     "accept",
     "check",

@@ -45,7 +45,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from edoc_axis.config import Settings
-from edoc_axis.edxml import package as edxml
+from edoc_axis.edxml.model import Package, StatusPackage
+from edoc_axis.edxml.read import parse
 from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
 from edoc_axis.gateway.auth import RequestRecord, sha256_hex, timezone_named
 from edoc_axis.gateway.server import (
@@ -125,7 +126,7 @@ class NodeBackend:
 
     def _submit(self, data: bytes, kind: Kind, declared_to: list[str] | None) -> str:
         try:
-            pkg: edxml.Package | None = edxml.parse(data, self.node.limits)
+            pkg: Package | None = parse(data, self.node.limits)
         except PackageRejected:
             pkg = None  # Node.submit refuses it with the same code `edoc-axis send` shows
         if pkg is not None:
@@ -140,9 +141,9 @@ class NodeBackend:
                  duplicate=result.duplicate)
         return result.package_id
 
-    def _sent_before(self, pkg: edxml.Package, data: bytes) -> str | None:
+    def _sent_before(self, pkg: Package, data: bytes) -> str | None:
         """The package id under which these exact bytes were already submitted, if any."""
-        document_id = (pkg.response_for.document_id if isinstance(pkg, edxml.StatusPackage)
+        document_id = (pkg.response_for.document_id if isinstance(pkg, StatusPackage)
                        else pkg.document_id or "")
         digest = sha256_hex(data)
         for record in self.node.store.packages(direction="out", kind=pkg.kind,
@@ -151,7 +152,7 @@ class NodeBackend:
                 return record.package_id
         return None
 
-    def _check_declared(self, pkg: edxml.Package, kind: Kind,
+    def _check_declared(self, pkg: Package, kind: Kind,
                         declared_to: list[str] | None) -> None:
         if pkg.kind != kind:
             raise RuleViolation(f"messagetype is {kind}, but the package is a "
@@ -159,7 +160,7 @@ class NodeBackend:
                                 code="MESSAGETYPE_MISMATCH", element="messagetype")
         if not declared_to:
             return
-        addressed = ({pkg.response_for.organ_id} if isinstance(pkg, edxml.StatusPackage)
+        addressed = ({pkg.response_for.organ_id} if isinstance(pkg, StatusPackage)
                      else {o.organ_id for o in pkg.recipients})
         by_code = {a.code: a.organ_id for a in self.node.directory}
         stray = [t for t in declared_to if by_code.get(t, t) not in addressed]
@@ -277,10 +278,10 @@ class NodeBackend:
         if cached is not None:
             return cached
         try:
-            pkg = edxml.parse(self.node.store.body(record.package_id), self.node.limits)
+            pkg = parse(self.node.store.body(record.package_id), self.node.limits)
         except PackageRejected:  # stored packages were validated; never fail a listing
             return "", ""
-        if isinstance(pkg, edxml.StatusPackage):
+        if isinstance(pkg, StatusPackage):
             summary = (f"{pkg.status_code} {pkg.description or ''}".strip(),
                        pkg.response_for.code)
         else:

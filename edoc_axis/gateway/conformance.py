@@ -35,8 +35,18 @@ from datetime import datetime
 from functools import partial
 from typing import Generic, TypeVar
 
-from edoc_axis.edxml import package as edxml
 from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
+from edoc_axis.edxml.model import (
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    PromulgationInfo,
+    StatusPackage,
+)
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.status import new_status
+from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import EdocAxisError
 from edoc_axis.gateway.client import DmsClient
 
@@ -136,7 +146,7 @@ class _Stop(Exception):
     """A step failed: the run ends."""
 
 
-P = TypeVar("P", edxml.StatusPackage, edxml.DocumentPackage)
+P = TypeVar("P", StatusPackage, DocumentPackage)
 
 
 @dataclass(slots=True)
@@ -153,12 +163,12 @@ class _State:
     agencies: dict[str, str] = field(default_factory=dict)  # OrganId -> name
     from_organ: str = ""
     to_organ: str = ""
-    document: edxml.DocumentPackage | None = None
+    document: DocumentPackage | None = None
     doc_id: str = ""
     sent_at: float = 0.0
     seen: set[str] = field(default_factory=set)  # docIds already looked at
-    statuses: dict[str, _Found[edxml.StatusPackage]] = field(default_factory=dict)  # by code
-    reply: _Found[edxml.DocumentPackage] | None = None
+    statuses: dict[str, _Found[StatusPackage]] = field(default_factory=dict)  # by code
+    reply: _Found[DocumentPackage] | None = None
 
 
 class Selftest:
@@ -281,7 +291,7 @@ class Selftest:
     def _send(self) -> str:
         s = self._state
         s.document = self._test_document()
-        doc_id = self.client.send_edoc(edxml.build(s.document), from_organ=s.from_organ,
+        doc_id = self.client.send_edoc(build(s.document), from_organ=s.from_organ,
                                        to=[s.to_organ], message_type="edoc")
         s.sent_at = time.monotonic()
         if not doc_id:
@@ -351,9 +361,9 @@ class Selftest:
         if s.reply is None:
             raise _StepSkipped("no received document to answer")
         reply = s.reply.package
-        me = edxml.Organization(s.from_organ, s.agencies.get(s.from_organ, s.from_organ))
-        status = edxml.new_status(me, reply, "03", description="Đã tiếp nhận (" + ACK_NOTE + ")")
-        doc_id = self.client.send_edoc(edxml.build(status), from_organ=s.from_organ,
+        me = Organization(s.from_organ, s.agencies.get(s.from_organ, s.from_organ))
+        status = new_status(me, reply, "03", description="Đã tiếp nhận (" + ACK_NOTE + ")")
+        doc_id = self.client.send_edoc(build(status), from_organ=s.from_organ,
                                        to=[s.to_organ], message_type="status")
         rows = [r for r in self.client.sent("status", doc_id) if r.get("toCode") == s.to_organ]
         if not rows:
@@ -393,34 +403,34 @@ class Selftest:
             s.seen.add(doc_id)
             data = self.client.get_edoc(doc_id)
             try:
-                pkg = edxml.parse(data)
+                pkg = parse(data)
             except EdocAxisError as exc:
                 raise _StepFailed(f"getEdoc {doc_id}: {len(data)} bytes that are not an edXML "
                                   f"package ({exc.code}: {exc.message})") from exc
             after = time.monotonic() - s.sent_at
-            if isinstance(pkg, edxml.StatusPackage) and pkg.response_for.document_id == ours:
+            if isinstance(pkg, StatusPackage) and pkg.response_for.document_id == ours:
                 if pkg.status_code == "02":
                     raise _StepFailed(f"status 02 (rejected) about our document: "
                                       f"{pkg.description or 'no reason given'}")
                 s.statuses.setdefault(pkg.status_code, _Found(doc_id, pkg, after))
-            elif isinstance(pkg, edxml.DocumentPackage) and any(
+            elif isinstance(pkg, DocumentPackage) and any(
                 r.document_id == ours for r in pkg.response_for
             ):
                 s.reply = s.reply or _Found(doc_id, pkg, after)
 
-    def _test_document(self) -> edxml.DocumentPackage:
+    def _test_document(self) -> DocumentPackage:
         """A small valid document, unique per run (a fresh CodeNumber in its DocumentId)."""
         s = self._state
         today = format_date(datetime.now(VN_TZ).date())
         number = f"{secrets.randbelow(10**9):09d}"
-        document = edxml.DocumentPackage(
-            sender=edxml.Organization(s.from_organ, s.agencies.get(s.from_organ, s.from_organ)),
-            recipients=[edxml.Organization(s.to_organ, s.agencies.get(s.to_organ, s.to_organ))],
-            code=edxml.Code(number, TEST_NOTATION),
-            promulgation=edxml.PromulgationInfo("Hà Nội", today),
-            document_type=edxml.DocumentType("1", "2", "Công văn"),
+        document = DocumentPackage(
+            sender=Organization(s.from_organ, s.agencies.get(s.from_organ, s.from_organ)),
+            recipients=[Organization(s.to_organ, s.agencies.get(s.to_organ, s.to_organ))],
+            code=Code(number, TEST_NOTATION),
+            promulgation=PromulgationInfo("Hà Nội", today),
+            document_type=DocumentType("1", "2", "Công văn"),
             subject="Kiểm thử kết nối DMS với trục liên thông (edoc-axis dms selftest)",
             document_id=make_document_id(s.from_organ, today, number, TEST_NOTATION),
         )
-        edxml.append_trace_header(document, s.from_organ)
+        append_trace_header(document, s.from_organ)
         return document

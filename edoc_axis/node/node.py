@@ -30,10 +30,20 @@ from cryptography import x509
 from edoc_axis.audit import chain as audit
 from edoc_axis.config import Settings
 from edoc_axis.directory import Agency, Directory
-from edoc_axis.edxml import package as edxml
 from edoc_axis.edxml import schema
+from edoc_axis.edxml.identifier import document_id_sender
+from edoc_axis.edxml.model import (
+    DocumentPackage,
+    Organization,
+    Package,
+    ResponseFor,
+    StatusPackage,
+)
 from edoc_axis.edxml.profile import RECEIVED
+from edoc_axis.edxml.read import from_tree, parse
 from edoc_axis.edxml.rule import Finding
+from edoc_axis.edxml.status import new_status
+from edoc_axis.edxml.write import build
 from edoc_axis.errors import (
     ConfigError,
     EdocAxisError,
@@ -121,8 +131,8 @@ class _Received:
     message: IncomingMessage
     sha256: str
     identified: Agency | None = None
-    package: edxml.Package | None = None  # verified: set only when every check passed
-    claimed: edxml.Package | None = None  # what the bytes say, before identity and signature
+    package: Package | None = None  # verified: set only when every check passed
+    claimed: Package | None = None  # what the bytes say, before identity and signature
     error: EdocAxisError | None = None
     outcome: Outcome | None = None
     reply: bytes | None = None  # a signed status 01 (documents) or 02 (rejections)
@@ -225,7 +235,7 @@ class Node:
         self.broker_user = settings.broker.user
         self.wake: Callable[[], None] = lambda: None
         self._handed: set[int] = set()  # outbox tokens handed to the Link, not yet settled
-        self._me_org = edxml.Organization(self.organ_id, self.me.name)
+        self._me_org = Organization(self.organ_id, self.me.name)
         # Every event the store records is chained into the audit log in its transaction.
         self.audit = audit_log(settings, store, identity)
         if store.on_event is None:
@@ -247,22 +257,22 @@ class Node:
         return sign(data, self.identity.key, self.identity.cert, chain=self.identity.chain,
                     limits=self.limits)
 
-    def _verified(self, data: bytes, agency: Agency, policy: SignaturePolicy) -> edxml.Package:
+    def _verified(self, data: bytes, agency: Agency, policy: SignaturePolicy) -> Package:
         """Verify ``data`` as signed by ``agency``; return the model read from the signed tree."""
         return self._verified_signer(data, agency, policy)[0]
 
     def _verified_signer(self, data: bytes, agency: Agency,
-                         policy: SignaturePolicy) -> tuple[edxml.Package, str | None]:
+                         policy: SignaturePolicy) -> tuple[Package, str | None]:
         """``_verified`` plus the signing certificate's fingerprint (for the audit chain)."""
         result = verify(data, self.trust, policy,
                         allowed_fingerprints=agency.fingerprints or None, limits=self.limits)
-        return edxml.from_tree(result.signed_root), result.fingerprint
+        return from_tree(result.signed_root), result.fingerprint
 
-    def _signed_status(self, document: edxml.DocumentPackage | edxml.ResponseFor, code: str,
+    def _signed_status(self, document: DocumentPackage | ResponseFor, code: str,
                        to: str, description: str | None = None) -> bytes:
-        status = edxml.new_status(self._me_org, document, code, description=description,
+        status = new_status(self._me_org, document, code, description=description,
                                   to_organ_id=to)
-        return self._sign(edxml.build(status))
+        return self._sign(build(status))
 
     # --- submit ------------------------------------------------------------------------------
 
@@ -294,14 +304,14 @@ class Node:
                                    "submissions (signature.sign_unsigned_submissions)",
                                    code="SIG_MISSING", element="Signature")
         self.topology.check_size(signed)
-        if isinstance(pkg, edxml.StatusPackage):
+        if isinstance(pkg, StatusPackage):
             result = self._submit_status(pkg, signed, _sha256(data))
         else:
             result = self._submit_document(pkg, signed, _sha256(data))
         self.wake()
         return result
 
-    def _submit_document(self, pkg: edxml.DocumentPackage, signed: bytes,
+    def _submit_document(self, pkg: DocumentPackage, signed: bytes,
                          digest: str) -> SubmitResult:
         recipients = _unique(o.organ_id for o in pkg.recipients)
         for organ_id in recipients:
@@ -336,7 +346,7 @@ class Node:
                  recipients=len(recipients))
         return SubmitResult(package_id, "edoc", document_id, recipients)
 
-    def _submit_status(self, pkg: edxml.StatusPackage, signed: bytes,
+    def _submit_status(self, pkg: StatusPackage, signed: bytes,
                        digest: str) -> SubmitResult:
         to = pkg.response_for.organ_id
         if to not in self.directory:
@@ -419,9 +429,9 @@ class Node:
         self.wake()
         return results
 
-    def _stored_document(self, record: PackageRecord) -> edxml.DocumentPackage:
-        pkg = edxml.parse(self.store.body(record.package_id), self.limits)
-        if not isinstance(pkg, edxml.DocumentPackage):
+    def _stored_document(self, record: PackageRecord) -> DocumentPackage:
+        pkg = parse(self.store.body(record.package_id), self.limits)
+        if not isinstance(pkg, DocumentPackage):
             raise NotFound(f"package {record.package_id} is not a document")
         return pkg
 
@@ -524,7 +534,7 @@ class Node:
                 pkg, signer = self._verified_signer(message.body, agency, policy)
                 if signer:
                     item.extra["signer"] = signer
-            if isinstance(pkg, edxml.DocumentPackage):
+            if isinstance(pkg, DocumentPackage):
                 if self.organ_id not in {o.organ_id for o in pkg.recipients}:
                     raise RuleViolation(f"the document is not addressed to {self.organ_id}",
                                         code="NOT_ADDRESSED_HERE", element="To/OrganId")
@@ -551,9 +561,9 @@ class Node:
                 reason = f"{item.error.code}: {item.error.message}"[:MAX_REASON_CHARS]
                 item.reply_to = item.identified.organ_id
                 item.reply = self._signed_status(
-                    edxml.ResponseFor(organ_id=item.reply_to, document_id=document_id), "02",
+                    ResponseFor(organ_id=item.reply_to, document_id=document_id), "02",
                     item.reply_to, reason)
-            elif isinstance(pkg, edxml.DocumentPackage):
+            elif isinstance(pkg, DocumentPackage):
                 sender = pkg.sender.organ_id
                 if self._is_duplicate_document(pkg, item):
                     return
@@ -568,20 +578,20 @@ class Node:
         the identified publisher, else the broker message id (a spoofed package's DocumentId
         names another agency, and a status about it would break the direction rule)."""
         pkg = item.claimed
-        candidates = [pkg.document_id if isinstance(pkg, edxml.DocumentPackage) else None,
+        candidates = [pkg.document_id if isinstance(pkg, DocumentPackage) else None,
                       item.message.headers.get("edoc-document-id")]
         owner = item.identified.organ_id if item.identified else None
         for candidate in candidates:
             if (isinstance(candidate, str) and candidate
-                    and edxml.document_id_sender(candidate) in (None, owner)):
+                    and document_id_sender(candidate) in (None, owner)):
                 return candidate
         return item.message.message_id or "unknown"
 
-    def _is_duplicate_document(self, pkg: edxml.DocumentPackage, item: _Received) -> bool:
+    def _is_duplicate_document(self, pkg: DocumentPackage, item: _Received) -> bool:
         with self.store.snapshot() as view:
             return self._find_duplicate(view, pkg, item) is not None
 
-    def _find_duplicate(self, txn: Transaction, pkg: edxml.DocumentPackage,
+    def _find_duplicate(self, txn: Transaction, pkg: DocumentPackage,
                         item: _Received) -> PackageRecord | None:
         sender = pkg.sender.organ_id
         if item.message.message_id:
@@ -595,9 +605,9 @@ class Node:
         """Phase 3, inside the batch transaction: one message's writes, isolated by a savepoint."""
         try:
             with txn.savepoint():
-                if item.error is None and isinstance(item.package, edxml.DocumentPackage):
+                if item.error is None and isinstance(item.package, DocumentPackage):
                     self._store_document(txn, item, item.package)
-                elif item.error is None and isinstance(item.package, edxml.StatusPackage):
+                elif item.error is None and isinstance(item.package, StatusPackage):
                     self._store_status(txn, item, item.package)
         except PackageRejected as exc:
             item.error = exc
@@ -607,12 +617,12 @@ class Node:
         else:
             item.outcome = Outcome.ACK
 
-    def _new_incoming(self, item: _Received, pkg: edxml.Package, document_id: str, *,
+    def _new_incoming(self, item: _Received, pkg: Package, document_id: str, *,
                       business_op: int = 0, related_package: str | None = None,
                       status_code: str | None = None,
                       description: str | None = None) -> NewPackage:
         message_id = item.message.message_id or f"sha256:{item.sha256}"
-        recipients = ((self.organ_id,) if isinstance(pkg, edxml.StatusPackage)
+        recipients = ((self.organ_id,) if isinstance(pkg, StatusPackage)
                       else _unique(o.organ_id for o in pkg.recipients))
         return NewPackage(
             package_id=str(uuid.uuid4()), direction="in", kind=pkg.kind,
@@ -623,7 +633,7 @@ class Node:
             warnings=tuple(f.to_dict() for f in item.warnings))
 
     def _store_document(self, txn: Transaction, item: _Received,
-                        pkg: edxml.DocumentPackage) -> None:
+                        pkg: DocumentPackage) -> None:
         sender = pkg.sender.organ_id
         document_id = pkg.document_id or ""
         duplicate = self._find_duplicate(txn, pkg, item)
@@ -653,7 +663,7 @@ class Node:
             self._queue_status(txn, document_id, "01", sender, signed=item.reply,
                                description=None)
 
-    def _store_status(self, txn: Transaction, item: _Received, pkg: edxml.StatusPackage) -> None:
+    def _store_status(self, txn: Transaction, item: _Received, pkg: StatusPackage) -> None:
         sender = pkg.sender.organ_id
         document_id = pkg.response_for.document_id
         code = pkg.status_code
@@ -699,7 +709,7 @@ class Node:
     def _store_rejection(self, txn: Transaction, item: _Received, error: EdocAxisError) -> None:
         pkg = item.claimed
         claimed = pkg.sender.organ_id if pkg is not None else None
-        document_id = (pkg.document_id if isinstance(pkg, edxml.DocumentPackage)
+        document_id = (pkg.document_id if isinstance(pkg, DocumentPackage)
                        else pkg.response_for.document_id if pkg is not None else None)
         txn.add_rejection(
             message_id=item.message.message_id, broker_user=item.message.user_id,

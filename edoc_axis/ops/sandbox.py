@@ -45,8 +45,17 @@ from edoc_axis.config import (
     load_settings,
     write_config,
 )
-from edoc_axis.edxml import package as edxml
 from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
+from edoc_axis.edxml.model import (
+    Code,
+    DocumentPackage,
+    DocumentType,
+    Organization,
+    PromulgationInfo,
+    ResponseFor,
+)
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import BrokerUnavailable, ConfigError, EdocAxisError, TemporaryFailure
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.log import get_logger
@@ -310,7 +319,7 @@ class PeerResponder:
     def start(self) -> PeerResponder:
         """Send the welcome document (first start only), then answer in a thread."""
         if not self.node.store.packages(direction="out", kind="edoc", limit=1):
-            self.node.submit(edxml.build(self._welcome()))
+            self.node.submit(build(self._welcome()))
         self._thread.start()
         return self
 
@@ -332,9 +341,9 @@ class PeerResponder:
             try:
                 self.node.set_status(entry.document_id, "03", to=entry.sender,
                                      description="Sandbox: đã tiếp nhận (accepted)")
-                document = edxml.parse(store.body(entry.package_id), self.node.limits)
-                if isinstance(document, edxml.DocumentPackage):
-                    self.node.submit(edxml.build(self._reply(document, entry.id)))
+                document = parse(store.body(entry.package_id), self.node.limits)
+                if isinstance(document, DocumentPackage):
+                    self.node.submit(build(self._reply(document, entry.id)))
                 pickup, note = "done", "answered by the sandbox peer: 03 and a reply"
                 answered += 1
             except EdocAxisError as exc:  # never retried in a loop: the log says why
@@ -350,26 +359,26 @@ class PeerResponder:
         return answered
 
     def _document(self, number: str, notation: str, subject: str,
-                  to: edxml.Organization) -> edxml.DocumentPackage:
+                  to: Organization) -> DocumentPackage:
         today = format_date(datetime.now(VN_TZ).date())
         me = self.node.me
-        document = edxml.DocumentPackage(
-            sender=edxml.Organization(me.organ_id, me.name), recipients=[to],
-            code=edxml.Code(number, notation), promulgation=edxml.PromulgationInfo("Hà Nội", today),
-            document_type=edxml.DocumentType("1", "2", "Công văn"), subject=subject[:500],
+        document = DocumentPackage(
+            sender=Organization(me.organ_id, me.name), recipients=[to],
+            code=Code(number, notation), promulgation=PromulgationInfo("Hà Nội", today),
+            document_type=DocumentType("1", "2", "Công văn"), subject=subject[:500],
             document_id=make_document_id(me.organ_id, today, number, notation))
-        edxml.append_trace_header(document, me.organ_id)
+        append_trace_header(document, me.organ_id)
         return document
 
-    def _welcome(self) -> edxml.DocumentPackage:
+    def _welcome(self) -> DocumentPackage:
         return self._document(
             "1", WELCOME_NOTATION, "Chào mừng đến hộp cát trục liên thông (welcome to the sandbox)",
-            edxml.Organization(self.counterpart.organ_id, self.counterpart.name))
+            Organization(self.counterpart.organ_id, self.counterpart.name))
 
-    def _reply(self, received: edxml.DocumentPackage, number: int) -> edxml.DocumentPackage:
+    def _reply(self, received: DocumentPackage, number: int) -> DocumentPackage:
         reply = self._document(str(number)[-11:], REPLY_NOTATION,
                                f"Trả lời: {received.subject}", received.sender)
-        reply.response_for = [edxml.ResponseFor(
+        reply.response_for = [ResponseFor(
             organ_id=received.sender.organ_id,
             code=f"{received.code.number}/{received.code.notation}",
             promulgation_date=received.promulgation.date,
