@@ -57,6 +57,8 @@ from edoc_axis.errors import (
     UnknownAgency,
 )
 from edoc_axis.log import get_logger
+from edoc_axis.node import state
+from edoc_axis.node.state import RECIPIENT_CODES, REPEATABLE_CODES, SENDER_CODES
 from edoc_axis.store import Event, NewPackage, PackageRecord, Store, Transaction
 from edoc_axis.store.audit_log import AuditLog, Sealer
 from edoc_axis.transport.link import (
@@ -79,19 +81,6 @@ from edoc_axis.trust.signature import SignaturePolicy, sign, verify
 
 log = get_logger(__name__)
 
-# Delivery state reached by each status code, and the order states may only move forward in.
-STATE_BY_CODE = {
-    "01": "arrived", "02": "rejected", "03": "accepted", "04": "assigned", "05": "processing",
-    "06": "completed", "13": "recall_requested", "15": "recalled", "16": "recall_refused",
-}
-STATE_RANK = {
-    "queued": 0, "sent": 1, "failed": 1, "arrived": 2, "rejected": 3, "accepted": 3,
-    "assigned": 4, "processing": 5, "completed": 6, "recall_requested": 7, "recalled": 8,
-    "recall_refused": 8,
-}
-RECIPIENT_CODES = frozenset({"02", "03", "04", "05", "06", "15", "16"})
-SENDER_CODES = frozenset({"13"})
-REPEATABLE_CODES = frozenset({"05"})
 MAX_REASON_CHARS = 500
 # `edoc-axis send` in another process cannot wake the relay: it polls the outbox (one indexed
 # query) this often, which bounds the extra latency of a cross-process submission.
@@ -362,12 +351,13 @@ class Node:
                       signed: bytes, description: str | None, digest: str | None = None) -> str:
         """Store an outgoing signed status and queue it to ``to``; 13 also joins the history."""
         delivery = None
-        if code in SENDER_CODES:
+        side = state.side(code)
+        if side == "sender":
             delivery = txn.delivery_for(document_id, to)
             if delivery is None:
                 raise NotFound(f"no document {document_id} was sent to {to}",
                                code="DOCUMENT_NOT_SENT", agency=to)
-        elif code in RECIPIENT_CODES or code == "01":
+        elif side == "recipient":
             if txn.latest_document("in", document_id, sender=to) is None:
                 raise NotFound(f"no document {document_id} was received from {to}",
                                code="DOCUMENT_NOT_RECEIVED", agency=to)
@@ -383,8 +373,8 @@ class Node:
         row = _inserted(row, package_id)
         txn.add_outbox(row, to)
         if delivery is not None:
-            self._advance(txn, delivery.id, delivery.state, code, status_row=row,
-                          description=description)
+            self._advance(txn, delivery.id, state.on_status(delivery.state, code), code,
+                          status_row=row, description=description)
         txn.emit(Event("status_sent", package_id, document_id, to, _sha256(signed),
                        {"code": code}))
         return package_id
@@ -475,12 +465,12 @@ class Node:
                     for delivery in txn.deliveries_of(row):
                         if delivery.recipient != recipient:
                             continue
-                        state = "sent" if conf.ok else "failed"
-                        if STATE_RANK[delivery.state] < STATE_RANK[state]:
+                        new_state = state.on_published(delivery.state, conf.ok)
+                        if new_state is not None:
                             reason = None if conf.ok else f"{conf.code}: {conf.reason}"
-                            txn.set_delivery_state(delivery.id, state, status_code=None,
+                            txn.set_delivery_state(delivery.id, new_state, status_code=None,
                                                    reason=reason)
-                            txn.add_history(delivery.id, state, description=reason)
+                            txn.add_history(delivery.id, new_state, description=reason)
         finally:
             # Settled or not recorded: either way the Link no longer holds these tokens, and
             # rows still pending are fetched (and published) again.
@@ -692,19 +682,19 @@ class Node:
                        {"code": code, "signer": item.extra.get("signer"),
                         "warnings": _warning_codes(item.warnings)}))
         if delivery is not None:
-            if code in txn.history_codes(delivery.id) and code not in REPEATABLE_CODES:
+            step = state.on_status(delivery.state, code, txn.history_codes(delivery.id))
+            if step.repeat:
                 return  # an idempotent repeat: kept, but the history already has it
-            self._advance(txn, delivery.id, delivery.state, code, status_row=row,
+            self._advance(txn, delivery.id, step, code, status_row=row,
                           description=pkg.description)
 
-    def _advance(self, txn: Transaction, delivery: int, current: str, code: str, *,
+    def _advance(self, txn: Transaction, delivery: int, step: state.Transition, code: str, *,
                  status_row: int, description: str | None) -> None:
-        """Record a status in a delivery's history; move its state only forward."""
-        state = STATE_BY_CODE[code]
-        txn.add_history(delivery, state, status_code=code, status_package=status_row,
+        """Record a status in a delivery's history; move its state as the machine says."""
+        txn.add_history(delivery, step.state, status_code=code, status_package=status_row,
                         description=description)
-        if STATE_RANK[state] >= STATE_RANK[current]:
-            txn.set_delivery_state(delivery, state, status_code=code, reason=description)
+        if step.moves:
+            txn.set_delivery_state(delivery, step.state, status_code=code, reason=description)
 
     def _store_rejection(self, txn: Transaction, item: _Received, error: EdocAxisError) -> None:
         pkg = item.claimed
