@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edoc_axis.edxml.identifier import is_valid_organ_id
-from edoc_axis.edxml.parser import XmlLimits
+from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.edxml.profile import PROFILES, STRICT
 from edoc_axis.errors import ConfigError
 from edoc_axis.gateway.auth import DEFAULT_TIMEZONE, timezone_named

@@ -17,6 +17,7 @@ from conftest import (
 )
 
 from edoc_axis.edxml.attachment import add_attachment
+from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.edxml.model import (
     Business,
     BusinessDocumentInfo,
@@ -30,7 +31,6 @@ from edoc_axis.edxml.model import (
     StatusPackage,
     TraceHeader,
 )
-from edoc_axis.edxml.parser import XmlLimits
 from edoc_axis.edxml.rule import RULE_CODES
 from edoc_axis.edxml.schema import SCHEMA_CODES, check, load_schema, validate
 from edoc_axis.edxml.write import build

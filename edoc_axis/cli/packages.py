@@ -20,6 +20,7 @@ import click
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.edxml.attachment import Attachment, Unpacked, add_attachment, write_attachment
 from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
+from edoc_axis.edxml.limits import DEFAULT_MAX_BYTES, XmlLimits
 from edoc_axis.edxml.model import (
     BUSINESS_DOC_TYPES,
     PRIORITIES,
@@ -41,7 +42,6 @@ from edoc_axis.edxml.model import (
     StaffInfo,
     StatusPackage,
 )
-from edoc_axis.edxml.parser import DEFAULT_MAX_BYTES, XmlLimits
 from edoc_axis.edxml.profile import PROFILES, STRICT
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.schema import ValidationReport, validate

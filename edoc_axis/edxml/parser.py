@@ -5,39 +5,24 @@ It refuses, before or while parsing and in bounded time and memory: DOCTYPE decl
 internal or external entities, billion-laughs expansions and external DTDs), oversize input,
 absurd nesting or element counts, encodings other than UTF-8, and bytes that are not XML at all.
 libxml2 runs with entity resolution, DTD loading and network access disabled as a second line.
+The bounds are ``limits.XmlLimits``.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 from lxml import etree
 
+from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
 from edoc_axis.errors import HostileInput, MalformedPackage
-
-DEFAULT_MAX_BYTES = 15 * 1024 * 1024  # RabbitMQ 4.x refuses messages over 16 MiB by default
-DEFAULT_MAX_DEPTH = 48  # the deepest real edXML path (signature X509 data) is about 12
-DEFAULT_MAX_ELEMENTS = 100_000  # a package with thousands of recipients stays far below
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _FIRST_NON_SPACE = re.compile(rb"[^ \t\r\n]")
 _XML_DECL = re.compile(rb"<\?xml[^>]{0,200}?\?>", re.DOTALL)
 _DECL_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
-
-
-@dataclass(frozen=True, slots=True)
-class XmlLimits:
-    """Bounds applied to every untrusted document."""
-
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_depth: int = DEFAULT_MAX_DEPTH
-    max_elements: int = DEFAULT_MAX_ELEMENTS
-
-
-DEFAULT_LIMITS = XmlLimits()
 
 
 def _make_parser() -> etree.XMLParser:

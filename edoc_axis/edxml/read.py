@@ -13,6 +13,7 @@ from typing import Literal
 from lxml import etree
 
 from edoc_axis.edxml.attachment import Attachment, Reference
+from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
 from edoc_axis.edxml.model import (
     DSIG_NS,
     NS,
@@ -34,7 +35,7 @@ from edoc_axis.edxml.model import (
     TraceHeader,
     q,
 )
-from edoc_axis.edxml.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
+from edoc_axis.edxml.parser import parse_xml
 from edoc_axis.errors import MalformedPackage
 
 

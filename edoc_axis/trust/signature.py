@@ -41,7 +41,8 @@ from signxml.util import SigningSettings, ds_tag, strip_pem_header
 from signxml.util import namespaces as dsig_namespaces
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
-from edoc_axis.edxml.parser import DEFAULT_LIMITS, XmlLimits, parse_xml
+from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
+from edoc_axis.edxml.parser import parse_xml
 from edoc_axis.errors import MalformedPackage, SignatureInvalid, TrustError
 from edoc_axis.trust.certificate import (
     PrivateKey,
