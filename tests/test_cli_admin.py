@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from edoc_axis.cli import main
-from edoc_axis.cli.admin import Check, broker_check, diagnose
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.directory import Directory
+from edoc_axis.ops.doctor import Check, broker_check, diagnose
 from edoc_axis.transport import link as transport
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust import certificate as trust

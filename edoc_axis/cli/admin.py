@@ -1,15 +1,14 @@
-"""Setting up and checking a node: ``edoc-axis init``, ``directory list|show|check``, ``doctor``.
+"""Setting up a node: ``edoc-axis init`` and ``directory list|show|check``.
 
 ``init`` writes a working config for a new agency; with ``--dev`` it also makes the agency's
 signing key and certificate from a dev CA (shared between the agencies of one test bench) and
 lists the agency, with its certificate fingerprint, in the agency directory (``devbench``).
-``doctor`` prints the checks of ``edoc_axis.ops.doctor``, one line each.
+``directory check --certs`` matches the directory's fingerprints against certificate files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import click
 from cryptography import x509
 
-from edoc_axis.cli.base import reported_errors
+from edoc_axis.cli.base import config_option, echo_json, reported_errors
 from edoc_axis.config import (
     BrokerSettings,
     KeySettings,
@@ -30,7 +29,7 @@ from edoc_axis.config import (
 )
 from edoc_axis.directory import CertificateFacts, Directory
 from edoc_axis.edxml.identifier import is_valid_organ_id
-from edoc_axis.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, EdocAxisError
+from edoc_axis.errors import EXIT_CONFIG, ConfigError, EdocAxisError
 from edoc_axis.ops.devbench import (
     AGENCY_CERT,
     AGENCY_KEY,
@@ -41,32 +40,8 @@ from edoc_axis.ops.devbench import (
     dev_identity,
     dev_password,
 )
-from edoc_axis.ops.doctor import FAIL, Check, broker_check, diagnose
+from edoc_axis.ops.pki import KEY_TYPES
 from edoc_axis.trust import certificate as trust
-
-# Re-exported: the doctor's logic moved to edoc_axis.ops.doctor; tests and callers import it here.
-__all__ = [
-    "Check",
-    "InitRequest",
-    "InitResult",
-    "broker_check",
-    "certificate_facts",
-    "diagnose",
-    "directory_group",
-    "doctor_command",
-    "init_command",
-    "init_node",
-]
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Node config file (default: the file named by $EDOC_AXIS_CONFIG).",
-)
-
 
 # --- init ----------------------------------------------------------------------------------------
 
@@ -156,7 +131,6 @@ def init_node(request: InitRequest) -> InitResult:
     return InitResult(load_settings(output, env={}), notes)
 
 
-
 @click.command("init")
 @click.option("--organ-id", required=True, help="The agency's OrganId, e.g. 000.00.00.G22.")
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -173,7 +147,7 @@ def init_node(request: InitRequest) -> InitResult:
 @click.option("--ca", "ca_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Dev CA folder shared by several agencies: one made by `pki init-ca`, or a "
               "new one created here when missing (default: DATA_DIR/pki/ca).")
-@click.option("--key-type", type=click.Choice(trust.KEY_TYPES), default="rsa2048",
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048",
               show_default=True, help="Key type of the dev signing key.")
 @click.option("--broker-passwords", type=click.Path(dir_okay=False, path_type=Path),
               help="--dev: USER=PASSWORD file the dev broker password is taken from or added "
@@ -232,7 +206,7 @@ def directory_list(config_path: Path | None, file: Path | None, as_json: bool) -
     with reported_errors():
         directory = _load_directory(config_path, file)
     if as_json:
-        click.echo(json.dumps([a.to_dict() for a in directory], ensure_ascii=False, indent=2))
+        echo_json([a.to_dict() for a in directory])
         return
     rows = [("ORGAN_ID", "CODE", "BROKER_USER", "CERTS", "PARENT", "NAME")]
     rows += [(a.organ_id, a.code, a.broker_user, str(len(a.fingerprints)), a.parent or "-", a.name)
@@ -256,8 +230,7 @@ def directory_show(organ_id: str, config_path: Path | None, file: Path | None,
         agency = directory.get(organ_id)
     children = [c.organ_id for c in directory.children(organ_id)]
     if as_json:
-        click.echo(json.dumps({**agency.to_dict(), "children": children}, ensure_ascii=False,
-                              indent=2))
+        echo_json({**agency.to_dict(), "children": children})
         return
     parent = directory.find(agency.parent) if agency.parent else None
     click.echo(f"organ_id:     {agency.organ_id}")
@@ -334,29 +307,3 @@ def directory_check(config_path: Path | None, file: Path | None, certs: Path | N
         click.echo(f"{directory.source}: {len(problems)} problem(s)", err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(f"ok: {directory.source} lists {len(directory)} agencies")
-
-
-# --- doctor --------------------------------------------------------------------------------------
-
-
-@click.command("doctor")
-@config_option
-@click.option("--no-broker", is_flag=True, help="Skip the broker check (offline).")
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def doctor_command(config_path: Path | None, no_broker: bool, as_json: bool) -> None:
-    """Check that this node can run: config, data dir, store, key and certificate (match,
-    OrganId, expiry, listed fingerprint), trust anchors, CRLs, directory, broker and queue.
-
-    One line per check (ok / warn / FAIL / skip). Exit 0 when nothing failed, 1 otherwise.
-    """
-    checks = diagnose(config_path, check_broker=None if no_broker else broker_check)
-    if as_json:
-        click.echo(json.dumps([{"check": c.name, "status": c.status, "detail": c.detail}
-                               for c in checks], ensure_ascii=False, indent=2))
-    else:
-        for check in checks:
-            click.echo(check.line())
-    failed = [c for c in checks if c.status == FAIL]
-    if failed:
-        click.echo(f"{len(failed)} check(s) failed", err=True)
-        sys.exit(EXIT_FAILURE)

@@ -7,31 +7,21 @@ bundle does not hold (the first problem is named), 78 for configuration errors.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 
 from edoc_axis.audit.auditor import Auditor, anchors_from, verify_bundle_file
 from edoc_axis.audit.check import Problem
-from edoc_axis.cli.base import reported_errors
+from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
 from edoc_axis.config import load_settings
 from edoc_axis.errors import EXIT_INVALID, NotFound
 
-config_option = click.option(
-    "-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-    default=None, help="Node config file (default: the file named by $EDOC_AXIS_CONFIG).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 PROGRESS_MIN_ENTRIES = 20_000  # below this, a run is quick enough to need no progress bar
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def _date(value: dt.datetime) -> dt.date | dt.datetime:
@@ -96,7 +86,7 @@ def verify_command(config_path: Path | None, first: int | None, last: int | None
         else:
             report = auditor.verify(first, last, receipts=not no_receipts)
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
     else:
         chain = report.chain
         click.echo(f"entries {chain.first_seq}..{chain.last_seq} ({chain.entries}), "
@@ -129,7 +119,7 @@ def trail_command(config_path: Path | None, document_id: str, as_json: bool) -> 
     with reported_errors(), _auditor(config_path) as auditor:
         events = auditor.trail(document_id)
     if as_json:
-        _echo_json({"document_id": document_id, "events": events})
+        echo_json({"document_id": document_id, "events": events})
         return
     click.echo(f"document {document_id}")
     for e in events:
@@ -197,7 +187,7 @@ def verify_bundle_command(bundle: Path, anchors: tuple[Path, ...], as_json: bool
                            code="FILE_UNREADABLE") from exc
         report = verify_bundle_file(data, anchors_from(list(anchors)))
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
     else:
         click.echo(f"document {report.document_id} (node {report.organ_id}): "
                    f"{report.entries} entries, {report.checkpoints} checkpoints, "

@@ -1,43 +1,28 @@
-"""The root ``edoc-axis`` group and what every command shares: logging setup and error exits."""
+"""What the ``edoc-axis`` commands share: common options, JSON output, and turning an
+``EdocAxisError`` into a message on stderr and its exit code."""
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
-from edoc_axis import __version__
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.log import configure_logging
 
-F = TypeVar("F", bound=Callable[..., Any])
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    default=None, help="Node config file (default: the file named by $EDOC_AXIS_CONFIG).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="edoc-axis")
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="warning",
-    show_default=True,
-    envvar="EDOC_AXIS_LOG_LEVEL",
-    help="How much to log (to stderr).",
-)
-@click.option(
-    "--log-json/--log-text",
-    default=None,
-    help="Log as JSON lines or as text (default: text on a terminal, JSON otherwise).",
-)
-def main(log_level: str, log_json: bool | None) -> None:
-    """edoc-axis: run and inspect a node of the national e-document interchange axis.
-
-    Exit codes: 0 ok, 1 failure, 2 usage error, 65 invalid input, 69 broker unavailable,
-    78 configuration error.
-    """
-    configure_logging(log_level, json=log_json)
+def echo_json(value: Any) -> None:
+    """Print ``value`` as indented JSON (non-ASCII kept readable) on stdout."""
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def fail(error: EdocAxisError) -> NoReturn:
