@@ -25,6 +25,27 @@ _XML_DECL = re.compile(rb"<\?xml[^>]{0,200}?\?>", re.DOTALL)
 _DECL_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
 
 
+class ParseStats:
+    """How often untrusted bytes were parsed (``parse_xml``) and a model read from a tree
+    (``read.from_tree``), so tests and benches can check a package is read once per hop.
+
+    Process-wide and unlocked: exact when one thread reads, approximate under contention.
+    """
+
+    __slots__ = ("model_builds", "parses")
+
+    def __init__(self) -> None:
+        self.parses = 0
+        self.model_builds = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        """``(parses, model_builds)`` now; subtract two snapshots to count the work between."""
+        return self.parses, self.model_builds
+
+
+PARSE_STATS = ParseStats()
+
+
 def _make_parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
@@ -118,6 +139,7 @@ def parse_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element
     data = bytes(data)
     _prescan(data, limits)
     parser = _make_parser()
+    PARSE_STATS.parses += 1
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:

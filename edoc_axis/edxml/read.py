@@ -35,7 +35,7 @@ from edoc_axis.edxml.model import (
     TraceHeader,
     q,
 )
-from edoc_axis.edxml.parser import parse_xml
+from edoc_axis.edxml.parser import PARSE_STATS, parse_xml
 from edoc_axis.errors import MalformedPackage
 
 
@@ -70,6 +70,7 @@ def detect_kind(root: etree._Element) -> Literal["edoc", "status"]:
 
 def from_tree(root: etree._Element) -> Package:
     """Read the model from an already parsed ``edXML`` root element."""
+    PARSE_STATS.model_builds += 1
     kind = detect_kind(root)
     top = _Fields(root)
     envelope = _Fields(_required(root, "edXMLEnvelope"))

@@ -3,11 +3,12 @@
 ``validate`` reports every finding (code, message, element path, value, line), each weighed by
 a reception profile (``edxml.profile``: ``strict`` refuses every finding, ``received`` only
 warns about harmless deviations), and never raises for a bad package. ``accept`` is the node's
-entry point: the model plus the warnings the profile lets through, or the first refusing finding
-raised as ``HostileInput``/``MalformedPackage``/``SchemaViolation``/``RuleViolation``; ``check``
-is ``accept`` under ``strict``. The XSDs ship inside the wheel (``edoc_axis.schemas``).
-Compiled schemas are cached per thread because an lxml ``XMLSchema`` must not validate from
-two threads at once.
+entry point: the package read once (``parsed.ParsedPackage``) plus the warnings the profile lets
+through, or the first refusing finding raised as ``HostileInput``/``MalformedPackage``/
+``SchemaViolation``/``RuleViolation``; ``check`` is ``accept`` under ``strict``. Each takes the
+bytes or a ``ParsedPackage`` already read, which is judged without being parsed again. The
+XSDs ship inside the wheel (``edoc_axis.schemas``). Compiled schemas are cached per thread
+because an lxml ``XMLSchema`` must not validate from two threads at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lxml import etree
 
 from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
 from edoc_axis.edxml.model import NS, Package
+from edoc_axis.edxml.parsed import ParsedPackage, parsed_from_tree
 from edoc_axis.edxml.parser import parse_xml
 from edoc_axis.edxml.profile import STRICT, Severity, severity
 from edoc_axis.edxml.read import detect_kind, from_tree
@@ -95,10 +97,15 @@ class ValidationReport:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A package a profile accepts: its model and the findings it only warns about."""
+    """A package a profile accepts, as read once, and the findings it only warns about."""
 
-    package: Package
+    parsed: ParsedPackage
     warnings: tuple[Finding, ...] = ()
+
+    @property
+    def package(self) -> Package:
+        """The package model."""
+        return self.parsed.model
 
 
 @cache
@@ -137,9 +144,16 @@ def _schema(kind: str) -> etree.XMLSchema:
 
 
 def validate(
-    data: bytes, limits: XmlLimits = DEFAULT_LIMITS, profile: str = STRICT
+    data: bytes | ParsedPackage, limits: XmlLimits = DEFAULT_LIMITS, profile: str = STRICT
 ) -> ValidationReport:
-    """Check bytes as an edXML package: every finding, weighed by ``profile``; nothing raised."""
+    """Check a package: every finding, weighed by ``profile``; nothing raised."""
+    if isinstance(data, ParsedPackage):
+        report = ValidationReport(
+            _weigh(_findings(data.root, data.kind), profile), None, data.kind, profile
+        )
+        if report.valid:
+            report.package = data.model
+        return report
     try:
         root = parse_xml(data, limits).getroot()
         kind = detect_kind(root)
@@ -154,21 +168,28 @@ def validate(
     return report
 
 
-def accept(data: bytes, limits: XmlLimits = DEFAULT_LIMITS, profile: str = STRICT) -> Accepted:
-    """The model of bytes ``profile`` accepts, with the findings it only warns about.
+def accept(
+    data: bytes | ParsedPackage, limits: XmlLimits = DEFAULT_LIMITS, profile: str = STRICT
+) -> Accepted:
+    """The package ``profile`` accepts, read once, with the findings it only warns about.
 
     Raises the first refusing finding as the matching ``PackageRejected`` (hostile or
-    malformed bytes as ``HostileInput``/``MalformedPackage``, straight from the parser).
+    malformed bytes as ``HostileInput``/``MalformedPackage``, straight from the parser). Bytes
+    are parsed once and the model read only after the findings allow it.
     """
-    root = parse_xml(data, limits).getroot()
-    kind = detect_kind(root)
+    if isinstance(data, ParsedPackage):
+        root, kind = data.root, data.kind
+    else:
+        root = parse_xml(data, limits).getroot()
+        kind = detect_kind(root)
     report = ValidationReport(_weigh(_findings(root, kind), profile), None, kind, profile)
     raise_for(report)
-    return Accepted(from_tree(root), tuple(report.warnings))
+    parsed = data if isinstance(data, ParsedPackage) else parsed_from_tree(data, root)
+    return Accepted(parsed, tuple(report.warnings))
 
 
-def check(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> Package:
-    """The package model of bytes ``strict`` accepts, or the first finding raised with its code."""
+def check(data: bytes | ParsedPackage, limits: XmlLimits = DEFAULT_LIMITS) -> Package:
+    """The package model ``strict`` accepts, or the first finding raised with its code."""
     return accept(data, limits, STRICT).package
 
 
