@@ -30,7 +30,7 @@ from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node, audit_sealer, load_identity
 from edoc_axis.store import Event, Store
 from edoc_axis.store.audit_log import AuditLog
-from edoc_axis.transport.link import IncomingMessage
+from edoc_axis.transport.message import IncomingMessage
 from edoc_axis.trust import certificate as trust
 
 

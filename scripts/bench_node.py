@@ -48,8 +48,7 @@ from edoc_axis.edxml.write import build
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node
 from edoc_axis.store import Store
-from edoc_axis.transport import link as transport
-from edoc_axis.transport import topology
+from edoc_axis.transport import provision, topology
 from edoc_axis.trust import certificate as trust
 from edoc_axis.trust.signature import sign
 
@@ -101,8 +100,8 @@ class Bench:
             (base / f"{organ_id}.key").write_bytes(trust.key_to_pem(key))
             (base / f"{organ_id}.pem").write_bytes(trust.cert_to_pem(cert))
             self.keys[organ_id] = (key, cert)
-            account = topology.BrokerAccount(organ_id, f"bench-{organ_id}-{self.vhost}",
-                                             uuid.uuid4().hex)
+            account = provision.BrokerAccount(organ_id, f"bench-{organ_id}-{self.vhost}",
+                                              uuid.uuid4().hex)
             self.accounts.append(account)
             agencies.append(directory.Agency(organ_id, organ_id.replace(".", ""), organ_id, None,
                                              account.user, (trust.fingerprint(cert),)))
@@ -110,15 +109,15 @@ class Bench:
             "".join(directory.render_agency(a) + "\n" for a in agencies), encoding="utf-8")
         layout = topology.Topology()
         try:
-            topology.provision(self.admin_url, self.accounts, layout, self.vhost)
+            provision.provision(self.admin_url, self.accounts, layout, self.vhost)
         except Exception:  # rabbitmqctl may not read the temp file: provision step by step
-            transport.declare_topology(self.admin_url, layout, [SENDER, RECIPIENT])
+            provision.declare_topology(self.admin_url, layout, [SENDER, RECIPIENT])
             for a in self.accounts:
                 rabbitmqctl("add_user", a.user, a.password)
                 rabbitmqctl("set_permissions", "-p", self.vhost, a.user, "^$",
                             topology.write_pattern(layout),
                             topology.read_pattern(layout, a.organ_id))
-        transport.declare_topology(self.admin_url, layout, [BASELINE])
+        provision.declare_topology(self.admin_url, layout, [BASELINE])
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def config(self, organ_id: str, run: str) -> Path:

@@ -29,15 +29,10 @@ from urllib.parse import quote
 import pika
 
 from edoc_axis.log import configure_logging
-from edoc_axis.transport.link import (
-    Confirmation,
-    IncomingMessage,
-    Link,
-    Outcome,
-    OutgoingMessage,
-    Topology,
-    declare_topology,
-)
+from edoc_axis.transport.link import Link
+from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
+from edoc_axis.transport.provision import declare_topology
+from edoc_axis.transport.topology import Topology
 
 TOPOLOGY = Topology()
 

@@ -42,7 +42,8 @@ from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.write import build
 from edoc_axis.errors import EdocAxisError
 from edoc_axis.store import Store
-from edoc_axis.transport.link import check_queues, dead_letters
+from edoc_axis.transport.deadletter import dead_letters
+from edoc_axis.transport.provision import check_queues
 from edoc_axis.transport.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent

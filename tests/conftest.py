@@ -327,16 +327,15 @@ def _provision_axis(admin_url: str, vhost: str, accounts: list[Any]) -> None:
     """topology.provision; if rabbitmqctl cannot import the definitions file (it may run as
     another OS user than the tests), the same users, permissions and queues step by step."""
     from edoc_axis.errors import BrokerUnavailable
-    from edoc_axis.transport import link as transport
-    from edoc_axis.transport import topology
+    from edoc_axis.transport import provision, topology
 
     layout = topology.Topology()
     try:
-        topology.provision(admin_url, accounts, layout, vhost)
+        provision.provision(admin_url, accounts, layout, vhost)
         return
     except BrokerUnavailable:
         pass
-    transport.declare_topology(admin_url, layout, [a.organ_id for a in accounts])
+    provision.declare_topology(admin_url, layout, [a.organ_id for a in accounts])
     for account in accounts:
         _rabbitmqctl("add_user", account.user, account.password)
         _rabbitmqctl("set_permissions", "-p", vhost, account.user, "^$",
@@ -391,9 +390,9 @@ def axis_broker(axis_pki: Pki) -> Iterator[AxisBroker]:
 
 def topology_account(organ_id: str, vhost: str) -> Any:
     """A fresh broker account for an agency in a test vhost."""
-    from edoc_axis.transport import topology
+    from edoc_axis.transport import provision
 
-    return topology.BrokerAccount(organ_id, f"node-{organ_id}-{vhost}", uuid.uuid4().hex)
+    return provision.BrokerAccount(organ_id, f"node-{organ_id}-{vhost}", uuid.uuid4().hex)
 
 
 def purge_axis_queues(admin_url: str, organ_ids: tuple[str, ...]) -> None:

@@ -15,7 +15,7 @@ from edoc_axis.cli import main
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.directory import Directory
 from edoc_axis.ops.doctor import Check, broker_check, diagnose
-from edoc_axis.transport import link as transport
+from edoc_axis.transport.provision import declare_topology
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust import certificate as trust
 
@@ -256,7 +256,7 @@ def test_broker_check_on_the_real_broker(bench: Bench, broker_url: str) -> None:
         "EDOC_AXIS_BROKER_URL": broker_url, "EDOC_AXIS_ORGAN_ID": organ_id})
     reason = broker_check(settings)
     assert reason is not None and "BROKER_NOT_FOUND" in reason
-    transport.declare_topology(broker_url, Topology(), [organ_id])
+    declare_topology(broker_url, Topology(), [organ_id])
     assert broker_check(settings) is None
     wrong = load_settings(bench.config(G22), env={
         "EDOC_AXIS_BROKER_URL": broker_url.replace("guest:guest", "guest:wrong")})

@@ -26,7 +26,7 @@ from test_e2e import EDOC_AXIS, NodeProcess
 from test_node import G22, H41, H42, make_document, wait_for
 
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.transport.link import check_queues
+from edoc_axis.transport.provision import check_queues
 from edoc_axis.transport.topology import Topology
 
 pytestmark = pytest.mark.broker

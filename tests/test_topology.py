@@ -21,21 +21,17 @@ from click.testing import CliRunner
 
 from edoc_axis.cli.broker import broker_group
 from edoc_axis.errors import ConfigError, NotFound
-from edoc_axis.transport.link import (
+from edoc_axis.transport.deadletter import replay_dead_letter
+from edoc_axis.transport.link import Link
+from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
+from edoc_axis.transport.provision import (
     BrokerAccount,
-    Confirmation,
-    IncomingMessage,
-    Link,
-    Outcome,
-    OutgoingMessage,
-    Topology,
     check_queues,
     definitions,
     password_hash,
     provision,
-    replay_dead_letter,
 )
-from edoc_axis.transport.topology import url_with_vhost, vhost_of
+from edoc_axis.transport.topology import Topology, url_with_vhost, vhost_of
 
 TOPOLOGY = Topology()
 

@@ -15,18 +15,11 @@ import pika
 import pytest
 
 from edoc_axis.errors import PackageTooLarge
-from edoc_axis.transport.link import (
-    Confirmation,
-    IncomingMessage,
-    Link,
-    Outcome,
-    OutgoingMessage,
-    Topology,
-    check_queues,
-    dead_letters,
-    declare_topology,
-    replay_dead_letter,
-)
+from edoc_axis.transport.deadletter import dead_letters, replay_dead_letter
+from edoc_axis.transport.link import Link
+from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
+from edoc_axis.transport.provision import check_queues, declare_topology
+from edoc_axis.transport.topology import Topology
 
 pytestmark = pytest.mark.broker
 

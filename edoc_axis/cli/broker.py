@@ -14,8 +14,8 @@ import click
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.directory import Directory
 from edoc_axis.errors import ConfigError
-from edoc_axis.transport.link import BrokerAccount, Topology, check_queues, definitions, provision
-from edoc_axis.transport.topology import url_with_vhost, vhost_of
+from edoc_axis.transport.provision import BrokerAccount, check_queues, definitions, provision
+from edoc_axis.transport.topology import Topology, url_with_vhost, vhost_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,7 +21,8 @@ from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
 from edoc_axis.gateway.backend import host
 from edoc_axis.node.node import Node, Runner, data_file
 from edoc_axis.store import Store
-from edoc_axis.transport.link import Topology, dead_letters, replay_dead_letter
+from edoc_axis.transport.deadletter import dead_letters, replay_dead_letter
+from edoc_axis.transport.topology import Topology
 
 # --- run and send ------------------------------------------------------------------------------
 

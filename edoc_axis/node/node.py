@@ -61,15 +61,15 @@ from edoc_axis.node import state
 from edoc_axis.node.state import RECIPIENT_CODES, REPEATABLE_CODES, SENDER_CODES
 from edoc_axis.store import Event, NewPackage, PackageRecord, Store, Transaction
 from edoc_axis.store.audit_log import AuditLog, Sealer
-from edoc_axis.transport.link import (
+from edoc_axis.transport.link import Link
+from edoc_axis.transport.message import (
     REPLAYED_USER_HEADER,
     Confirmation,
     IncomingMessage,
-    Link,
     Outcome,
     OutgoingMessage,
-    Topology,
 )
+from edoc_axis.transport.topology import Topology
 from edoc_axis.trust.certificate import (
     PrivateKey,
     TrustStore,

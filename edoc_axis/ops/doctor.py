@@ -22,7 +22,7 @@ from edoc_axis.config import Settings, load_settings
 from edoc_axis.directory import Directory
 from edoc_axis.errors import ConfigError, EdocAxisError
 from edoc_axis.ops.pki import key_matches
-from edoc_axis.transport import link as transport
+from edoc_axis.transport.provision import check_queues
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust import certificate as trust
 
@@ -54,7 +54,7 @@ def broker_check(settings: Settings) -> str | None:
     level = pika_log.level
     pika_log.setLevel(logging.CRITICAL)
     try:
-        transport.check_queues(settings.broker.url, topology, [settings.organ_id])
+        check_queues(settings.broker.url, topology, [settings.organ_id])
     except EdocAxisError as exc:
         return str(exc)
     finally:

@@ -12,7 +12,7 @@ the vendor points the SDK at it. The peer agency plays the other side of the axi
   ``dms selftest`` can learn the DMS's agency from ``getReceivedEdocList``.
 
 Provisioning reuses the ``init --dev`` bench (``devbench``: dev CA, agency keys, directory
-entries, broker passwords) and ``topology.provision``. Broker users are named
+entries, broker passwords) and ``transport.provision.provision``. Broker users are named
 ``<OrganId>.<vhost>`` so sandboxes in different vhosts never share a user. Those
 users are removed on stop, the vhost only when this sandbox created it. Everything else stays
 in the state folder, so a restart keeps the systemid, the secret and the keys.
@@ -70,7 +70,8 @@ from edoc_axis.ops.devbench import (
     dev_password,
 )
 from edoc_axis.store import Pickup
-from edoc_axis.transport import topology
+from edoc_axis.transport import provision as broker
+from edoc_axis.transport.topology import Topology
 
 log = get_logger(__name__)
 
@@ -224,20 +225,20 @@ class Sandbox:
         """Dev CA, both agencies (keys, directory, configs), the DMS system and the broker."""
         self.dir.mkdir(parents=True, exist_ok=True)
         progress(f"dev CA, agency keys and directory in {self.dir}")
-        accounts: list[topology.BrokerAccount] = []
+        accounts: list[broker.BrokerAccount] = []
         settings: dict[str, Settings] = {}
         for role in (AGENCY, PEER):
-            account = topology.BrokerAccount(
+            account = broker.BrokerAccount(
                 role.organ_id, self.user(role), dev_password(self.dir / DEV_PASSWORDS,
                                                              self.user(role)))
             accounts.append(account)
             settings[role.folder] = self._node_settings(role, account)
         progress(f"broker vhost {self.vhost}: exchange, queues and users of both agencies")
-        self._created_vhost = self.vhost not in topology.list_vhosts()
-        topology.provision(ADMIN_URL, accounts, topology.Topology(), self.vhost)
+        self._created_vhost = self.vhost not in broker.list_vhosts()
+        broker.provision(ADMIN_URL, accounts, Topology(), self.vhost)
         return settings
 
-    def _node_settings(self, role: Role, account: topology.BrokerAccount) -> Settings:
+    def _node_settings(self, role: Role, account: broker.BrokerAccount) -> Settings:
         data_dir = self.dir / role.folder
         ca_dir = self.dir / "ca"
         url = (f"amqp://{quote(account.user, safe='')}:{quote(account.password, safe='')}"
@@ -299,10 +300,10 @@ class Sandbox:
         try:
             if self._created_vhost:
                 progress(f"removing broker vhost {self.vhost} (created by this sandbox)")
-                topology.delete_vhost(self.vhost)
+                broker.delete_vhost(self.vhost)
             for role in (AGENCY, PEER):
                 with suppress(BrokerUnavailable):  # never provisioned: nothing to remove
-                    topology.delete_user(self.user(role))
+                    broker.delete_user(self.user(role))
         except EdocAxisError as exc:
             log.warning("sandbox_cleanup_failed", vhost=self.vhost, error=str(exc))
 
