@@ -31,6 +31,7 @@ from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.edxml.profile import PROFILES, STRICT
 from edoc_axis.errors import ConfigError
 from edoc_axis.gateway.auth import DEFAULT_TIMEZONE, timezone_named
+from edoc_axis.trust.policy import SignaturePolicy
 
 CONFIG_ENV = "EDOC_AXIS_CONFIG"
 ENV_PREFIX = "EDOC_AXIS_"
@@ -102,17 +103,6 @@ class TrustSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class SignatureSettings:
-    """The node's signature policy."""
-
-    require_signature: bool = True
-    allow_sha1: bool = False
-    crl_required: bool = True
-    sign_unsigned_submissions: bool = True
-    accept_unsigned_status: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class LimitSettings:
     """Bounds applied to every package the node parses."""
 
@@ -177,7 +167,7 @@ class Settings:
     keys: KeySettings
     directory_path: Path
     trust: TrustSettings = field(default_factory=TrustSettings)
-    signature: SignatureSettings = field(default_factory=SignatureSettings)
+    signature: SignaturePolicy = field(default_factory=SignaturePolicy)
     limits: LimitSettings = field(default_factory=LimitSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -203,7 +193,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "broker": BrokerSettings,
     "keys": KeySettings,
     "trust": TrustSettings,
-    "signature": SignatureSettings,
+    "signature": SignaturePolicy,
     "limits": LimitSettings,
     "validation": ValidationSettings,
     "api": ApiSettings,
@@ -604,6 +594,8 @@ _DOCS: dict[str, str] = {
     "signature.sign_unsigned_submissions": "Sign documents submitted to this node unsigned\n"
     "(by `edoc-axis send` or the DMS API) with this agency's key before sending.",
     "signature.accept_unsigned_status": "Accept unsigned status packages from legacy peers.",
+    "signature.accept_edxml_namespace": "Verify a Signature written in the edXML namespace (some\n"
+    "producers drop the XML-DSig namespace) as XML-DSig, with a warning; off: refused.",
     "limits": "Bounds for every package parsed (hostile input protection).",
     "limits.max_package_bytes": "Largest package in bytes. At most 16 MiB (16777216): the\n"
     "broker's default message limit.",
@@ -756,7 +748,6 @@ __all__ = [
     "KeySettings",
     "LimitSettings",
     "Settings",
-    "SignatureSettings",
     "TrustSettings",
     "ValidationSettings",
     "broker_url_problem",

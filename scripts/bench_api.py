@@ -36,19 +36,19 @@ from typing import Any
 from edoc_axis import config, directory
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.gateway.client import DmsClient
-from edoc_axis.gateway.server import (
+from edoc_axis.gateway.protocol import (
+    AckState,
     AgencyItem,
-    DmsServer,
-    DmsSystem,
-    GatewayOptions,
+    Kind,
     NodeMetrics,
     ReceivedItem,
     SentItem,
 )
+from edoc_axis.gateway.server import DmsServer
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node, Runner
 from edoc_axis.ops import pki
-from edoc_axis.transport.provision import declare_topology
+from edoc_axis.transport import link as transport
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust.certificate import fingerprint
 
@@ -80,19 +80,23 @@ class CountingBackend:
     def __init__(self) -> None:
         self._ids = itertools.count(1)
 
-    def submit(self, data: bytes, kind: str, declared_from: str, declared_to: object) -> str:
+    def submit(
+        self, data: bytes, kind: Kind, declared_from: str, declared_to: list[str] | None
+    ) -> str:
         return f"BENCH-{next(self._ids)}"
 
-    def received(self, agency: str, kind: str) -> list[ReceivedItem]:
+    def received(self, agency: str, kind: Kind) -> list[ReceivedItem]:
         return []
 
     def fetch(self, agency: str, doc_id: str) -> bytes:
         return b""
 
-    def acknowledge(self, agency: str, doc_id: str, state: str, description: object) -> None:
+    def acknowledge(
+        self, agency: str, doc_id: str, state: AckState, description: str | None
+    ) -> None:
         return None
 
-    def sent(self, agency: str, kind: str, doc_id: object) -> list[SentItem]:
+    def sent(self, agency: str, kind: Kind, doc_id: str | None) -> list[SentItem]:
         return []
 
     def agencies(self) -> list[AgencyItem]:
@@ -137,7 +141,7 @@ def real_node(folder: Path, clients: int, broker_url: str | None) -> tuple[Node,
     node = Node.from_settings(settings)
     runner = None
     if broker_url:
-        declare_topology(broker_url, Topology(), [ORGAN, PEER])
+        transport.declare_topology(broker_url, Topology(), [ORGAN, PEER])
         runner = Runner(node)
     hosted = host(node, runner.link if runner else None)
     assert hosted is not None
@@ -158,7 +162,7 @@ def main() -> None:  # noqa: PLR0915 - one linear benchmark
     parser.add_argument("--broker-url", help="--node: also run the Link against this broker")
     args = parser.parse_args()
 
-    system = DmsSystem("bench", SECRET, ORGAN)
+    system = config.DmsSystemSettings("bench", SECRET, ORGAN)
     tmp: tempfile.TemporaryDirectory[str] | None = None
     node: Node | None = None
     runner: Runner | None = None
@@ -170,8 +174,8 @@ def main() -> None:  # noqa: PLR0915 - one linear benchmark
         assert hosted is not None
         server = hosted.server
     else:
-        options = GatewayOptions(listen="127.0.0.1:0", max_connections=args.clients + 4)
-        server = DmsServer(CountingBackend(), [system], options)  # type: ignore[arg-type]
+        api = config.ApiSettings(listen="127.0.0.1:0")
+        server = DmsServer(CountingBackend(), [system], api, max_connections=args.clients + 4)
         server.start()
     numbers = itertools.count(1)
     latencies: list[list[float]] = [[] for _ in range(args.clients)]
@@ -186,7 +190,8 @@ def main() -> None:  # noqa: PLR0915 - one linear benchmark
             for n in itertools.count():
                 if time.perf_counter() >= deadline:
                     return
-                # a distinct body per call: identical signed sends would be refused as replays
+                # a distinct body per call: an identical signed send is answered from the
+                # gateway's ledger without being submitted again
                 if args.node:
                     data = make_document(next(numbers))
                 else:

@@ -47,6 +47,7 @@ from edoc_axis.edxml.model import (
 from edoc_axis.edxml.write import build
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node
+from edoc_axis.ops import pki
 from edoc_axis.store import Store
 from edoc_axis.transport import provision, topology
 from edoc_axis.trust import certificate as trust
@@ -90,15 +91,15 @@ class Bench:
         self.admin_url = f"amqp://guest:guest@127.0.0.1:5672/{quote(self.vhost, safe='')}"
         rabbitmqctl("add_vhost", self.vhost)
         rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
-        ca_key, ca_cert = trust.init_ca("bench CA")
-        (base / "ca.pem").write_bytes(trust.cert_to_pem(ca_cert))
-        (base / "crl.pem").write_bytes(trust.crl_to_pem(trust.make_crl(ca_key, ca_cert)))
+        ca_key, ca_cert = pki.init_ca("bench CA")
+        (base / "ca.pem").write_bytes(pki.cert_to_pem(ca_cert))
+        (base / "crl.pem").write_bytes(pki.crl_to_pem(pki.make_crl(ca_key, ca_cert)))
         self.keys: dict[str, tuple[trust.PrivateKey, x509.Certificate]] = {}
         self.accounts, agencies = [], []
         for organ_id in (SENDER, RECIPIENT):
-            key, cert = trust.issue_agency_certificate(ca_key, ca_cert, organ_id, organ_id)
-            (base / f"{organ_id}.key").write_bytes(trust.key_to_pem(key))
-            (base / f"{organ_id}.pem").write_bytes(trust.cert_to_pem(cert))
+            key, cert = pki.issue_agency_certificate(ca_key, ca_cert, organ_id, organ_id)
+            (base / f"{organ_id}.key").write_bytes(pki.key_to_pem(key))
+            (base / f"{organ_id}.pem").write_bytes(pki.cert_to_pem(cert))
             self.keys[organ_id] = (key, cert)
             account = provision.BrokerAccount(organ_id, f"bench-{organ_id}-{self.vhost}",
                                               uuid.uuid4().hex)

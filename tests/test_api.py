@@ -18,29 +18,30 @@ from urllib.parse import quote
 
 import pytest
 
+from edoc_axis.config import ApiSettings, DmsSystemSettings
+from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import NotFound, RequestRefused, SchemaViolation, StoreBusy
 from edoc_axis.gateway.client import DmsClient
-from edoc_axis.gateway.server import (
-    VN_TZ,
+from edoc_axis.gateway.protocol import (
     AckState,
     AgencyItem,
-    DmsServer,
-    DmsSystem,
-    GatewayOptions,
     Kind,
     NodeMetrics,
     ReceivedItem,
     SentItem,
+)
+from edoc_axis.gateway.sdk import (
     parse_sdk_timestamp,
     sha256_hex,
     sha256_hex_unpadded,
     sign_headers,
 )
+from edoc_axis.gateway.server import DmsServer
 
 ORGAN_A = "000.00.00.G22"
 ORGAN_B = "000.00.01.H53"
-SYSTEM_A = DmsSystem("dms-a", "secret-a", ORGAN_A)
-SYSTEM_B = DmsSystem("dms-b", "secret-b", ORGAN_B)
+SYSTEM_A = DmsSystemSettings("dms-a", "secret-a", ORGAN_A)
+SYSTEM_B = DmsSystemSettings("dms-b", "secret-b", ORGAN_B)
 PACKAGE = b"<edXMLEnvelope>" + b"x" * 5000 + b"</edXMLEnvelope>"
 
 
@@ -163,9 +164,11 @@ def node() -> InMemoryNode:
     return InMemoryNode()
 
 
-def start(node: InMemoryNode, **options: Any) -> DmsServer:
-    """A gateway on a free loopback port in the background."""
-    server = DmsServer(node, [SYSTEM_A, SYSTEM_B], GatewayOptions(listen="127.0.0.1:0", **options))
+def start(node: InMemoryNode, *, server_options: dict[str, Any] | None = None,
+          **api: Any) -> DmsServer:
+    """A gateway on a free loopback port in the background (``api``: ApiSettings fields)."""
+    settings = ApiSettings(listen="127.0.0.1:0", **api)
+    server = DmsServer(node, [SYSTEM_A, SYSTEM_B], settings, **(server_options or {}))
     server.start()
     return server
 
@@ -540,7 +543,7 @@ def test_timezone_setting_serves_a_dms_on_utc(node: InMemoryNode) -> None:
     """A gateway set to UTC accepts a DMS writing UTC wall time and refuses one writing UTC+7
     (7 h ahead); list times are answered in UTC."""
     node.deliver("IN-1", ORGAN_A, PACKAGE)
-    srv = start(node, timezone=UTC, max_timestamp_age=300)
+    srv = start(node, timezone="UTC", max_timestamp_age=300)
     try:
         items = client_a(srv, sdk_quirks=True, timezone=UTC).received()
         assert items[0]["created_time"] == "2026-01-01 20:04:05"  # 03:04:05 at UTC+7
@@ -891,7 +894,7 @@ def test_sdk_timestamp_format() -> None:
 
 def test_body_too_large_refused_before_reading(node: InMemoryNode) -> None:
     """A Content-Length over the limit is answered 413 BODY_TOO_LARGE without sending the body."""
-    srv = start(node, max_body_bytes=10_000)
+    srv = start(node, server_options={"max_body_bytes": 10_000})
     try:
         head, body = exchange(
             srv, b"POST /sendEdoc HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n"
@@ -986,7 +989,7 @@ def test_concurrent_clients(server: DmsServer, node: InMemoryNode) -> None:
 
 def test_connection_limit_answers_busy(node: InMemoryNode) -> None:
     """Past max_connections a new connection gets 503 SERVER_BUSY at once."""
-    srv = start(node, max_connections=1)
+    srv = start(node, server_options={"max_connections": 1})
     try:
         with socket.create_connection(srv.address, timeout=5) as held:
             held.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -1010,7 +1013,7 @@ def test_stop_releases_port_and_idle_connections(node: InMemoryNode) -> None:
     srv.stop()
     assert time.monotonic() - started < 3
     idle.close()
-    again = DmsServer(node, [SYSTEM_A], GatewayOptions(listen=f"127.0.0.1:{address[1]}"))
+    again = DmsServer(node, [SYSTEM_A], ApiSettings(listen=f"127.0.0.1:{address[1]}"))
     again.stop()
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import EdocAxisError, RequestRefused, TemporaryFailure
-from edoc_axis.gateway.client import DmsClient, sdk_json
-from edoc_axis.gateway.server import VN_TZ, format_sdk_timestamp, sha256_hex, sha256_hex_unpadded
+from edoc_axis.gateway.client import DmsClient
+from edoc_axis.gateway.sdk import format_sdk_timestamp, sdk_json, sha256_hex, sha256_hex_unpadded
 
 FIXED = datetime(2026, 11, 26, 6, 10, 59, 201000, tzinfo=VN_TZ)
 

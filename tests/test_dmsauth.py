@@ -17,13 +17,13 @@ import pytest
 from test_api import ORGAN_A, PACKAGE, SYSTEM_A, InMemoryNode, assert_fail, start
 from test_config import MINIMAL, _write
 
-from edoc_axis.config import load_settings
+from edoc_axis.config import load_settings, timezone_named
 from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import ConfigError, RequestRefused
-from edoc_axis.gateway.auth import low_byte_text, timezone_named
-from edoc_axis.gateway.backend import gateway_options
 from edoc_axis.gateway.client import DmsClient
+from edoc_axis.gateway.sdk import low_byte_text
 from edoc_axis.gateway.server import DmsServer
+from edoc_axis.gateway.service import DmsGateway
 
 
 @pytest.fixture
@@ -154,20 +154,21 @@ def test_vietnam_zone_has_no_daylight_saving() -> None:
 
 def test_api_defaults_serve_a_long_lived_sdk_in_vietnam_time(tmp_path: Path) -> None:
     """Without an [api] table: no timestamp age limit, timestamps read at UTC+7."""
-    options = gateway_options(load_settings(_write(tmp_path), env={}))
-    assert options.max_timestamp_age == 0
+    api = load_settings(_write(tmp_path), env={}).api
+    assert api.max_timestamp_age == 0
     moment = datetime(2026, 1, 1, tzinfo=UTC)
-    assert options.timezone.utcoffset(moment) == timedelta(hours=7)
+    assert DmsGateway(InMemoryNode(), [], api).timezone.utcoffset(moment) == timedelta(hours=7)
 
 
 def test_api_timezone_setting_reaches_the_gateway(tmp_path: Path) -> None:
     """[api] timezone = "UTC" (or EDOC_AXIS_API_TIMEZONE) is the zone the gateway reads in."""
     path = _write(tmp_path, MINIMAL + '\n[api]\ntimezone = "UTC"\n')
     moment = datetime(2026, 1, 1, tzinfo=UTC)
-    assert gateway_options(load_settings(path, env={})).timezone.utcoffset(moment) == timedelta(0)
+    utc = DmsGateway(InMemoryNode(), [], load_settings(path, env={}).api)
+    assert utc.timezone.utcoffset(moment) == timedelta(0)
     env = {"EDOC_AXIS_API_TIMEZONE": "+05:30"}
-    options = gateway_options(load_settings(_write(tmp_path), env=env))
-    assert options.timezone.utcoffset(moment) == timedelta(hours=5, minutes=30)
+    india = DmsGateway(InMemoryNode(), [], load_settings(_write(tmp_path), env=env).api)
+    assert india.timezone.utcoffset(moment) == timedelta(hours=5, minutes=30)
 
 
 def test_unknown_timezone_is_a_config_error(tmp_path: Path) -> None:

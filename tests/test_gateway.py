@@ -33,7 +33,8 @@ from edoc_axis.edxml.write import build
 from edoc_axis.errors import RequestRefused, TemporaryFailure
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.gateway.client import DmsClient
-from edoc_axis.gateway.server import DmsServer, sha256_hex
+from edoc_axis.gateway.sdk import sha256_hex
+from edoc_axis.gateway.server import DmsServer
 from edoc_axis.node.node import Node, Runner
 from edoc_axis.trust.signature import sign
 

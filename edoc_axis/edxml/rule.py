@@ -7,13 +7,8 @@ lose nothing (empty optional containers, white space around values). Each findin
 code, the element path, the value it judged and the source line. ``RULE_CODES`` documents every
 code; how much each weighs (refuse or warn, per profile) is ``edoc_axis.edxml.profile``'s table. The
 rules do not assume the XSD passed, so ``schema.validate`` can report every finding at once.
-
-Status direction, from the package alone: ResponseFor/OrganId (the addressee) must differ from
-From/OrganId; and when ResponseFor/DocumentId has the conventional form
-``<sender OrganId>,<yyyy/MM/dd>,<number>/<notation>`` it names the document's sender, so a 13
-must come From that sender, and every other code must come from someone else and be addressed
-to that sender. With another DocumentId (a UUID) only the first check applies; whether From is
-really a recipient needs the original document, which the node checks, not this module.
+The manifest and attachment rules live in ``manifest``, the status direction rule in
+``direction``; ``check_rules`` runs them all in one pass.
 """
 
 from __future__ import annotations
@@ -21,17 +16,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from lxml import etree
 
-from edoc_axis.edxml.identifier import (
-    document_id_sender,
-    is_valid_organ_id,
-    parse_date,
-    parse_timestamp,
-)
+from edoc_axis.edxml.direction import check_direction
+from edoc_axis.edxml.finding import MAX_VALUE_CHARS, Finding, Findings, element_text
+from edoc_axis.edxml.identifier import is_valid_organ_id, parse_date, parse_timestamp
+from edoc_axis.edxml.manifest import check_manifest
 from edoc_axis.edxml.model import DSIG_NS, NS, PRIORITIES, STATUS_CODES, STEERING_TYPES, q
 
 RULE_CODES: dict[str, str] = {
@@ -96,8 +87,6 @@ _STATUS_HEADER: tuple[tuple[str, int, int | None], ...] = (
 
 _ORGAN_ID = q("OrganId")
 _LIMITED = {q(name): name for name in LENGTH_LIMITS}
-_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_WHITESPACE = (b" ", b"\t", b"\r", b"\n")
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _BOOLEANS = {"true", "false", "1", "0"}
 _DSIG_PREFIX = f"{{{DSIG_NS}}}"
@@ -110,55 +99,7 @@ _OPTIONAL_CONTAINERS = frozenset(
     q(name) for name in ("ToPlaces", "OtherInfo", "SignerInfo", "Appendixes", "StaffInfo")
 )
 # Base64 is wrapped over lines by producers: white space inside it is normal, not surplus.
-_NOT_A_VALUE = q("ContentTransferEncoded")
-MAX_VALUE_CHARS = 120  # a finding quotes at most this much of the value it judged
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One problem in a package: a stable code, a message, the element path, the value judged
-    (its raw text, cut at ``MAX_VALUE_CHARS``), the source line, and its severity under the
-    profile it was weighed by (``edxml.profile``; ``error`` until weighed). ``place`` names
-    the element that changes the code's weight (``TraceHeader``), if any."""
-
-    code: str
-    message: str
-    element: str | None = None
-    line: int | None = None
-    value: str | None = None
-    severity: str = "error"
-    place: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (without ``place``, which only keys the severity table)."""
-        out = asdict(self)
-        del out["place"]
-        return out
-
-
-def element_value(el: etree._Element) -> str | None:
-    """The raw text of a leaf element, cut at ``MAX_VALUE_CHARS``; None for containers and
-    base64 (an attachment is no value to quote)."""
-    if el.tag == _NOT_A_VALUE or any(isinstance(child.tag, str) for child in el):
-        return None
-    text = el.text or ""
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
-
-
-def element_path(el: etree._Element) -> str:
-    """``/edXML/edXMLEnvelope/...`` by local names; ``[n]`` (1-based) among same-named siblings."""
-    steps: list[str] = []
-    node: etree._Element | None = el
-    while node is not None:
-        name = etree.QName(node).localname
-        parent = node.getparent()
-        if parent is not None:
-            same = [s for s in parent if s.tag == node.tag]
-            if len(same) > 1:
-                name += f"[{same.index(node) + 1}]"
-        steps.append(name)
-        node = parent
-    return "/" + "/".join(reversed(steps))
+_BASE64_CONTENT = q("ContentTransferEncoded")
 
 
 def check_rules(root: etree._Element, kind: str) -> list[Finding]:
@@ -166,26 +107,13 @@ def check_rules(root: etree._Element, kind: str) -> list[Finding]:
     return _Rules(root, kind).run()
 
 
-def _text(el: etree._Element) -> str:
-    return (el.text or "").strip()
-
-
-class _Rules:
+class _Rules(Findings):
     """One pass over one package; collects findings instead of stopping at the first."""
 
     def __init__(self, root: etree._Element, kind: str) -> None:
+        super().__init__()
         self.root = root
         self.kind = kind
-        self.findings: list[Finding] = []
-
-    def add(
-        self, code: str, message: str, el: etree._Element, place: str | None = None,
-        value: str | None = None,
-    ) -> None:
-        judged = element_value(el) if value is None else value
-        self.findings.append(
-            Finding(code, message, element_path(el), el.sourceline, judged, place=place)
-        )
 
     def run(self) -> list[Finding]:
         envelope = self.root.find(q("edXMLEnvelope"))
@@ -199,7 +127,7 @@ class _Rules:
             self.status(header)
         else:
             self.document(header)
-            self.attachments(envelope, self.root.find(q("AttachmentEncoded")))
+            check_manifest(self, envelope, self.root.find(q("AttachmentEncoded")))
         return self.findings
 
     # --- shared ---------------------------------------------------------------------------
@@ -249,7 +177,7 @@ class _Rules:
 
     def organ_ids(self, elements: Iterable[etree._Element], place: str | None = None) -> None:
         for el in elements:
-            value = _text(el)
+            value = element_text(el)
             if not is_valid_organ_id(value):
                 self.add(
                     "ORGANID_FORMAT",
@@ -279,7 +207,7 @@ class _Rules:
             if any(isinstance(c.tag, str) for c in child):
                 self.surplus_whitespace(child)
                 continue
-            if tag == _NOT_A_VALUE:  # megabytes of base64: never copied into Python
+            if tag == _BASE64_CONTENT:  # megabytes of base64: never copied into Python
                 continue
             text = child.text
             if text and (text[0].isspace() or text[-1].isspace()) and not text.isspace():
@@ -288,7 +216,7 @@ class _Rules:
                          f"is read as {_quote(text.strip())}", child)
 
     def date(self, el: etree._Element, *, allow_empty: bool) -> None:
-        value = _text(el)
+        value = element_text(el)
         if not value and allow_empty:
             return
         try:
@@ -298,24 +226,24 @@ class _Rules:
 
     def timestamp(self, el: etree._Element) -> None:
         try:
-            parse_timestamp(_text(el))
+            parse_timestamp(element_text(el))
         except ValueError as exc:
             self.add("TIMESTAMP_FORMAT", str(exc), el)
 
     def length(self, el: etree._Element) -> None:
         name = _LIMITED[str(el.tag)]
         limit = LENGTH_LIMITS[name]
-        size = len(_text(el))
+        size = len(element_text(el))
         if size > limit:
             self.add("LENGTH_LIMIT", f"{name} is {size} characters; at most {limit}", el)
 
     def domain(self, el: etree._Element, code: str, allowed: Iterable[str], what: str) -> None:
-        value = _text(el)
+        value = element_text(el)
         if value not in allowed:
             self.add(code, f"{what} {value!r} is not one of {', '.join(allowed)}", el)
 
     def integer(self, el: etree._Element) -> None:
-        value = _text(el)
+        value = element_text(el)
         if value and not _INTEGER.fullmatch(value):
             name = etree.QName(el).localname
             self.add("INTEGER_FORMAT", f"{name} {value!r} is not an integer", el)
@@ -375,7 +303,7 @@ class _Rules:
         for index, org in enumerate(header.iterfind(q("To"))):
             self.organization(org)
             organ = org.find(q("OrganId"))
-            value = _text(organ) if organ is not None else ""
+            value = element_text(organ) if organ is not None else ""
             if organ is not None and value in seen:
                 self.add(
                     "RECIPIENT_DUPLICATE",
@@ -388,7 +316,7 @@ class _Rules:
         for el in doc_type.iterfind(q("Type")):
             self.domain(el, "DOCUMENT_TYPE_DOMAIN", ("1", "2"), "DocumentType/Type")
         for el in doc_type.iterfind(q("TypeDetail")):
-            value = _text(el)
+            value = element_text(el)
             if value and not _INTEGER.fullmatch(value):
                 self.add("DOCUMENT_TYPE_DOMAIN", f"TypeDetail {value!r} is not an integer", el)
         for el in doc_type.iterfind(q("TypeName")):
@@ -401,7 +329,7 @@ class _Rules:
             for el in other.iterfind(q(name)):
                 self.integer(el)
         for el in other.iterfind(q("Direction")):
-            value = _text(el)
+            value = element_text(el)
             if value and value.lower() not in _BOOLEANS:
                 self.add("BOOLEAN_FORMAT", f"Direction {value!r} is not true or false", el)
         for el in other.iterfind(q("Appendixes")):
@@ -409,7 +337,7 @@ class _Rules:
 
     def business(self, business: etree._Element) -> None:
         doc_type_el = business.find(q("BussinessDocType"))
-        doc_type = _text(doc_type_el) if doc_type_el is not None else ""
+        doc_type = element_text(doc_type_el) if doc_type_el is not None else ""
         if doc_type_el is not None:
             self.domain(
                 doc_type_el, "BUSINESS_DOC_TYPE_DOMAIN", ("0", "1", "2", "3"), "BussinessDocType"
@@ -442,62 +370,6 @@ class _Rules:
         for replacement in replacements:
             self.organ_ids(replacement.iterfind(f"{q('OrganIdList')}/{q('OrganId')}"))
 
-    def attachments(self, envelope: etree._Element, encoded: etree._Element | None) -> None:
-        references = envelope.findall(f"{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}")
-        attachments = encoded.findall(q("Attachment")) if encoded is not None else []
-        by_cid: dict[str, list[etree._Element]] = {}
-        for att in attachments:
-            cid_el = att.find(q("ContentId"))
-            by_cid.setdefault(_cid(cid_el), []).append(att)
-            for el in att.iterfind(q("ContentTransferEncoded")):
-                self.base64(el)
-        referenced: Counter[str] = Counter()
-        for ref in references:
-            cid_el = ref.find(q("ContentId"))
-            cid = _cid(cid_el)
-            referenced[cid] += 1
-            matches = len(by_cid.get(cid, ()))
-            if matches != 1:
-                what = "no Attachment" if matches == 0 else f"{matches} Attachments"
-                self.add(
-                    "MANIFEST_UNMATCHED",
-                    f"manifest Reference {cid!r} is matched by {what}; exactly one required",
-                    cid_el if cid_el is not None else ref,
-                )
-            elif referenced[cid] == 2:
-                self.add(
-                    "MANIFEST_UNMATCHED",
-                    f"manifest lists ContentId {cid!r} more than once",
-                    cid_el if cid_el is not None else ref,
-                )
-        for cid, group in by_cid.items():
-            if cid not in referenced:
-                for att in group:
-                    cid_el = att.find(q("ContentId"))
-                    self.add(
-                        "ATTACHMENT_UNMATCHED",
-                        f"Attachment {cid!r} is not listed in the manifest",
-                        cid_el if cid_el is not None else att,
-                    )
-
-    def base64(self, el: etree._Element) -> None:
-        # Bytes operations only (C speed, at most one copy): attachments run to megabytes.
-        try:
-            data = (el.text or "").encode("ascii")
-        except UnicodeEncodeError:
-            data = b"\x80"
-        if any(space in data for space in _WHITESPACE):
-            data = data.translate(None, b"".join(_WHITESPACE))
-        leftover = data.translate(None, _BASE64_ALPHABET)
-        if leftover not in (b"", b"=", b"==") or not data.endswith(leftover):
-            self.add("BASE64_INVALID", "ContentTransferEncoded has non-base64 characters", el)
-        elif len(data) % 4:
-            self.add(
-                "BASE64_INVALID",
-                "ContentTransferEncoded is truncated: its length is not a multiple of 4",
-                el,
-            )
-
     # --- statuses ---------------------------------------------------------------------------
 
     def status(self, header: etree._Element) -> None:
@@ -516,54 +388,8 @@ class _Rules:
         if code_el is None:
             return
         self.domain(code_el, "STATUS_CODE_DOMAIN", STATUS_CODES, "StatusCode")
-        if sender is not None and response is not None and _text(code_el) in STATUS_CODES:
-            self.direction(_text(code_el), sender, response)
-
-    def direction(self, code: str, sender: etree._Element, response: etree._Element) -> None:
-        """Who may send ``code`` to whom, as far as the package alone can tell.
-
-        ResponseFor/OrganId is the addressee, so it never equals From/OrganId. When
-        ResponseFor/DocumentId follows the convention ``<sender OrganId>,<date>,<code>``, it
-        names the document's sender: a 13 must come from that sender, every other code must
-        come from someone else (a recipient) and be addressed to that sender.
-        """
-        from_el = sender.find(q("OrganId"))
-        to_el = response.find(q("OrganId"))
-        if from_el is None or to_el is None:
-            return
-        status_from, status_to = _text(from_el), _text(to_el)
-        if status_from == status_to:
-            self.add(
-                "STATUS_DIRECTION",
-                f"status {code} is addressed to its own sender {status_from!r}",
-                to_el,
-            )
-            return
-        doc_id_el = response.find(q("DocumentId"))
-        doc_sender = document_id_sender(_text(doc_id_el)) if doc_id_el is not None else None
-        if doc_sender is None:
-            return
-        if code == "13" and status_from != doc_sender:
-            self.add(
-                "STATUS_DIRECTION",
-                f"status 13 (take back) must come from the document's sender {doc_sender!r} "
-                f"(named by ResponseFor/DocumentId), not from {status_from!r}",
-                from_el,
-            )
-        elif code != "13" and status_from == doc_sender:
-            self.add(
-                "STATUS_DIRECTION",
-                f"status {code} is sent by a recipient, but From {status_from!r} is the "
-                "document's sender (named by ResponseFor/DocumentId)",
-                from_el,
-            )
-        elif code != "13" and status_to != doc_sender:
-            self.add(
-                "STATUS_DIRECTION",
-                f"status {code} goes back to the document's sender {doc_sender!r} (named by "
-                f"ResponseFor/DocumentId), but ResponseFor/OrganId is {status_to!r}",
-                to_el,
-            )
+        if sender is not None and response is not None and element_text(code_el) in STATUS_CODES:
+            check_direction(self, element_text(code_el), sender, response)
 
 
 def _quote(text: str) -> str:
@@ -571,9 +397,4 @@ def _quote(text: str) -> str:
     return repr(short)
 
 
-def _cid(el: etree._Element | None) -> str:
-    # Compare ids without the "cid:" URL scheme: producers differ on writing it on both sides.
-    return _text(el).removeprefix("cid:") if el is not None else ""
-
-
-__all__ = ["RULE_CODES", "Finding", "check_rules", "element_path", "element_value"]
+__all__ = ["LENGTH_LIMITS", "RULE_CODES", "check_rules"]

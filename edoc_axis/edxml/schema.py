@@ -21,13 +21,14 @@ from typing import Any
 
 from lxml import etree
 
+from edoc_axis.edxml.finding import Finding, element_path, element_value
 from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
 from edoc_axis.edxml.model import NS, Package
 from edoc_axis.edxml.parsed import ParsedPackage, parsed_from_tree
 from edoc_axis.edxml.parser import parse_xml
 from edoc_axis.edxml.profile import STRICT, Severity, severity
 from edoc_axis.edxml.read import detect_kind, from_tree
-from edoc_axis.edxml.rule import RULE_CODES, Finding, check_rules, element_path, element_value
+from edoc_axis.edxml.rule import RULE_CODES, check_rules
 from edoc_axis.errors import (
     EdocAxisError,
     MalformedPackage,

@@ -1,5 +1,11 @@
-"""The DMS gateway: the national axis client protocol, its HMAC auth, the service, metrics,
-the HTTP server, the OpenAPI document, the node backend and a Python client.
+"""The DMS gateway: the national axis client protocol served to an agency's document system.
 
-Only ``backend`` imports ``node``; the client never imports the HTTP server.
+One concept per module: ``protocol`` (calls, answers, errors, the ``DmsBackend`` interface),
+``sdk`` (the SDK's wire formats), ``auth`` (HMAC authentication), ``ledger`` (answered signed
+requests), ``service`` (dispatch), ``metrics``, ``server`` (the HTTP server), ``openapi``,
+``backend`` (the node behind it), ``client`` (a DMS's side) and ``conformance`` (its selftest).
+
+May import ``config``, ``errors``, ``log`` and ``edxml``; only ``backend`` imports ``node``,
+``store`` and ``transport``. ``client`` and ``conformance`` never import the HTTP server
+(``server``, ``service``), and ``client`` loads no lxml.
 """

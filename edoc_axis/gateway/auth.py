@@ -6,15 +6,16 @@ it keyed by the system's shared secret. ``Authenticator`` checks that in a fixed
 ``AUTH_*`` code per failure (``shared/spec/axis-client-protocol.md``); decisions taken where
 the spec is silent:
 
-- **Timestamp** ``ddMMyyyy'T'HHmmss+SSSS`` carries no zone: it is read in
-  ``GatewayOptions.timezone`` (``[api] timezone``, default Asia/Ho_Chi_Minh, UTC+7). It may be at
-  most ``skew_seconds`` (300) in the future; its age is not limited by default
+- **Timestamp** ``ddMMyyyy'T'HHmmss+SSSS`` (``gateway.sdk``) carries no zone: it is read in
+  ``ApiSettings.timezone`` (``[api] timezone``, default Asia/Ho_Chi_Minh, UTC+7). It may be at
+  most ``MAX_CLOCK_SKEW_SECONDS`` (300) in the future; its age is not limited by default
   (``max_timestamp_age = 0``), because the Java SDK stamps the time once, when its service
   object is built, and resends it on every later call of that object.
 - **Repeats**: an exact repeat of a signed request is recognised by ``(systemid, hash-header)``
   (the HMAC covers every signed header, and through ``hash-file`` the body of sendEdoc) plus the
   SHA-256 of the body. The gateway answers a repeated state-changing call from a
-  ``RequestLedger`` (see ``api``); this module only authenticates and names the signature.
+  ``RequestLedger`` (``gateway.ledger``); this module only authenticates and names the
+  signature.
 - **Header encoding**: the Java SDK writes each header character as its low byte
   (``(byte) ch``) but signs the UTF-8 of the sign-header. Text within ISO-8859-1 therefore
   arrives intact and is accepted (the HMAC is checked over the UTF-8 of what arrived as well as
@@ -28,63 +29,33 @@ the spec is silent:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
-import threading
 import time
-import zoneinfo
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal, Protocol, cast
 
-from edoc_axis.edxml.identifier import VN_TZ
+from edoc_axis.config import ApiSettings, DmsSystemSettings
 from edoc_axis.errors import ConfigError, RequestRefused
+from edoc_axis.gateway.sdk import (
+    PREFIX,
+    hash_file_matches,
+    hmac_hex,
+    low_byte_text,
+    parse_sdk_timestamp,
+)
 
-MUTATING_CALLS = frozenset({"sendEdoc", "updateStatus"})
-PREFIX = "xroadvnpt-"
-DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+MAX_CLOCK_SKEW_SECONDS = 300  # how far ahead of the node's clock a timestamp may be
 
 Charset = Literal["utf-8", "latin-1"]
 
 
-@dataclass(frozen=True, slots=True)
-class DmsSystem:
-    """One DMS allowed to call the gateway: its id, shared secret and the agency it speaks for.
-
-    TOML shape expected from the node config (loading it is config.py's job)::
-
-        [[dms]]
-        systemid = "vbdh-bo-noi-vu"
-        secret = "..."            # or secret_file / an EDOC_AXIS_* override
-        organ_id = "000.00.00.G22"
-    """
-
-    systemid: str
-    secret: str = field(repr=False)
-    organ_id: str
-
-
-class AuthOptions(Protocol):
-    """The part of the gateway's options authentication reads (``api.GatewayOptions`` is one)."""
-
-    @property
-    def skew_seconds(self) -> int: ...
-
-    @property
-    def max_timestamp_age(self) -> int: ...
-
-    @property
-    def timezone(self) -> tzinfo: ...
-
-
 class SignedRequest(Protocol):
-    """What authentication reads of an HTTP request (``api.Request`` is one)."""
+    """What authentication reads of an HTTP request (``protocol.Request`` is one)."""
 
     @property
     def body(self) -> bytes: ...
@@ -96,87 +67,6 @@ class SignedRequest(Protocol):
     def first(self, name: str) -> str | None:
         """The first value of a header, or None."""
         ...
-
-
-# --- SDK formats -------------------------------------------------------------------------------
-
-_TIMESTAMP = re.compile(r"^(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})$")
-_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{1,2})(?::?(\d{2}))?$")
-# Vietnam has kept UTC+7 without daylight saving since 1975: the fixed offset is exact, and
-# serves hosts without the tz database.
-_FIXED_ZONES = {"Asia/Ho_Chi_Minh": VN_TZ, "Asia/Saigon": VN_TZ, "UTC": UTC}
-
-
-def timezone_named(name: str) -> tzinfo:
-    """The zone an SDK timestamp is read in: an IANA name (``Asia/Ho_Chi_Minh``, ``UTC``) or a
-    fixed offset (``+07:00``); raises ValueError naming what is accepted."""
-    text = name.strip()
-    offset = _OFFSET.match(text)
-    if offset:
-        sign, hours, minutes = offset.groups()
-        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
-        if delta > timedelta(hours=14):
-            raise ValueError(f"offset {text!r} is beyond ±14:00")
-        return timezone(-delta if sign == "-" else delta, text)
-    try:
-        return zoneinfo.ZoneInfo(text)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        if text in _FIXED_ZONES:
-            return _FIXED_ZONES[text]
-        raise ValueError(
-            f"unknown time zone {name!r} (use an IANA name such as {DEFAULT_TIMEZONE} or UTC, "
-            "or an offset such as +07:00)"
-        ) from None
-
-
-def format_sdk_timestamp(moment: datetime, tz: tzinfo = VN_TZ) -> str:
-    """``ddMMyyyy'T'HHmmss+SSSS`` in ``tz``: milliseconds zero-padded to four digits, no zone."""
-    local = moment.astimezone(tz) if moment.tzinfo else moment
-    return local.strftime("%d%m%YT%H%M%S") + f"+{local.microsecond // 1000:04d}"
-
-
-def parse_sdk_timestamp(text: str, tz: tzinfo = VN_TZ) -> datetime:
-    """Read an SDK timestamp as local time in ``tz``; raises ValueError when malformed."""
-    match = _TIMESTAMP.match(text.strip())
-    if not match:
-        raise ValueError("expected ddMMyyyyTHHmmss+SSSS")
-    day, month, year, hour, minute, second, millis = (int(g) for g in match.groups())
-    if millis > 999:
-        raise ValueError("milliseconds above 999")
-    return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=tz)
-
-
-def low_byte_text(text: str) -> str:
-    """A header value as a server reads it (latin-1) after the Java SDK wrote ``(byte) ch`` for
-    each character: ``đ`` (U+0111) arrives as U+0011, ``ậ`` (U+1EAD) as U+00AD."""
-    return "".join(chr(ord(c) & 0xFF) for c in text)
-
-
-def sha256_hex(data: bytes) -> str:
-    """The normal 64-character lowercase hex SHA-256."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_hex_unpadded(data: bytes) -> str:
-    """SHA-256 hex as the Java SDK writes ``hash-file``: no zero padding per byte (0x0c -> 'c')."""
-    return "".join(format(b, "x") for b in hashlib.sha256(data).digest())
-
-
-def hash_file_matches(data: bytes, hash_file: str) -> bool:
-    """True when ``hash_file`` is the body's SHA-256 in either the normal or the SDK rendering."""
-    given = hash_file.strip().lower().encode("ascii", "replace")
-    normal = sha256_hex(data).encode()
-    unpadded = "".join(format(b, "x") for b in bytes.fromhex(normal.decode())).encode()
-    return hmac.compare_digest(given, normal) or hmac.compare_digest(given, unpadded)
-
-
-def sign_headers(secret: str, sign_header: str) -> str:
-    """``XroadVnpt-hash-header``: hex HMAC-SHA256 keyed by the secret over the sign-header JSON."""
-    return _hmac_hex(secret, sign_header.encode("utf-8"))
-
-
-def _hmac_hex(secret: str, raw: bytes) -> str:
-    return hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
 
 
 def _refused(code: str, message: str, *, element: str | None = None) -> RequestRefused:
@@ -201,7 +91,7 @@ def _wire_text(value: str, charset: Charset = "utf-8") -> str:
 class Authenticated:
     """A request that passed authentication: who sent it and the signed values it carries."""
 
-    system: DmsSystem
+    system: DmsSystemSettings
     signed: dict[str, str]  # lowercase key without the XroadVnpt- prefix -> value
     signature: str  # the verified XroadVnpt-hash-header: names this exact signed request
 
@@ -227,18 +117,22 @@ class Authenticator:
 
     def __init__(
         self,
-        systems: Iterable[DmsSystem],
-        options: AuthOptions,
+        systems: Iterable[DmsSystemSettings],
+        api: ApiSettings,
         clock: Callable[[], float] = time.time,
+        *,
+        skew_seconds: int = MAX_CLOCK_SKEW_SECONDS,
     ) -> None:
-        self._systems: dict[str, DmsSystem] = {}
+        self._systems: dict[str, DmsSystemSettings] = {}
         for system in systems:
             if not system.systemid or not system.secret:
                 raise ConfigError("a [[dms]] entry needs a systemid and a secret", element="dms")
             if system.systemid in self._systems:
                 raise ConfigError(f"duplicate DMS systemid {system.systemid!r}", element="dms")
             self._systems[system.systemid] = system
-        self._options = options
+        self._zone = api.zone()
+        self._max_age = api.max_timestamp_age
+        self._skew = skew_seconds
         self._clock = clock
 
     def authenticate(self, call: str, request: SignedRequest) -> Authenticated:
@@ -267,7 +161,7 @@ class Authenticator:
         return Authenticated(system, signed, given)
 
     def _check_timestamp(self, text: str) -> None:
-        zone = self._options.timezone
+        zone = self._zone
         try:
             stamp = parse_sdk_timestamp(text, zone)
         except ValueError as exc:
@@ -279,14 +173,13 @@ class Authenticator:
             f"read as {zone} local time; a DMS whose clock runs in another zone needs "
             "[api] timezone set to that zone"
         )
-        if delta < -self._options.skew_seconds:
+        if delta < -self._skew:
             raise _refused(
                 "AUTH_TIMESTAMP_SKEW",
-                f"timestamp is {-delta:.0f} s in the future (allowed "
-                f"{self._options.skew_seconds} s, {hint})",
+                f"timestamp is {-delta:.0f} s in the future (allowed {self._skew} s, {hint})",
                 element="timestamp",
             )
-        max_age = self._options.max_timestamp_age
+        max_age = self._max_age
         if max_age and delta > max_age:
             raise _refused(
                 "AUTH_TIMESTAMP_SKEW",
@@ -305,9 +198,9 @@ def _verified_charset(secret: str, sign_header: str, given: str) -> Charset:
     """
     given_bytes = given.encode("latin-1", "replace")
     wire_bytes = sign_header.encode("latin-1", "replace")
-    if hmac.compare_digest(_hmac_hex(secret, wire_bytes).encode(), given_bytes):
+    if hmac.compare_digest(hmac_hex(secret, wire_bytes).encode(), given_bytes):
         return "utf-8"
-    if hmac.compare_digest(_hmac_hex(secret, sign_header.encode("utf-8")).encode(), given_bytes):
+    if hmac.compare_digest(hmac_hex(secret, sign_header.encode("utf-8")).encode(), given_bytes):
         return "latin-1"
     mangled = _low_byte_mangled(sign_header)
     if mangled:
@@ -422,85 +315,6 @@ def _check_signed_matches(
             element=f"XroadVnpt-{key}",
         )
     raise _refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} differs from its signed value")
-
-
-# --- remembering answered requests ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """What the gateway remembers of one signed state-changing request.
-
-    ``answer`` is the JSON it was answered with, None while it has not succeeded (only failed
-    updateStatus calls are remembered: ``subject``, their docId, lets a later acknowledgement
-    of the same package overtake them). ``seq`` orders outcomes: a success takes a new one.
-    """
-
-    call: str
-    body_sha256: str
-    subject: str | None
-    answer: bytes | None
-    seq: int
-
-
-class RequestLedger(Protocol):
-    """Where the gateway keeps ``RequestRecord``s: in memory, or durably in the node's store."""
-
-    def recall(self, systemid: str, signature: str) -> RequestRecord | None:
-        """The record of this signed request, or None."""
-        ...
-
-    def remember(
-        self,
-        systemid: str,
-        signature: str,
-        record: RequestRecord,
-    ) -> None:
-        """Store a success (replacing an earlier failure) or a first failure (kept if one is
-        already stored); ``record.seq`` is ignored: the ledger numbers outcomes itself."""
-        ...
-
-    def applied_since(self, subject: str, seq: int) -> bool:
-        """Whether a request about ``subject`` succeeded after outcome ``seq``."""
-        ...
-
-
-class MemoryLedger:
-    """A ``RequestLedger`` in memory, the newest ``size`` requests (gateways without a store)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._records: OrderedDict[tuple[str, str], RequestRecord] = OrderedDict()
-        self._seq = 0
-        self._lock = threading.Lock()
-
-    def recall(self, systemid: str, signature: str) -> RequestRecord | None:
-        """The record of this signed request, or None."""
-        with self._lock:
-            return self._records.get((systemid, signature))
-
-    def remember(self, systemid: str, signature: str, record: RequestRecord) -> None:
-        """Keep a success, or a first failure."""
-        key = (systemid, signature)
-        with self._lock:
-            earlier = self._records.get(key)
-            if record.answer is None and earlier is not None:
-                return
-            self._seq += 1
-            self._records[key] = RequestRecord(
-                record.call, record.body_sha256, record.subject, record.answer, self._seq
-            )
-            self._records.move_to_end(key)
-            while len(self._records) > self._size:
-                self._records.popitem(last=False)
-
-    def applied_since(self, subject: str, seq: int) -> bool:
-        """Whether a request about ``subject`` succeeded after outcome ``seq``."""
-        with self._lock:
-            return any(
-                r.subject == subject and r.answer is not None and r.seq > seq
-                for r in self._records.values()
-            )
 
 
 # --- the body of sendEdoc ----------------------------------------------------------------------

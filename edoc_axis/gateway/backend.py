@@ -1,8 +1,8 @@
-"""The node behind the DMS gateway: ``NodeBackend`` answers ``api.DmsBackend`` from a ``Node``.
+"""The node behind the DMS gateway: ``NodeBackend`` is the ``protocol.DmsBackend`` of a ``Node``.
 
-``api`` speaks the axis client protocol; this module maps each call onto the node's journeys and
-store, and ``host`` starts the gateway beside a running node (``edoc-axis run``). Decisions the
-protocol leaves open:
+``gateway.service`` speaks the axis client protocol; this module maps each call onto the node's
+journeys and store, and ``host`` starts the gateway beside a running node (``edoc-axis run``).
+Decisions the protocol leaves open:
 
 - **docId** is the node's package id (a UUID): unique per package and direction, and safe as a
   file name (the SDK saves ``<docId>.edxml``), unlike the edXML DocumentId, which holds ``/``.
@@ -44,22 +44,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from edoc_axis.config import Settings
 from edoc_axis.edxml.model import Package, StatusPackage
 from edoc_axis.edxml.read import parse
 from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
-from edoc_axis.gateway.auth import RequestRecord, sha256_hex, timezone_named
-from edoc_axis.gateway.server import (
+from edoc_axis.gateway.ledger import RequestRecord
+from edoc_axis.gateway.protocol import (
     AckState,
     AgencyItem,
-    DmsServer,
-    DmsSystem,
-    GatewayOptions,
     Kind,
     NodeMetrics,
     ReceivedItem,
     SentItem,
 )
+from edoc_axis.gateway.sdk import sha256_hex
+from edoc_axis.gateway.server import DmsServer
 from edoc_axis.log import get_logger
 from edoc_axis.node.node import Node
 from edoc_axis.store import Delivery, InboxEntry, PackageRecord, Pickup
@@ -87,7 +85,7 @@ def _moment(text: str | None) -> datetime | None:
 
 
 class NodeBackend:
-    """``api.DmsBackend`` over one node (its store, directory and ``submit``)."""
+    """``protocol.DmsBackend`` over one node (its store, directory and ``submit``)."""
 
     def __init__(
         self, node: Node, link: Link | None = None, *, workers: int = WORKERS,
@@ -291,7 +289,7 @@ class NodeBackend:
         self._summaries[record.package_id] = summary
         return summary
 
-    # --- the gateway's request ledger (dmsauth.RequestLedger), on the worker threads ------------
+    # --- the gateway's request ledger (ledger.RequestLedger), on the worker threads ------------
 
     def recall(self, systemid: str, signature: str) -> RequestRecord | None:
         """The stored record of this signed request, or None."""
@@ -335,23 +333,6 @@ class NodeBackend:
 # --- hosting beside `edoc-axis run` ---------------------------------------------------------------
 
 
-def gateway_options(settings: Settings) -> GatewayOptions:
-    """The gateway's options from ``[api]`` and ``[limits]``."""
-    try:
-        zone = timezone_named(settings.api.timezone)
-    except ValueError as exc:  # load_settings checked it; settings built in code may not be
-        raise ConfigError(f"api.timezone: {exc}", code="CONFIG_TIMEZONE",
-                          element="api.timezone") from exc
-    return GatewayOptions(listen=settings.api.listen,
-                          max_body_bytes=settings.limits.max_package_bytes + BODY_OVERHEAD,
-                          max_timestamp_age=settings.api.max_timestamp_age, timezone=zone)
-
-
-def dms_systems(settings: Settings) -> list[DmsSystem]:
-    """The configured ``[[dms]]`` systems."""
-    return [DmsSystem(s.systemid, s.secret, s.organ_id) for s in settings.dms]
-
-
 @dataclass(slots=True)
 class HostedGateway:
     """A running gateway and the backend it calls; ``stop`` ends both."""
@@ -378,7 +359,8 @@ def host(node: Node, link: Link | None = None, *, force: bool = False) -> Hosted
         return None
     backend = NodeBackend(node, link)
     try:
-        server = DmsServer(backend, dms_systems(settings), gateway_options(settings),
+        server = DmsServer(backend, settings.dms, settings.api,
+                           max_body_bytes=settings.limits.max_package_bytes + BODY_OVERHEAD,
                            ledger=backend)
     except BaseException:
         backend.close()

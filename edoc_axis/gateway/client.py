@@ -1,4 +1,4 @@
-"""A Python client for the national axis client protocol (the DMS side of edoc_axis.gateway.server).
+"""A Python client for the national axis client protocol: the DMS's side of ``edoc_axis.gateway``.
 
 It signs every call exactly as the deployed Java SDK does: the call's values go out as
 ``XroadVnpt-<key>`` headers, ``XroadVnpt-sign-header`` is their compact JSON and
@@ -32,9 +32,10 @@ from urllib.parse import urlsplit
 
 from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import EdocAxisError, RequestRefused, TemporaryFailure
-from edoc_axis.gateway.auth import (
+from edoc_axis.gateway.sdk import (
     format_sdk_timestamp,
     low_byte_text,
+    sdk_json,
     sha256_hex,
     sha256_hex_unpadded,
     sign_headers,
@@ -45,12 +46,6 @@ SDK_VERSION = "3.0.201608"
 
 # A reused keep-alive connection the server already closed fails like this on the next send.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
-
-
-def sdk_json(mapping: Mapping[str, str]) -> str:
-    """Compact JSON as Gson's JsonObject.toString() writes it (non-ASCII kept as is)."""
-    text = json.dumps(dict(mapping), ensure_ascii=False, separators=(",", ":"))
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 class DmsClient:

@@ -1,6 +1,6 @@
 """The OpenAPI 3 document of the DMS gateway: the axis protocol calls, health, metrics, errors.
 
-Served by ``api.DmsGateway`` at ``/openapi.json``; a description only, nothing here checks a call.
+Served by ``service.DmsGateway`` at ``/openapi.json``; a description only: it checks no call.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -31,6 +31,7 @@ from edoc_axis.audit import chain as audit
 from edoc_axis.config import Settings
 from edoc_axis.directory import Agency, Directory
 from edoc_axis.edxml import schema
+from edoc_axis.edxml.finding import Finding
 from edoc_axis.edxml.identifier import document_id_sender
 from edoc_axis.edxml.model import (
     DocumentPackage,
@@ -41,7 +42,6 @@ from edoc_axis.edxml.model import (
 )
 from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.edxml.read import from_tree, parse
-from edoc_axis.edxml.rule import Finding
 from edoc_axis.edxml.status import new_status
 from edoc_axis.edxml.write import build
 from edoc_axis.errors import (
@@ -72,12 +72,13 @@ from edoc_axis.transport.message import (
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust.certificate import (
     PrivateKey,
-    TrustStore,
     fingerprint,
     load_certificates,
     load_private_key,
 )
-from edoc_axis.trust.signature import SignaturePolicy, sign, verify
+from edoc_axis.trust.chain import TrustStore
+from edoc_axis.trust.policy import SignaturePolicy
+from edoc_axis.trust.signature import sign, verify
 
 log = get_logger(__name__)
 
@@ -216,11 +217,8 @@ class Node:
             raise ConfigError(f"this agency {self.organ_id} is not in the agency directory",
                               code="DIRECTORY_MISSING_SELF", agency=self.organ_id)
         self.me: Agency = me
-        sig = settings.signature
-        self.policy = SignaturePolicy(require_signature=sig.require_signature,
-                                      allow_sha1=sig.allow_sha1, crl_required=sig.crl_required)
-        self.status_policy = replace(self.policy,
-                                     require_signature=not sig.accept_unsigned_status)
+        self.policy: SignaturePolicy = settings.signature
+        self.status_policy = self.policy.for_status()
         self.broker_user = settings.broker.user
         self.wake: Callable[[], None] = lambda: None
         self._handed: set[int] = set()  # outbox tokens handed to the Link, not yet settled

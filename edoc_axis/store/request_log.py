@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edoc_axis.gateway.auth import RequestRecord
+from edoc_axis.gateway.ledger import RequestRecord
 
 if TYPE_CHECKING:  # the Store imports nothing of this module; only annotations need it
     from edoc_axis.store import Store
