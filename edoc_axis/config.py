@@ -20,17 +20,18 @@ import os
 import re
 import tomllib
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from edoc_axis.edxml.identifier import is_valid_organ_id
+from edoc_axis.edxml.identifier import VN_TZ, is_valid_organ_id
 from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.edxml.profile import PROFILES, STRICT
 from edoc_axis.errors import ConfigError
-from edoc_axis.gateway.auth import DEFAULT_TIMEZONE, timezone_named
 from edoc_axis.trust.policy import SignaturePolicy
 
 CONFIG_ENV = "EDOC_AXIS_CONFIG"
@@ -42,6 +43,12 @@ BROKER_MAX_MESSAGE_BYTES = 16 * MIB
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+DEFAULT_LISTEN = "127.0.0.1:8470"
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{1,2})(?::?(\d{2}))?$")
+# Vietnam has kept UTC+7 without daylight saving since 1975: the fixed offset is exact, and
+# serves hosts without the tz database.
+_FIXED_ZONES = {"Asia/Ho_Chi_Minh": VN_TZ, "Asia/Saigon": VN_TZ, "UTC": UTC}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +139,29 @@ class ValidationSettings:
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    """The DMS gateway: the national axis client protocol over HTTP (``gateway.server``)."""
+    """The DMS gateway (``edoc_axis.gateway``): where it listens and how it reads timestamps."""
 
-    listen: str = "127.0.0.1:8470"
+    listen: str = DEFAULT_LISTEN
     enabled: bool = False  # also served without this when [[dms]] systems are configured
     max_timestamp_age: int = 0  # seconds; 0 = no limit (SDK objects that keep one timestamp)
     timezone: str = DEFAULT_TIMEZONE  # the zone of the SDK's zone-less timestamp
+
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); raises ConfigError naming the key."""
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(
+                f"api.listen must be host:port, got {self.listen!r}", element="listen"
+            )
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    def zone(self) -> tzinfo:
+        """``timezone`` as a tzinfo; raises ConfigError (CONFIG_TIMEZONE) when unknown."""
+        try:
+            return timezone_named(self.timezone)
+        except ValueError as exc:  # load_settings checked it; settings built in code may not be
+            raise ConfigError(f"api.timezone: {exc}", code="CONFIG_TIMEZONE",
+                              element="api.timezone") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +171,28 @@ class DmsSystemSettings:
     systemid: str
     secret: str = field(repr=False)
     organ_id: str
+
+
+def timezone_named(name: str) -> tzinfo:
+    """The zone an SDK timestamp is read in: an IANA name (``Asia/Ho_Chi_Minh``, ``UTC``) or a
+    fixed offset (``+07:00``); raises ValueError naming what is accepted."""
+    text = name.strip()
+    offset = _OFFSET.match(text)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta > timedelta(hours=14):
+            raise ValueError(f"offset {text!r} is beyond ±14:00")
+        return timezone(-delta if sign == "-" else delta, text)
+    try:
+        return zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if text in _FIXED_ZONES:
+            return _FIXED_ZONES[text]
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as {DEFAULT_TIMEZONE} or UTC, "
+            "or an offset such as +07:00)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -741,6 +787,8 @@ def write_config(path: Path, settings: Settings, *, force: bool = False) -> None
 
 __all__ = [
     "CONFIG_ENV",
+    "DEFAULT_LISTEN",
+    "DEFAULT_TIMEZONE",
     "ApiSettings",
     "AuditSettings",
     "BrokerSettings",
@@ -755,5 +803,6 @@ __all__ = [
     "load_settings",
     "render_config",
     "render_example",
+    "timezone_named",
     "write_config",
 ]

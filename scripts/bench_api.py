@@ -48,7 +48,7 @@ from edoc_axis.gateway.server import DmsServer
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node, Runner
 from edoc_axis.ops import pki
-from edoc_axis.transport import link as transport
+from edoc_axis.transport.provision import declare_topology
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust.certificate import fingerprint
 
@@ -141,7 +141,7 @@ def real_node(folder: Path, clients: int, broker_url: str | None) -> tuple[Node,
     node = Node.from_settings(settings)
     runner = None
     if broker_url:
-        transport.declare_topology(broker_url, Topology(), [ORGAN, PEER])
+        declare_topology(broker_url, Topology(), [ORGAN, PEER])
         runner = Runner(node)
     hosted = host(node, runner.link if runner else None)
     assert hosted is not None

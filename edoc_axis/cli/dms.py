@@ -9,15 +9,13 @@ own options, the secret from a file.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
-from edoc_axis.cli.base import reported_errors
+from edoc_axis.cli.base import echo_json, reported_errors
 from edoc_axis.config import DEFAULT_LISTEN
 from edoc_axis.errors import EXIT_FAILURE, ConfigError
 from edoc_axis.gateway.client import DmsClient
@@ -25,10 +23,6 @@ from edoc_axis.gateway.conformance import DEFAULT_TIMEOUT, Selftest, SelftestOpt
 
 _KIND = click.Choice(["edoc", "status"])
 DEFAULT_ENDPOINT = f"http://{DEFAULT_LISTEN}"
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +121,7 @@ def list_command(ctx: click.Context, kind: str) -> None:
     """List received packages not yet acknowledged done (JSON)."""
     client = _client(ctx)
     with reported_errors():
-        _echo_json(client.received(kind))
+        echo_json(client.received(kind))
 
 
 @dms_group.command("get")
@@ -172,7 +166,7 @@ def sent_command(ctx: click.Context, kind: str, doc_id: str | None) -> None:
     """Per-recipient tracking of sent packages (JSON)."""
     client = _client(ctx)
     with reported_errors():
-        _echo_json(client.sent(kind, doc_id))
+        echo_json(client.sent(kind, doc_id))
 
 
 @dms_group.command("agencies")
@@ -181,7 +175,7 @@ def agencies_command(ctx: click.Context) -> None:
     """The agency directory as the node lists it (JSON)."""
     client = _client(ctx)
     with reported_errors():
-        _echo_json(client.agencies())
+        echo_json(client.agencies())
 
 
 @dms_group.command("selftest")
@@ -242,7 +236,7 @@ def selftest_command(
                      progress=lambda text: click.echo(text, err=True)).run()
     bad = failed(steps)
     if as_json:
-        _echo_json([step.to_dict() for step in steps])
+        echo_json([step.to_dict() for step in steps])
     elif bad is None:
         skipped = sum(1 for step in steps if step.result == "SKIP")
         click.echo(f"selftest passed: {len(steps)} steps"
