@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from edoc_axis.audit import chain as audit
 from edoc_axis.audit import check as auditcheck
 from edoc_axis.audit.chain import AuditEntry, Checkpoint, CheckpointPolicy, Kind
-from edoc_axis.trust import certificate as trust
+from edoc_axis.ops import pki
 from edoc_axis.trust import signature
+from edoc_axis.trust.chain import TrustStore
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 STATUS = (
@@ -73,10 +74,10 @@ def main() -> None:
     parser.add_argument("--receipts", type=int, default=20_000)
     args = parser.parse_args()
 
-    ca_key, ca = trust.init_ca()
-    key, cert = trust.issue_agency_certificate(ca_key, ca, G22, "VPCP")
-    h41_key, h41_cert = trust.issue_agency_certificate(ca_key, ca, H41, "UBND")
-    store = trust.TrustStore([ca], crls=[trust.make_crl(ca_key, ca)])
+    ca_key, ca = pki.init_ca()
+    key, cert = pki.issue_agency_certificate(ca_key, ca, G22, "VPCP")
+    h41_key, h41_cert = pki.issue_agency_certificate(ca_key, ca, H41, "UBND")
+    store = TrustStore([ca], crls=[pki.make_crl(ca_key, ca)])
     check = auditcheck.trusted_anchors(store, G22)
     policy = CheckpointPolicy(every_entries=1000, every_seconds=1e9)
 

@@ -28,6 +28,7 @@ from bench_node import RECIPIENT, SENDER, signed_documents
 from edoc_axis import config, directory
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node, audit_sealer, load_identity
+from edoc_axis.ops import pki
 from edoc_axis.store import Event, Store
 from edoc_axis.store.audit_log import AuditLog
 from edoc_axis.transport.message import IncomingMessage
@@ -36,14 +37,14 @@ from edoc_axis.trust import certificate as trust
 
 def setup(base: Path) -> dict[str, config.Settings]:
     """A CA, two agencies, a directory and node settings under ``base``."""
-    ca_key, ca_cert = trust.init_ca("Bench CA")
-    (base / "ca.pem").write_bytes(trust.cert_to_pem(ca_cert))
-    (base / "crl.pem").write_bytes(trust.crl_to_pem(trust.make_crl(ca_key, ca_cert)))
+    ca_key, ca_cert = pki.init_ca("Bench CA")
+    (base / "ca.pem").write_bytes(pki.cert_to_pem(ca_cert))
+    (base / "crl.pem").write_bytes(pki.crl_to_pem(pki.make_crl(ca_key, ca_cert)))
     agencies, out = [], {}
     for organ_id in (SENDER, RECIPIENT):
-        key, cert = trust.issue_agency_certificate(ca_key, ca_cert, organ_id, organ_id)
-        (base / f"{organ_id}.key").write_bytes(trust.key_to_pem(key))
-        (base / f"{organ_id}.pem").write_bytes(trust.cert_to_pem(cert))
+        key, cert = pki.issue_agency_certificate(ca_key, ca_cert, organ_id, organ_id)
+        (base / f"{organ_id}.key").write_bytes(pki.key_to_pem(key))
+        (base / f"{organ_id}.pem").write_bytes(pki.cert_to_pem(cert))
         agencies.append(directory.Agency(organ_id, organ_id.replace(".", ""), organ_id, None,
                                          f"user-{organ_id}", (trust.fingerprint(cert),)))
     (base / "directory.toml").write_text(

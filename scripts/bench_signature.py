@@ -3,7 +3,8 @@
 Usage: .venv/bin/python scripts/bench_signature.py [--seconds 1.0]
 
 Prints, per key type (RSA-2048, P-256) and package size (5 KB, 1 MB): packages/s for
-``signature.sign`` and ``signature.verify`` (chain validation cached, as on a running node), the
+``signature.sign`` and ``signature.verify`` (chain validation cached, as on a running node) and
+for their tree forms ``sign_tree``/``verify_tree`` (the caller already holds the parsed tree), the
 raw ``cryptography`` sign/verify rate, and a breakdown of one verification: hardened parse,
 exclusive c14n, SHA-256 digest, a deep copy of the tree (signxml makes two per call), parsing
 the canonical bytes into ``signed_root``, our structural checks, the signxml call alone (its
@@ -31,8 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import build_edxml_document
 
 from edoc_axis.edxml.parser import parse_xml
+from edoc_axis.ops import pki
 from edoc_axis.trust import certificate as trust
-from edoc_axis.trust import signature
+from edoc_axis.trust import signature, structure, xmldsig
+from edoc_axis.trust.chain import TrustStore
+from edoc_axis.trust.policy import SignaturePolicy
 
 
 def rate(fn: Callable[[], object], seconds: float, rounds: int = 5) -> tuple[float, float]:
@@ -69,8 +73,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     args = ap.parse_args()
     s = args.seconds
-    ca_key, ca_cert = trust.init_ca()
-    crl = trust.make_crl(ca_key, ca_cert)
+    ca_key, ca_cert = pki.init_ca()
+    crl = pki.make_crl(ca_key, ca_cert)
     print(f"{'case':34} {'rate/s':>10} {'us/op':>10}")
     for key_type in ("rsa2048", "p256"):
         bench_key(key_type, ca_key, ca_cert, crl, s)
@@ -80,14 +84,14 @@ def bench_key(
     key_type: str, ca_key: trust.PrivateKey, ca_cert: object, crl: object, s: float
 ) -> None:
     """All rows for one key type."""
-    key, cert = trust.issue_agency_certificate(
+    key, cert = pki.issue_agency_certificate(
         ca_key,
         ca_cert,
         "000.00.00.G22",
         "VPCP",
         key_type=key_type,  # type: ignore[arg-type]
     )
-    store = trust.TrustStore(anchors=[ca_cert], crls=[crl])  # type: ignore[list-item]
+    store = TrustStore(anchors=[ca_cert], crls=[crl])  # type: ignore[list-item]
     msg = os.urandom(600)
     pub = key.public_key()
     if isinstance(key, rsa.RSAPrivateKey):
@@ -119,7 +123,16 @@ def bench_key(
             rate(lambda u=unsigned: signature.sign(u, key, cert), s),
         )
         _row(f"{label} verify (cached chain)", rate(lambda d=signed: signature.verify(d, store), s))
+        unsigned_root = parse_xml(unsigned).getroot()
         root = parse_xml(signed).getroot()
+        _row(
+            f"{label} sign_tree (parsed)",
+            rate(lambda r=unsigned_root: signature.sign_tree(r, key, cert), s),
+        )
+        _row(
+            f"{label} verify_tree (parsed)",
+            rate(lambda r=root: signature.verify_tree(r, store), s),
+        )
         c14n = etree.tostring(root, method="c14n", exclusive=True)
         _row(f"  {label} parse (hardened)", rate(lambda d=signed: parse_xml(d), s))
         _row(
@@ -131,7 +144,7 @@ def bench_key(
     _row("cert checks, cached", rate(lambda: store.validate(cert), s))
     _row(
         "cert checks, uncached",
-        rate(lambda: trust.TrustStore(anchors=[ca_cert], crls=[crl]).validate(cert), s),  # type: ignore[list-item]
+        rate(lambda: TrustStore(anchors=[ca_cert], crls=[crl]).validate(cert), s),  # type: ignore[list-item]
     )
 
 
@@ -139,20 +152,20 @@ def _breakdown_extra(label: str, signed: bytes, cert: x509.Certificate, s: float
     """Rows that show what the signxml call costs beyond the C-level work it cannot skip."""
     root = parse_xml(signed).getroot()
     c14n = etree.tostring(root, method="c14n", exclusive=True)
-    sig = signature._find_signatures(root)[0]
-    policy = signature.SignaturePolicy()
+    sig = structure.find_signatures(root)[0]
+    policy = SignaturePolicy()
     _row(
         f"  {label} parse + signxml verify",
-        rate(lambda: signature._run_signxml([parse_xml(signed).getroot()], cert, policy), s),
+        rate(lambda: xmldsig.check_signature_value([parse_xml(signed).getroot()], cert, policy), s),
     )
     _row(f"  {label} deep copy (signxml: 2/call)", rate(lambda: copy.deepcopy(root), s))
     _row(
         f"  {label} parse c14n -> signed_root",
-        rate(lambda: etree.fromstring(c14n, signature._hardened_parser()), s),
+        rate(lambda: etree.fromstring(c14n, xmldsig.hardened_parser()), s),
     )
     _row(
         f"  {label} our shape+KeyInfo checks",
-        rate(lambda: (signature._check_shape(sig, False, []), signature._certificates(sig)), s),
+        rate(lambda: (structure.check_shape(sig, policy, []), structure.certificates(sig)), s),
     )
 
 

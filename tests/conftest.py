@@ -140,34 +140,35 @@ class Pki:
     agencies: dict[str, PkiAgency]
 
     def trust_store(self, *, with_crl: bool = True) -> Any:
-        """A fresh trust.certificate.TrustStore anchored at this CA (with its empty CRL)."""
-        from edoc_axis.trust import certificate as trust
+        """A fresh trust.chain.TrustStore anchored at this CA (with its empty CRL)."""
+        from edoc_axis.ops import pki
+        from edoc_axis.trust.chain import TrustStore
 
-        crls = [trust.make_crl(self.ca_key, self.ca_cert)] if with_crl else []
-        return trust.TrustStore(anchors=[self.ca_cert], crls=crls)
+        crls = [pki.make_crl(self.ca_key, self.ca_cert)] if with_crl else []
+        return TrustStore(anchors=[self.ca_cert], crls=crls)
 
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A root CA, its CRL and agencies 000.00.00.G22 (RSA-2048) and 000.00.00.H41 (P-256)."""
-    from edoc_axis.trust import certificate as trust
+    from edoc_axis.ops import pki as dev_pki
 
     base = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = trust.init_ca("edoc_axis Test Root CA")
-    (base / "ca.pem").write_bytes(trust.cert_to_pem(ca_cert))
-    (base / "crl.pem").write_bytes(trust.crl_to_pem(trust.make_crl(ca_key, ca_cert)))
+    ca_key, ca_cert = dev_pki.init_ca("edoc_axis Test Root CA")
+    (base / "ca.pem").write_bytes(dev_pki.cert_to_pem(ca_cert))
+    (base / "crl.pem").write_bytes(dev_pki.crl_to_pem(dev_pki.make_crl(ca_key, ca_cert)))
     agencies = {}
     for organ_id, name, key_type in (
         ("000.00.00.G22", "Văn phòng Chính phủ", "rsa2048"),
         ("000.00.00.H41", "UBND tỉnh Nghệ An", "p256"),
     ):
-        key, cert = trust.issue_agency_certificate(
+        key, cert = dev_pki.issue_agency_certificate(
             ca_key, ca_cert, organ_id, name, key_type=key_type
         )
         key_path, cert_path = base / f"{organ_id}.key", base / f"{organ_id}.pem"
-        key_path.write_bytes(trust.key_to_pem(key))
+        key_path.write_bytes(dev_pki.key_to_pem(key))
         key_path.chmod(0o600)
-        cert_path.write_bytes(trust.cert_to_pem(cert))
+        cert_path.write_bytes(dev_pki.cert_to_pem(cert))
         agencies[organ_id] = PkiAgency(organ_id, key, cert, key_path, cert_path)
     return Pki(base, ca_key, ca_cert, base / "ca.pem", base / "crl.pem", agencies)
 
@@ -283,6 +284,7 @@ class Axis:
     def config(self, organ_id: str, name: str | None = None, **signature: bool) -> Path:
         """Write a node config (own data dir under the axis folder) and return its path."""
         from edoc_axis import config
+        from edoc_axis.trust.policy import SignaturePolicy
 
         agency = self.agencies[organ_id]
         base = self.dir / (name or organ_id)
@@ -291,7 +293,7 @@ class Axis:
             broker=config.BrokerSettings(url=self.url(organ_id)),
             keys=config.KeySettings(key=agency.key_path, cert=agency.cert_path),
             trust=config.TrustSettings(anchors=(self.pki.ca_path,), crls=(self.pki.crl_path,)),
-            signature=config.SignatureSettings(**signature),
+            signature=SignaturePolicy(**signature),
         )
         path = base / "node.toml"
         config.write_config(path, settings, force=True)
@@ -310,15 +312,15 @@ AXIS_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H42")
 @pytest.fixture(scope="session")
 def axis_pki(pki: Pki) -> Pki:
     """The session PKI plus a third agency, 000.00.00.H42 (RSA-2048)."""
-    from edoc_axis.trust import certificate as trust
+    from edoc_axis.ops import pki as dev_pki
 
     if "000.00.00.H42" not in pki.agencies:
-        key, cert = trust.issue_agency_certificate(
+        key, cert = dev_pki.issue_agency_certificate(
             pki.ca_key, pki.ca_cert, "000.00.00.H42", "UBND tỉnh Hà Tĩnh", key_type="rsa2048")
         key_path, cert_path = pki.dir / "000.00.00.H42.key", pki.dir / "000.00.00.H42.pem"
-        key_path.write_bytes(trust.key_to_pem(key))
+        key_path.write_bytes(dev_pki.key_to_pem(key))
         key_path.chmod(0o600)
-        cert_path.write_bytes(trust.cert_to_pem(cert))
+        cert_path.write_bytes(dev_pki.cert_to_pem(cert))
         pki.agencies["000.00.00.H42"] = PkiAgency("000.00.00.H42", key, cert, key_path, cert_path)
     return pki
 
@@ -360,7 +362,7 @@ def axis_broker(axis_pki: Pki) -> Iterator[AxisBroker]:
     from urllib.parse import quote
 
     from edoc_axis import directory
-    from edoc_axis.trust import certificate as trust
+    from edoc_axis.trust.certificate import fingerprint as cert_fingerprint
 
     vhost = f"edoc-node-{uuid.uuid4().hex[:10]}"
     _rabbitmqctl("add_vhost", vhost)
@@ -371,7 +373,7 @@ def axis_broker(axis_pki: Pki) -> Iterator[AxisBroker]:
     for organ_id in AXIS_AGENCIES:
         identity = axis_pki.agencies[organ_id]
         account = topology_account(organ_id, vhost)
-        fingerprint = trust.fingerprint(identity.cert)
+        fingerprint = cert_fingerprint(identity.cert)
         agencies[organ_id] = AxisAgency(organ_id, identity.key_path, identity.cert_path,
                                         fingerprint, account)
         listed.append(directory.Agency(

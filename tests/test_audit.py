@@ -19,6 +19,7 @@ from edoc_axis.audit import check as auditcheck
 from edoc_axis.audit import evidence
 from edoc_axis.audit.chain import AuditEntry, Checkpoint, CheckpointPolicy, Code, Kind
 from edoc_axis.errors import EdocAxisError, SignatureInvalid
+from edoc_axis.ops import pki as dev_pki
 from edoc_axis.trust import certificate as trust
 from edoc_axis.trust import signature
 
@@ -240,8 +241,8 @@ def test_checkpoint_forged_with_another_key_is_named(
     """Rehashing and re-signing with a key outside the trust, or another agency's, fails."""
     entries = rehash_from([*log.entries[:8], replace(log.entries[8], detail="06"),
                            *log.entries[9:]], 8)
-    rogue_ca_key, rogue_ca = trust.init_ca("Rogue CA", key_type="p256")
-    rogue_key, rogue_cert = trust.issue_agency_certificate(
+    rogue_ca_key, rogue_ca = dev_pki.init_ca("Rogue CA", key_type="p256")
+    rogue_key, rogue_cert = dev_pki.issue_agency_certificate(
         rogue_ca_key, rogue_ca, G22, "fake", key_type="p256"
     )
     h41 = pki.agencies[H41]
@@ -494,7 +495,7 @@ def test_tampered_bundles_are_named(exchange: Any, pki: Any) -> None:
     edit_entry = _rewrite(data, "entries.jsonl", lambda b: b.replace(b'"published"',
                                                                      b'"publish_failed"'))
     assert codes(edit_entry)[0] == Code.EDITED
-    rogue_key, rogue = trust.init_ca("Rogue", key_type="p256")
+    rogue_key, rogue = dev_pki.init_ca("Rogue", key_type="p256")
 
     def forge(body: bytes) -> bytes:
         cps = list(audit.checkpoints_from_jsonl(body.decode().splitlines()))
@@ -504,7 +505,7 @@ def test_tampered_bundles_are_named(exchange: Any, pki: Any) -> None:
 
     assert codes(_rewrite(data, "checkpoints.jsonl", forge))[0] == Code.CHECKPOINT_SIGNATURE
     assert codes(b"not a zip") == ["AUDIT_BUNDLE_MALFORMED"]
-    other_anchor = [trust.cert_to_pem(rogue)]
+    other_anchor = [dev_pki.cert_to_pem(rogue)]
     assert evidence.verify_bundle(data, other_anchor).problems[0].code == Code.CHECKPOINT_SIGNATURE
 
 

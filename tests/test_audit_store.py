@@ -242,8 +242,9 @@ def test_receipt_is_judged_as_of_its_entry_time() -> None:
     import datetime as dt
 
     from edoc_axis.audit.auditor import check_signed_bytes
-    from edoc_axis.trust.certificate import TrustStore, init_ca, issue_agency_certificate, make_crl
-    from edoc_axis.trust.signature import SignaturePolicy
+    from edoc_axis.ops.pki import init_ca, issue_agency_certificate, make_crl
+    from edoc_axis.trust.chain import TrustStore
+    from edoc_axis.trust.policy import SignaturePolicy
 
     now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = init_ca("Old Root", key_type="p256", not_before=now - dt.timedelta(days=800))

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from edoc_axis.errors import SignatureInvalid
-from edoc_axis.trust import certificate as trust
-from edoc_axis.trust.signature import SignaturePolicy, sign, verify
+from edoc_axis.ops import pki as dev_pki
+from edoc_axis.trust.chain import TrustStore
+from edoc_axis.trust.policy import SignaturePolicy
+from edoc_axis.trust.signature import sign, verify
 
 XMLSEC1 = shutil.which("xmlsec1")
 pytestmark = pytest.mark.skipif(XMLSEC1 is None, reason="xmlsec1 not installed (scripts/setup)")
@@ -164,12 +166,12 @@ def test_intermediate_chain_in_keyinfo_verifies_everywhere(
     tmp_path: Path, pki, edxml_document
 ) -> None:
     """With an intermediate CA, the chain in X509Data lets both us and xmlsec1 reach the root."""
-    int_key, int_cert = trust.issue_intermediate(pki.ca_key, pki.ca_cert)
-    key, cert = trust.issue_agency_certificate(int_key, int_cert, G22, "VPCP")
+    int_key, int_cert = dev_pki.issue_intermediate(pki.ca_key, pki.ca_cert)
+    key, cert = dev_pki.issue_agency_certificate(int_key, int_cert, G22, "VPCP")
     signed = sign(edxml_document(), key, cert, chain=[int_cert])
-    store = trust.TrustStore(
+    store = TrustStore(
         anchors=[pki.ca_cert],
-        crls=[trust.make_crl(pki.ca_key, pki.ca_cert), trust.make_crl(int_key, int_cert)],
+        crls=[dev_pki.make_crl(pki.ca_key, pki.ca_cert), dev_pki.make_crl(int_key, int_cert)],
     )
     assert verify(signed, store).signer_organ_id == G22
     path = tmp_path / "chain.xml"

@@ -1,4 +1,5 @@
-"""Tests for edoc_axis.trust.signature: signing, verification and every hostile case by its code."""
+"""Tests for trust.signature, .structure, .xmldsig and .policy: signing, verification and
+every hostile case by its code."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
+from edoc_axis.edxml.model import DSIG_NS, NS
 from edoc_axis.errors import SignatureInvalid, TrustError
+from edoc_axis.ops import pki as dev_pki
 from edoc_axis.trust import certificate as trust
-from edoc_axis.trust import signature
-from edoc_axis.trust.signature import DSIG_NS, NS, SignaturePolicy, sign, verify
+from edoc_axis.trust import structure, xmldsig
+from edoc_axis.trust.chain import TrustStore
+from edoc_axis.trust.policy import SignaturePolicy
+from edoc_axis.trust.signature import sign, sign_tree, verify, verify_tree
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 E, D = f"{{{NS}}}", f"{{{DSIG_NS}}}"
@@ -36,7 +41,7 @@ def signed_g22(pki, edxml_document) -> bytes:
 
 
 def _code(
-    data: bytes, store: trust.TrustStore, policy: SignaturePolicy | None = None, **kw: object
+    data: bytes, store: TrustStore, policy: SignaturePolicy | None = None, **kw: object
 ) -> str:
     with pytest.raises(SignatureInvalid) as info:
         verify(data, store, policy or SignaturePolicy(), **kw)  # type: ignore[arg-type]
@@ -133,14 +138,16 @@ def test_unsigned_package_refused_or_allowed_by_policy(edxml_document, store) ->
 
 
 def _sign_with(pki, build, organ_id: str = G22, **issue: object) -> bytes:
-    key, cert = trust.issue_agency_certificate(pki.ca_key, pki.ca_cert, organ_id, "Agency", **issue)
+    key, cert = dev_pki.issue_agency_certificate(
+        pki.ca_key, pki.ca_cert, organ_id, "Agency", **issue
+    )
     return sign(build(G22, H41), key, cert)
 
 
 def test_certificate_from_another_ca_is_untrusted(edxml_document, store) -> None:
     """A certificate issued by a CA we do not trust gives CERT_UNTRUSTED."""
-    other_key, other_ca = trust.init_ca("Rogue CA")
-    key, cert = trust.issue_agency_certificate(other_key, other_ca, G22, "Fake VPCP")
+    other_key, other_ca = dev_pki.init_ca("Rogue CA")
+    key, cert = dev_pki.issue_agency_certificate(other_key, other_ca, G22, "Fake VPCP")
     assert _code(sign(edxml_document(), key, cert), store) == "CERT_UNTRUSTED"
 
 
@@ -176,11 +183,11 @@ def test_wrong_key_usage(pki, edxml_document, store) -> None:
 
 def test_revoked_certificate(pki, edxml_document) -> None:
     """A certificate listed on its CA's fresh CRL gives CERT_REVOKED."""
-    key, cert = trust.issue_agency_certificate(pki.ca_key, pki.ca_cert, G22, "VPCP old key")
-    crl = trust.make_crl(
-        pki.ca_key, pki.ca_cert, [trust.Revocation(cert.serial_number, dt.datetime.now(dt.UTC))]
+    key, cert = dev_pki.issue_agency_certificate(pki.ca_key, pki.ca_cert, G22, "VPCP old key")
+    crl = dev_pki.make_crl(
+        pki.ca_key, pki.ca_cert, [dev_pki.Revocation(cert.serial_number, dt.datetime.now(dt.UTC))]
     )
-    store = trust.TrustStore(anchors=[pki.ca_cert], crls=[crl])
+    store = TrustStore(anchors=[pki.ca_cert], crls=[crl])
     assert _code(sign(edxml_document(), key, cert), store) == "CERT_REVOKED"
 
 
@@ -188,13 +195,13 @@ def test_missing_and_expired_crl_fail_closed_unless_policy(pki, signed_g22) -> N
     """No CRL: CRL_MISSING; stale CRL: CRL_EXPIRED; crl_required=False accepts with a warning."""
     no_crl = pki.trust_store(with_crl=False)
     assert _code(signed_g22, no_crl) == "CRL_MISSING"
-    stale = trust.make_crl(
+    stale = dev_pki.make_crl(
         pki.ca_key,
         pki.ca_cert,
         days=1,
         this_update=dt.datetime.now(dt.UTC) - dt.timedelta(days=3),
     )
-    stale_store = trust.TrustStore(anchors=[pki.ca_cert], crls=[stale])
+    stale_store = TrustStore(anchors=[pki.ca_cert], crls=[stale])
     assert _code(signed_g22, stale_store) == "CRL_EXPIRED"
     lenient = verify(signed_g22, no_crl, SignaturePolicy(crl_required=False))
     assert lenient.signer_organ_id == G22
@@ -203,9 +210,9 @@ def test_missing_and_expired_crl_fail_closed_unless_policy(pki, signed_g22) -> N
 
 def test_crl_signed_by_someone_else_counts_as_missing(pki, signed_g22) -> None:
     """A CRL naming our CA as issuer but signed by another key is ignored (CRL_MISSING)."""
-    rogue_key, _ = trust.init_ca("edoc_axis Test Root CA")
-    forged = trust.make_crl(rogue_key, pki.ca_cert)
-    store = trust.TrustStore(anchors=[pki.ca_cert], crls=[forged])
+    rogue_key, _ = dev_pki.init_ca("edoc_axis Test Root CA")
+    forged = dev_pki.make_crl(rogue_key, pki.ca_cert)
+    store = TrustStore(anchors=[pki.ca_cert], crls=[forged])
     assert _code(signed_g22, store) == "CRL_MISSING"
 
 
@@ -405,6 +412,161 @@ def test_signature_in_edxml_namespace_verified_when_policy_allows(signed_g22, st
     )
 
 
+# --- the tree forms: a caller that already holds the parsed package ------------------------------
+
+
+@pytest.fixture
+def no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any hardened parse fail, wherever trust could reach edxml.parser.parse_xml."""
+    from edoc_axis.edxml import parser
+    from edoc_axis.trust import signature as signature_module
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("parse_xml called on a package the caller had already parsed")
+
+    monkeypatch.setattr(parser, "parse_xml", refuse)
+    monkeypatch.setattr(signature_module, "parse_xml", refuse)
+
+
+def _parsed(data: bytes) -> etree._Element:
+    from edoc_axis.edxml.parser import parse_xml
+
+    return parse_xml(data).getroot()
+
+
+def test_verify_tree_parses_nothing_and_leaves_the_tree_alone(signed_g22, store, request) -> None:
+    """verify_tree on an already parsed package gives verify's verdict without parsing again,
+    and the caller's tree is unchanged (signxml works on copies)."""
+    expected = verify(signed_g22, store)
+    root = _parsed(signed_g22)
+    before = etree.tostring(root)
+    request.getfixturevalue("no_parsing")
+    result = verify_tree(root, store)
+    assert result.to_dict() == expected.to_dict()
+    assert etree.tostring(result.signed_root) == etree.tostring(expected.signed_root)
+    assert result.signed_root is not root
+    assert etree.tostring(root) == before
+
+
+def test_verify_tree_keeps_every_check(signed_g22, store, request) -> None:
+    """The tree form refuses what the bytes form refuses, by the same code."""
+    tampered = signed_g22.replace("thử nghiệm".encode(), "giả mạo".encode())
+    edxml_ns = _into_edxml_namespace(signed_g22)
+    comment = signed_g22.replace("thử nghiệm".encode(), "thử<!-- x --> nghiệm".encode())
+    trees = [_parsed(d) for d in (tampered, edxml_ns, comment)]
+    request.getfixturevalue("no_parsing")
+    codes = []
+    for root in trees:
+        with pytest.raises(SignatureInvalid) as info:
+            verify_tree(root, store)
+        codes.append(info.value.code)
+    assert codes == ["SIG_DIGEST_MISMATCH", "SIG_WRONG_NAMESPACE", "SIG_COMMENT_INJECTION"]
+
+
+def test_verify_tree_reads_an_edxml_namespace_signature_in_a_copy(signed_g22, store) -> None:
+    """Reading an edXML-namespace Signature as XML-DSig does not rewrite the caller's tree."""
+    root = _parsed(_into_edxml_namespace(signed_g22))
+    before = etree.tostring(root)
+    result = verify_tree(root, store, SignaturePolicy(accept_edxml_namespace=True))
+    assert result.signer_organ_id == G22
+    assert etree.tostring(root) == before
+
+
+def test_sign_tree_matches_sign_and_leaves_the_tree_alone(pki, edxml_document, store) -> None:
+    """sign_tree gives sign's bytes (RSA is deterministic) plus the tree they serialise, and
+    takes its placeholder out of the caller's tree again."""
+    agency = pki.agencies[G22]
+    unsigned = edxml_document(G22, H41)
+    root = _parsed(unsigned)
+    before = etree.tostring(root)
+    data, signed_root = sign_tree(root, agency.key, agency.cert)
+    assert data == sign(unsigned, agency.key, agency.cert)
+    assert etree.tostring(root) == before
+    assert etree.tostring(signed_root) == etree.tostring(_parsed(data))
+    assert verify_tree(signed_root, store).signer_organ_id == G22
+
+
+def test_sign_tree_failure_leaves_the_tree_alone(pki, edxml_document, monkeypatch) -> None:
+    """When signxml fails, the placeholder still comes out of the caller's tree."""
+    from edoc_axis.trust import signature as signature_module
+
+    def fail(*args: object) -> etree._Element:
+        raise TrustError("signing failed: injected", code="SIGN_FAILED")
+
+    monkeypatch.setattr(signature_module, "sign_enveloped", fail)
+    root = _parsed(edxml_document(G22, H41))
+    before = etree.tostring(root)
+    agency = pki.agencies[G22]
+    with pytest.raises(TrustError):
+        sign_tree(root, agency.key, agency.cert)
+    assert etree.tostring(root) == before
+
+
+# --- the policy: one type for the settings and for verify ----------------------------------------
+
+
+def test_policy_tables_are_signxml_names() -> None:
+    """The URI tables in trust.policy are exactly the signxml algorithms xmldsig hands over."""
+    from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+
+    from edoc_axis.trust import policy
+
+    sha1 = {SignatureMethod.RSA_SHA1.value, SignatureMethod.ECDSA_SHA1.value}
+    assert sha1 == policy.SHA1_SIGNATURE_METHODS
+    assert policy.STRONG_SIGNATURE_METHODS | sha1 <= {m.value for m in SignatureMethod}
+    assert DigestAlgorithm.SHA1.value == policy.SHA1
+    assert policy.STRONG_DIGESTS | {policy.SHA1} <= {d.value for d in DigestAlgorithm}
+    assert {m.value for m in CanonicalizationMethod} == policy.C14N_METHODS
+    for allow_sha1 in (False, True):
+        config = xmldsig._CONFIGS[allow_sha1]
+        wanted = SignaturePolicy(allow_sha1=allow_sha1)
+        assert {m.value for m in config.signature_methods} == wanted.signature_methods
+        assert {d.value for d in config.digest_algorithms} == wanted.digest_methods
+    assert not any("sha1" in m.lower() for m in SignaturePolicy().signature_methods)
+
+
+def test_status_policy_follows_accept_unsigned_status() -> None:
+    """for_status requires a signature unless unsigned statuses are accepted, all else kept."""
+    strict = SignaturePolicy(require_signature=False, allow_sha1=True)
+    assert strict.for_status() == SignaturePolicy(require_signature=True, allow_sha1=True)
+    lenient = SignaturePolicy(accept_unsigned_status=True)
+    assert lenient.for_status().require_signature is False
+
+
+def test_settings_signature_section_is_the_policy(signed_g22, store) -> None:
+    """[signature] loads as the SignaturePolicy verify takes, accept_edxml_namespace included."""
+    from pathlib import Path
+
+    from edoc_axis.config import load_settings
+
+    example = Path(__file__).resolve().parent.parent / "config" / "node.example.toml"
+    env = {"EDOC_AXIS_SIGNATURE_ACCEPT_EDXML_NAMESPACE": "yes"}
+    policy = load_settings(example, env=env).signature
+    assert type(policy) is SignaturePolicy
+    assert verify(_into_edxml_namespace(signed_g22), store, policy).signer_organ_id == G22
+
+
+def test_only_xmldsig_imports_signxml_and_policy_loads_no_xml() -> None:
+    """signxml has one importer (trust.xmldsig); trust.policy loads neither lxml nor signxml."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "edoc_axis"
+    importers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"^\s*(from|import) signxml\b", path.read_text(encoding="utf-8"), re.M)
+    )
+    assert importers == ["trust/xmldsig.py"]
+    code = (
+        "import sys, edoc_axis.trust.policy\n"
+        "print(sorted(m for m in ('lxml', 'signxml') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # --- garbage never escapes as a traceback --------------------------------------------------------
 
 
@@ -420,7 +582,7 @@ def test_signature_in_edxml_namespace_verified_when_policy_allows(signed_g22, st
     ],
 )
 def test_garbled_signatures_give_codes_not_tracebacks(
-    signed_g22: bytes, store: trust.TrustStore, mutate: Callable[[bytes], bytes]
+    signed_g22: bytes, store: TrustStore, mutate: Callable[[bytes], bytes]
 ) -> None:
     """Broken base64, certificates, missing parts: a SignatureInvalid with a SIG_* code."""
     data = mutate(signed_g22)
@@ -430,7 +592,7 @@ def test_garbled_signatures_give_codes_not_tracebacks(
 
 def test_policy_is_frozen() -> None:
     """SignaturePolicy is an immutable value object."""
-    policy = signature.SignaturePolicy()
+    policy = SignaturePolicy()
     with pytest.raises(AttributeError):
         policy.allow_sha1 = True  # type: ignore[misc]
 
@@ -452,10 +614,10 @@ def test_root_deep_copy_equals_signxml_serialise_and_reparse(document: bytes) ->
     """A root copied in C canonicalizes, with or without the Signature, exactly like a re-parse."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     root = etree.fromstring(document, parser)
-    processor = signature._Verifier()
+    processor = xmldsig._Verifier()
     processor._parser = parser
     note = processor._tostring(root)
-    assert type(note) is signature._RootCopy
+    assert type(note) is xmldsig._RootCopy
     assert bytes(note) == b""  # anything but _fromstring reading it gets no XML at all
     copied = processor._fromstring(note)
     reparsed = etree.fromstring(etree.tostring(root), parser)
@@ -479,9 +641,9 @@ def test_root_deep_copy_equals_signxml_serialise_and_reparse(document: bytes) ->
 def test_non_root_elements_still_serialised_by_signxml() -> None:
     """Only a document's root takes the deep-copy path; a subtree keeps signxml's round trip."""
     root = etree.fromstring(b'<r xmlns:a="urn:a"><a:b/></r>')
-    out = signature._Verifier()._tostring(root[0])
+    out = xmldsig._Verifier()._tostring(root[0])
     assert type(out) is bytes and b'xmlns:a="urn:a"' in out
-    assert type(signature._Verifier()._fromstring(b"<x/>")) is etree._Element
+    assert type(xmldsig._Verifier()._fromstring(b"<x/>")) is etree._Element
 
 
 def test_signxml_copies_only_through_the_fromstring_tostring_idiom() -> None:
@@ -540,9 +702,9 @@ def test_verify_and_sign_copy_the_package_in_c_not_as_text(
         return original(self, node, **kw)  # type: ignore[no-any-return]
 
     copies: list[int] = []
-    deepcopy = signature.copy.deepcopy
+    deepcopy = xmldsig.copy.deepcopy
     monkeypatch.setattr(XMLProcessor, "_tostring", spy)
-    monkeypatch.setattr(signature.copy, "deepcopy", lambda el: copies.append(1) or deepcopy(el))
+    monkeypatch.setattr(xmldsig.copy, "deepcopy", lambda el: copies.append(1) or deepcopy(el))
     verify(signed_g22, store)
     assert (len(copies), roots_serialised) == (2, [])
     agency = pki.agencies[G22]
@@ -556,7 +718,7 @@ def test_certificate_validity_verdict_same_as_signxml(pki, days: int) -> None:
     from signxml.verifier import SignatureConfiguration, XMLVerifier
 
     cert = pki.agencies[G22].cert
-    verifier = signature._Verifier()
+    verifier = xmldsig._Verifier()
     for at in (
         cert.not_valid_before_utc - dt.timedelta(seconds=1),
         cert.not_valid_before_utc,
@@ -571,7 +733,7 @@ def test_certificate_validity_verdict_same_as_signxml(pki, days: int) -> None:
 
 
 def test_signxml_version_is_the_pinned_one() -> None:
-    """signature.py overrides signxml internals checked for 5.x; a new major needs a re-check."""
+    """trust.xmldsig overrides signxml internals checked for 5.x; a new major needs a re-check."""
     from importlib.metadata import version
 
     assert version("signxml").split(".")[0] == "5"
@@ -588,7 +750,7 @@ def test_signer_output_byte_identical_to_plain_signxml(
     chain = [pki.ca_cert] if with_chain else []
     packages = [edxml_document(G22, H41, attachment=b"\x00\xff" * 300), edxml_status(G22, H41)]
     ours = [sign(p, agency.key, agency.cert, chain=chain) for p in packages]
-    monkeypatch.setattr(signature, "_Signer", XMLSigner)
+    monkeypatch.setattr(xmldsig, "_Signer", XMLSigner)
     assert [sign(p, agency.key, agency.cert, chain=chain) for p in packages] == ours
 
 
@@ -597,7 +759,7 @@ def test_ds_tag_same_as_signxml(nsmap: dict[str | None, str]) -> None:
     """The cast-free _ds_tag gives signxml's QName for each namespace mapping."""
     from signxml.signer import XMLSigner
 
-    signer = signature._Signer()
+    signer = xmldsig._Signer()
     signer.namespaces = nsmap  # type: ignore[assignment]
     for tag in ("Signature", "KeyInfo"):
         assert signer._ds_tag(tag).text == XMLSigner._ds_tag(signer, tag).text
@@ -612,5 +774,5 @@ def test_padded_certificate_text_verifies_but_is_not_cached(signed_g22, store) -
     element.text = padded
     result = verify(_bytes(root), store)
     assert result.signer_organ_id == G22
-    assert padded not in signature._CERT_CACHE
-    assert all(len(key) <= signature._CACHED_CERT_TEXT_MAX for key in signature._CERT_CACHE)
+    assert padded not in structure._CERT_CACHE
+    assert all(len(key) <= structure._CACHED_CERT_TEXT_MAX for key in structure._CERT_CACHE)

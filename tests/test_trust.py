@@ -1,4 +1,4 @@
-"""Tests for trust.certificate: certificate contents, OrganId binding, validation and its cache."""
+"""Tests for trust.certificate and trust.chain: OrganId binding, PEM loading, validation, cache."""
 
 from __future__ import annotations
 
@@ -8,28 +8,17 @@ import pytest
 from cryptography import x509
 
 from edoc_axis.errors import SignatureInvalid, TrustError
+from edoc_axis.ops import pki as dev_pki
 from edoc_axis.trust import certificate as trust
+from edoc_axis.trust.chain import TrustStore
 
 G22 = "000.00.00.G22"
-
-
-def test_agency_certificate_contents(pki) -> None:
-    """Agency certs: OrganId as SAN URI, digitalSignature+nonRepudiation, CA=false."""
-    cert = pki.agencies[G22].cert
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [f"urn:qcvn102:organid:{G22}"]
-    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert usage.critical and usage.value.digital_signature and usage.value.content_commitment
-    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    assert trust.organ_id_of(cert) == G22
-    days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
-    assert days == trust.DEFAULT_AGENCY_DAYS
 
 
 def test_organ_id_absent_or_ambiguous_is_none(pki) -> None:
     """organ_id_of returns None for a CA certificate and for one binding two OrganIds."""
     assert trust.organ_id_of(pki.ca_cert) is None
-    _, cert = trust.issue_agency_certificate(
+    _, cert = dev_pki.issue_agency_certificate(
         pki.ca_key, pki.ca_cert, G22, "x", extra_organ_ids=["000.00.00.H41"]
     )
     assert trust.organ_id_of(cert) is None
@@ -73,22 +62,27 @@ def test_ca_certificate_cannot_sign(pki) -> None:
     assert info.value.code == "CERT_KEY_USAGE"
 
 
-def test_pem_round_trip_and_bad_input(pki) -> None:
-    """PEM helpers round-trip; garbage gives TrustError, not a library exception."""
-    pem = trust.cert_to_pem(pki.ca_cert)
-    assert trust.load_certificate(pem) == pki.ca_cert
-    crl = trust.make_crl(pki.ca_key, pki.ca_cert)
-    assert len(trust.load_crls(trust.crl_to_pem(crl) * 2)) == 2
-    assert (
-        trust.load_private_key(trust.key_to_pem(pki.ca_key)).public_key() == pki.ca_key.public_key()
-    )
+def test_loaders_read_pem_and_refuse_garbage(pki) -> None:
+    """Loaders read certificates, several CRLs and keys; garbage gives TrustError, not a library
+    exception."""
+    assert trust.load_certificate(pki.ca_path.read_bytes()) == pki.ca_cert
+    assert len(trust.load_crls(pki.crl_path.read_bytes() * 2)) == 2
+    agency = pki.agencies["000.00.00.H41"]
+    key = trust.load_private_key(agency.key_path.read_bytes())
+    assert key.public_key() == agency.key.public_key()
     for loader in (trust.load_certificate, trust.load_crls, trust.load_private_key):
         with pytest.raises(TrustError):
             loader(b"not pem at all")
     with pytest.raises(TrustError):
-        trust.TrustStore(anchors=[])
-    with pytest.raises(TrustError):
-        trust.generate_key("rsa1024")
+        TrustStore(anchors=[])
+
+
+def test_key_matches_only_its_own_certificate(pki) -> None:
+    """key_matches pairs a private key with its certificate and no other."""
+    g22, h41 = pki.agencies[G22], pki.agencies["000.00.00.H41"]
+    assert trust.key_matches(g22.key, g22.cert)
+    assert not trust.key_matches(g22.key, h41.cert)
+    assert not trust.key_matches(h41.key, pki.ca_cert)
 
 
 def test_certificate_summary(pki) -> None:
@@ -99,22 +93,21 @@ def test_certificate_summary(pki) -> None:
     assert isinstance(summary["days_to_expiry"], int)
 
 
-
 def _old_ca(years: int = 2) -> tuple[trust.PrivateKey, x509.Certificate]:
     """A root CA valid since ``years`` ago, as a long-running axis would have."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=365 * years)
-    return trust.init_ca("Old Root", key_type="p256", not_before=since)
+    return dev_pki.init_ca("Old Root", key_type="p256", not_before=since)
 
 
 def test_as_of_accepts_a_certificate_that_has_since_expired() -> None:
     """A receipt signed while its certificate was valid still validates as_of its signing time."""
     now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = _old_ca()
-    _, cert = trust.issue_agency_certificate(
+    _, cert = dev_pki.issue_agency_certificate(
         ca_key, ca_cert, G22, "old", key_type="p256", days=30,
         not_before=now - dt.timedelta(days=400),
     )
-    store = trust.TrustStore([ca_cert], crls=[trust.make_crl(ca_key, ca_cert)])
+    store = TrustStore([ca_cert], crls=[dev_pki.make_crl(ca_key, ca_cert)])
     with pytest.raises(SignatureInvalid) as info:
         store.validate(cert)
     assert info.value.code == "CERT_EXPIRED"
@@ -128,12 +121,12 @@ def test_as_of_counts_only_revocations_dated_before_it() -> None:
     """A later revocation does not void earlier signatures, and as_of never warms the cache."""
     now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = _old_ca()
-    _, cert = trust.issue_agency_certificate(
+    _, cert = dev_pki.issue_agency_certificate(
         ca_key, ca_cert, G22, "rotated", key_type="p256", not_before=now - dt.timedelta(days=10)
     )
     revoked_at = now - dt.timedelta(days=2)
-    crl = trust.make_crl(ca_key, ca_cert, [trust.Revocation(cert.serial_number, revoked_at)])
-    store = trust.TrustStore([ca_cert], crls=[crl])
+    crl = dev_pki.make_crl(ca_key, ca_cert, [dev_pki.Revocation(cert.serial_number, revoked_at)])
+    store = TrustStore([ca_cert], crls=[crl])
     assert store.validate(cert, as_of=revoked_at - dt.timedelta(days=1)).organ_id == G22
     for when in (None, revoked_at + dt.timedelta(hours=1)):
         with pytest.raises(SignatureInvalid) as info:

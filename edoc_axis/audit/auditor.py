@@ -18,7 +18,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,8 +37,10 @@ from edoc_axis.errors import EdocAxisError, NotFound
 from edoc_axis.node.node import Identity, audit_log, load_identity, load_trust
 from edoc_axis.store import Store
 from edoc_axis.store.audit_log import INCOMING_KINDS, OUTGOING_KINDS, ArchiveRecord, AuditLog
-from edoc_axis.trust.certificate import TrustStore, load_certificates
-from edoc_axis.trust.signature import SignaturePolicy, verify
+from edoc_axis.trust.certificate import load_certificates
+from edoc_axis.trust.chain import TrustStore
+from edoc_axis.trust.policy import SignaturePolicy
+from edoc_axis.trust.signature import verify
 
 Progress = Callable[[int], None]
 SIGNED_KINDS = OUTGOING_KINDS | INCOMING_KINDS
@@ -121,12 +123,8 @@ class Auditor:
                                             settings.audit.every_seconds)
             self.log = AuditLog(store, settings.organ_id, policy=policy)
         self.policy = self.log.policy
-        sig = settings.signature
-        self.receipt_policy = SignaturePolicy(require_signature=sig.require_signature,
-                                              allow_sha1=sig.allow_sha1, crl_required=False)
-        self.status_policy = SignaturePolicy(
-            require_signature=not sig.accept_unsigned_status, allow_sha1=sig.allow_sha1,
-            crl_required=False)
+        self.receipt_policy = replace(settings.signature, crl_required=False)
+        self.status_policy = self.receipt_policy.for_status()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, sealing: bool = False) -> Auditor:

@@ -53,7 +53,8 @@ from edoc_axis.audit.chain import (
     pss_padding,
 )
 from edoc_axis.errors import SignatureInvalid
-from edoc_axis.trust.certificate import TrustStore, fingerprint, organ_id_of
+from edoc_axis.trust.certificate import fingerprint, organ_id_of
+from edoc_axis.trust.chain import TrustStore
 
 _NEVER = 1 << 62  # "no further checkpoint" in verify_chain's integer comparisons
 

@@ -53,7 +53,8 @@ from edoc_axis.audit.chain import (
 )
 from edoc_axis.audit.check import ChainReport, Problem, trusted_anchors, verify_chain
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.trust.certificate import TrustStore, fingerprint
+from edoc_axis.trust.certificate import fingerprint
+from edoc_axis.trust.chain import TrustStore
 
 BUNDLE_FORMAT = "edoc-axis/evidence-bundle/1"
 ARCHIVE_FORMAT = "edoc-axis/audit-archive/1"

@@ -19,8 +19,11 @@ from cryptography import x509
 
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.errors import EXIT_INVALID, PackageRejected, TrustError
+from edoc_axis.ops import pki
 from edoc_axis.trust import certificate as trust
-from edoc_axis.trust.signature import SignaturePolicy, sign, verify
+from edoc_axis.trust.chain import TrustStore
+from edoc_axis.trust.policy import SignaturePolicy
+from edoc_axis.trust.signature import sign, verify
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -90,11 +93,11 @@ class _CaDir:
         for key, cert in self.cas():
             issuer = cert.subject.rfc4514_string()
             items = [
-                trust.Revocation(int(r["serial"], 16), dt.datetime.fromisoformat(r["revoked_at"]))
+                pki.Revocation(int(r["serial"], 16), dt.datetime.fromisoformat(r["revoked_at"]))
                 for r in revoked
                 if r["issuer"] == issuer
             ]
-            pem += trust.crl_to_pem(trust.make_crl(key, cert, items, days=days, crl_number=number))
+            pem += pki.crl_to_pem(pki.make_crl(key, cert, items, days=days, crl_number=number))
         self.crl_path.write_bytes(pem)
         self.number_path.write_text(f"{number}\n")
         return number
@@ -109,11 +112,11 @@ def pki_group() -> None:
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="New CA dir.")
 @click.option("--name", default="edoc_axis Root CA", show_default=True, help="CA common name.")
 @click.option(
-    "--key-type", type=click.Choice(trust.KEY_TYPES), default="rsa2048", show_default=True
+    "--key-type", type=click.Choice(pki.KEY_TYPES), default="rsa2048", show_default=True
 )
-@click.option("--days", type=int, default=trust.DEFAULT_CA_DAYS, show_default=True)
+@click.option("--days", type=int, default=pki.DEFAULT_CA_DAYS, show_default=True)
 @click.option("--intermediate", is_flag=True, help="Also create an issuing intermediate CA.")
-@click.option("--crl-days", type=int, default=trust.DEFAULT_CRL_DAYS, show_default=True)
+@click.option("--crl-days", type=int, default=pki.DEFAULT_CRL_DAYS, show_default=True)
 def init_ca_command(  # noqa: PLR0917 - click passes each option as an argument
     out: Path, name: str, key_type: str, days: int, intermediate: bool, crl_days: int
 ) -> None:
@@ -123,15 +126,15 @@ def init_ca_command(  # noqa: PLR0917 - click passes each option as an argument
         if ca.root_cert_path.exists():
             raise TrustError(f"{out} already holds a CA", code="TRUST_EXISTS")
         out.mkdir(parents=True, exist_ok=True)
-        key, cert = trust.init_ca(name, key_type=key_type, days=days)
-        _write_private(ca.root_key_path, trust.key_to_pem(key))
-        ca.root_cert_path.write_bytes(trust.cert_to_pem(cert))
+        key, cert = pki.init_ca(name, key_type=key_type, days=days)
+        _write_private(ca.root_key_path, pki.key_to_pem(key))
+        ca.root_cert_path.write_bytes(pki.cert_to_pem(cert))
         if intermediate:
-            ikey, icert = trust.issue_intermediate(
+            ikey, icert = pki.issue_intermediate(
                 key, cert, f"{name} Issuing CA", key_type=key_type
             )
-            _write_private(ca.int_key_path, trust.key_to_pem(ikey))
-            ca.int_cert_path.write_bytes(trust.cert_to_pem(icert))
+            _write_private(ca.int_key_path, pki.key_to_pem(ikey))
+            ca.int_cert_path.write_bytes(pki.cert_to_pem(icert))
         ca.write_crls(crl_days)
         click.echo(f"root CA: {ca.root_cert_path} (trust anchor)")
         if intermediate:
@@ -145,9 +148,9 @@ def init_ca_command(  # noqa: PLR0917 - click passes each option as an argument
 @click.option("--name", required=True, help="Agency name (certificate CN).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option(
-    "--key-type", type=click.Choice(trust.KEY_TYPES), default="rsa2048", show_default=True
+    "--key-type", type=click.Choice(pki.KEY_TYPES), default="rsa2048", show_default=True
 )
-@click.option("--days", type=int, default=trust.DEFAULT_AGENCY_DAYS, show_default=True)
+@click.option("--days", type=int, default=pki.DEFAULT_AGENCY_DAYS, show_default=True)
 def issue_command(  # noqa: PLR0917 - click passes each option as an argument
     ca_dir: Path, organ_id: str, name: str, out: Path, key_type: str, days: int
 ) -> None:
@@ -160,19 +163,19 @@ def issue_command(  # noqa: PLR0917 - click passes each option as an argument
         ca = _CaDir(ca_dir)
         ca_key, ca_cert = ca.issuing()
         out.mkdir(parents=True, exist_ok=True)
-        key, cert = trust.issue_agency_certificate(
+        key, cert = pki.issue_agency_certificate(
             ca_key, ca_cert, organ_id, name, key_type=key_type, days=days
         )
-        _write_private(out / "key.pem", trust.key_to_pem(key))
-        (out / "cert.pem").write_bytes(trust.cert_to_pem(cert))
+        _write_private(out / "key.pem", pki.key_to_pem(key))
+        (out / "cert.pem").write_bytes(pki.cert_to_pem(cert))
         chain = [c for _, c in ca.cas()[1:]]
-        (out / "chain.pem").write_bytes(b"".join(trust.cert_to_pem(c) for c in chain))
+        (out / "chain.pem").write_bytes(b"".join(pki.cert_to_pem(c) for c in chain))
         click.echo(f"{organ_id}: {out / 'cert.pem'} (fingerprint {trust.fingerprint(cert)})")
 
 
 @pki_group.command("revoke")
 @click.option("--ca", "ca_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--crl-days", type=int, default=trust.DEFAULT_CRL_DAYS, show_default=True)
+@click.option("--crl-days", type=int, default=pki.DEFAULT_CRL_DAYS, show_default=True)
 @click.argument("cert_file", type=_FILE)
 def revoke_command(ca_dir: Path, crl_days: int, cert_file: Path) -> None:
     """Revoke the certificate in CERT_FILE and publish a new crl.pem."""
@@ -195,7 +198,7 @@ def revoke_command(ca_dir: Path, crl_days: int, cert_file: Path) -> None:
 
 @pki_group.command("crl")
 @click.option("--ca", "ca_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--days", type=int, default=trust.DEFAULT_CRL_DAYS, show_default=True)
+@click.option("--days", type=int, default=pki.DEFAULT_CRL_DAYS, show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Also copy the CRLs here.")
 def crl_command(ca_dir: Path, days: int, output: Path | None) -> None:
     """Publish fresh CRLs (valid DAYS) of every CA in the directory to crl.pem."""
@@ -302,7 +305,7 @@ def verify_command(  # noqa: PLR0917 - click passes each option as an argument
     with reported_errors():
         if not anchors:
             raise TrustError("give at least one --trust CA certificate", code="TRUST_NO_ANCHORS")
-        store = trust.TrustStore.from_pem(
+        store = TrustStore.from_pem(
             [_read(p) for p in anchors], [_read(p) for p in crls], [_read(p) for p in chains]
         )
         policy = SignaturePolicy(

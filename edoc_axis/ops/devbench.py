@@ -123,7 +123,7 @@ def dev_password(path: Path, user: str) -> str:
         return password
 
 
-def _issuing_ca(ca_dir: Path) -> tuple[pki.PrivateKey, x509.Certificate]:
+def _issuing_ca(ca_dir: Path) -> tuple[trust.PrivateKey, x509.Certificate]:
     """The CA of ``ca_dir`` that issues agency certificates: the intermediate if there is one."""
     names = ((INTERMEDIATE_KEY, INTERMEDIATE_CERT) if (ca_dir / INTERMEDIATE_CERT).exists()
              else (CA_KEY, CA_CERT))
@@ -144,7 +144,7 @@ def _reusable_certificate(settings: Settings, ca_cert: x509.Certificate) -> x509
     except (OSError, EdocAxisError):
         return None
     fits = (trust.organ_id_of(cert) == settings.organ_id and cert.issuer == ca_cert.subject
-            and pki.key_matches(key, cert)
+            and trust.key_matches(key, cert)
             and cert.not_valid_after_utc > dt.datetime.now(dt.UTC))
     return cert if fits else None
 

@@ -21,10 +21,10 @@ from cryptography import x509
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.directory import Directory
 from edoc_axis.errors import ConfigError, EdocAxisError
-from edoc_axis.ops.pki import key_matches
 from edoc_axis.transport.provision import check_queues
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust import certificate as trust
+from edoc_axis.trust.chain import TrustStore
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -133,7 +133,7 @@ class _Doctor:
         except EdocAxisError as exc:
             self.add("certificate", FAIL, f"{settings.keys.cert}: {exc.message}")
         if key is not None and cert is not None:
-            if key_matches(key, cert):
+            if trust.key_matches(key, cert):
                 self.add("signing key", OK, f"{settings.keys.key} matches the certificate")
             else:
                 self.add("signing key", FAIL,
@@ -210,7 +210,7 @@ class _Doctor:
         try:
             chain = [c for item in settings.keys.chain
                      for c in trust.load_certificates(item.read_bytes())]
-            store = trust.TrustStore(anchors=anchors, crls=crls)
+            store = TrustStore(anchors=anchors, crls=crls)
             checked = store.validate(cert, chain, crl_required=settings.signature.crl_required,
                                      at=self.now)
         except OSError as exc:

@@ -3,9 +3,10 @@
 Agency signing certificates are RSA-2048/3072 or P-256, key usage digitalSignature +
 nonRepudiation (critical), basicConstraints CA=false, valid 2 years by default, and bind the
 agency's OrganId as the one subjectAltName URI ``urn:qcvn102:organid:<OrganId>`` that
-``trust.organ_id_of`` reads. CAs are self-signed roots (optionally with one intermediate) with
-keyCertSign + cRLSign. Everything here returns objects or PEM bytes; writing files is the
-caller's job. Validating what this issues is ``trust``'s.
+``trust.certificate.organ_id_of`` reads. CAs are self-signed roots (optionally with one
+intermediate) with keyCertSign + cRLSign. Everything here returns objects or PEM bytes; writing
+files is the caller's job. Validating what this issues is ``trust``'s; this module builds on
+``trust.certificate`` and production code never imports it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from edoc_axis.errors import TrustError
+from edoc_axis.trust.certificate import ORGAN_ID_URI_PREFIX, PrivateKey
 
-ORGAN_ID_URI_PREFIX = "urn:qcvn102:organid:"
 KEY_TYPES = ("rsa2048", "rsa3072", "p256")
 DEFAULT_AGENCY_DAYS = 730
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CRL_DAYS = 7
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 def _now() -> dt.datetime:
@@ -46,12 +45,6 @@ def generate_key(key_type: str = "rsa2048") -> PrivateKey:
     if key_type == "p256":
         return ec.generate_private_key(ec.SECP256R1())
     raise TrustError(f"unknown key type {key_type!r}; use one of {', '.join(KEY_TYPES)}")
-
-
-def key_matches(key: PrivateKey, cert: x509.Certificate) -> bool:
-    """Whether ``key`` is the private half of ``cert``'s public key."""
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
 
 
 def key_to_pem(key: PrivateKey) -> bytes:
