@@ -70,7 +70,10 @@ def _client(ctx: click.Context) -> DmsClient:
 @click.option(
     "--sdk-quirks",
     is_flag=True,
-    help="Sign like the Java SDK 2.0.1 (unpadded hash-file, CRLF after the body).",
+    help="Sign like the Java SDK 2.0.1: unpadded hash-file, CRLF after the body, one timestamp "
+    "and sticky headers for the client's life, and header values written as the low byte of "
+    "each character (so Vietnamese text in a header fails with AUTH_HEADER_ENCODING, as with "
+    "the SDK: percent-encode it).",
 )
 @click.pass_context
 def dms_group(

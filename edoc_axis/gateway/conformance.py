@@ -70,9 +70,23 @@ HINTS = {
         "the call's timestamp is outside the node's window: it is read in the node's "
         "api.timezone (Vietnam time unless set) and may be at most 300 s ahead; compare the "
         "clocks of both machines, that zone and api.max_timestamp_age"),
-    "AUTH_HEADER_ENCODING": "a header holds text the SDK cannot send as signed: send ASCII",
+    "AUTH_HEADER_ENCODING": (
+        "a signed header holds text beyond ISO-8859-1 (Vietnamese đ, ư, ậ, ...): the Java SDK "
+        "writes each header character as its low byte, so what arrives is not what was signed. "
+        "Send only ASCII in XroadVnpt headers: percent-encode UTF-8 text (an updateStatus "
+        "description such as %C4%90%C3%A3 for Đã is decoded by the gateway), or use a client "
+        "that writes headers as UTF-8"),
+    "REQUEST_IN_PROGRESS": (
+        "the gateway is still answering the first copy of this exact signed request (a retry "
+        "came before its answer): wait a second (Retry-After) and send the same request "
+        "again; it gets the first answer and is not applied twice"),
     "AUTH_BAD_TIMESTAMP": "the timestamp is not the SDK's ddMMyyyy'T'HHmmss+SSSS form",
-    "AUTH_REPLAY": "the node already accepted this exact signed call; sign every call afresh",
+    "AUTH_REPLAY": (
+        "these exact signed headers were already answered, and now came with another body or "
+        "call, so nothing was done (an exact repeat, same headers and same body, simply gets "
+        "its first answer again). Sign the headers for the body actually sent (a new timestamp "
+        "and that body's hash-file); a failed updateStatus repeated after a later one for the "
+        "same docId succeeded is refused too: send a new updateStatus"),
     "AUTH_MISSING": "a required XroadVnpt-* header was not sent or not signed",
     "AUTH_HEADER_MISMATCH": "a header differs from its value in XroadVnpt-sign-header",
     "AUTH_BAD_SIGN_HEADER": "XroadVnpt-sign-header must be the compact JSON of the headers",
