@@ -290,4 +290,3 @@ def _check_signing_usage(cert: x509.Certificate) -> None:
         return
     if basic.ca:
         raise _fail("CERT_KEY_USAGE", "a CA certificate cannot sign packages", cert)
-

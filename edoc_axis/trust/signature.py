@@ -120,9 +120,7 @@ def sign_tree(
     if previous is not None:  # keep the file's indentation: the signature goes on its own line
         placeholder.tail, previous.tail = previous.tail, header.text
     try:
-        signed = sign_enveloped(
-            root, private_key, [signer_cert, *chain], ALGORITHMS[algorithm]
-        )
+        signed = sign_enveloped(root, private_key, [signer_cert, *chain], ALGORITHMS[algorithm])
     finally:
         if previous is not None:
             previous.tail = placeholder.tail
