@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from edoc_axis.errors import EdocAxisError
+from edoc_axis.trust.certificate import PrivateKey
 
 FORMAT_VERSION = 1
 ZERO_HASH = "0" * 64
@@ -50,8 +51,6 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 RSA_PSS_SHA256 = "rsa-pss-sha256"
 ECDSA_SHA256 = "ecdsa-sha256"
 ALGORITHMS = (RSA_PSS_SHA256, ECDSA_SHA256)
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 class Kind(StrEnum):
