@@ -1,8 +1,9 @@
-"""Tests of the edXML package model: read (parse), write (build), status, ids, dates."""
+"""Tests of the edXML package model through edxml.read (parse), edxml.write (build, trace
+headers) and edxml.status (new_status)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,18 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edoc_axis.edxml.attachment import add_attachment
-from edoc_axis.edxml.identifier import (
-    VN_TZ,
-    document_id_sender,
-    format_date,
-    format_timestamp,
-    is_valid_organ_id,
-    make_document_id,
-    organ_level,
-    organ_parent,
-    parse_date,
-    parse_timestamp,
-)
+from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.edxml.model import (
     Business,
     Code,
@@ -42,7 +32,6 @@ from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import HostileInput, MalformedPackage
 
 VALID = DATA / "valid"
-
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -262,66 +251,3 @@ def test_new_status_addresses_the_right_party() -> None:
         new_status(recipient, doc, "07")
     about = new_status(recipient, status.response_for, "05", to_organ_id="000.00.00.G22")
     assert about.response_for.document_id == doc.document_id
-
-
-# --- identifiers, dates and times ---------------------------------------------------------------
-
-
-def test_dates_and_timestamps() -> None:
-    """yyyy/MM/dd and yyyy/MM/dd HH:mm:ss both ways; dd/MM/yyyy is named in the error."""
-    assert format_date(date(2024, 3, 5)) == "2024/03/05"
-    assert parse_date("2024/03/05") == date(2024, 3, 5)
-    with pytest.raises(ValueError, match="dd/MM/yyyy"):
-        parse_date("05/03/2024")
-    with pytest.raises(ValueError, match="real calendar date"):
-        parse_date("2024/02/30")
-    moment = parse_timestamp("2024/03/05 09:15:00")
-    assert moment.utcoffset() is not None and moment.utcoffset() == VN_TZ.utcoffset(None)
-    assert format_timestamp(moment) == "2024/03/05 09:15:00"
-    assert format_timestamp(datetime(2024, 3, 5, 23, 0, tzinfo=UTC)) == "2024/03/06 06:00:00"
-    with pytest.raises(ValueError, match="dd/MM/yyyy"):
-        parse_timestamp("05/03/2024 09:15:00")
-    with pytest.raises(ValueError, match="yyyy/MM/dd"):
-        parse_date("٢٠٢٤/03/05")
-
-
-def test_document_id_convention() -> None:
-    """make_document_id builds the convention; document_id_sender reads the sender back."""
-    doc_id = make_document_id("000.00.00.G22", date(2024, 3, 5), "12", "VPCP-TTĐT")
-    assert doc_id == "000.00.00.G22,2024/03/05,12/VPCP-TTĐT"
-    assert document_id_sender(doc_id) == "000.00.00.G22"
-    assert document_id_sender("5f0c9a3e-2b1d-4c7e-9a61-0d2f4b8e7c15") is None
-
-
-@pytest.mark.parametrize(
-    ("organ_id", "strict", "lenient"),
-    [
-        ("000.00.00.G22", True, True),
-        ("000.00.00.H41", True, True),
-        ("001.00.20.TT2", False, True),
-        ("28.22.H17", False, False),
-        ("01.02.G22", False, False),
-        ("000.00.00.g22", False, False),
-        ("000.00.00.G22 ", False, False),
-        ("٠٠٠.00.00.G22", False, False),
-        ("", False, False),
-    ],
-)
-def test_organ_id_validity(organ_id: str, strict: bool, lenient: bool) -> None:
-    """Strict and lenient OrganId forms; malformed ids and non-ASCII digits are refused."""
-    assert is_valid_organ_id(organ_id, strict=True) is strict
-    assert is_valid_organ_id(organ_id) is lenient
-
-
-def test_organ_level_and_parent() -> None:
-    """Levels 1-4 and the parent that zeroes the leftmost non-zero group."""
-    assert organ_level("000.00.00.G22") == 1
-    assert organ_level("000.00.05.H41") == 2
-    assert organ_level("000.12.05.H41") == 3
-    assert organ_level("001.00.20.TT2") == 4
-    assert organ_parent("000.00.00.G22") is None
-    assert organ_parent("000.00.05.H41") == "000.00.00.H41"
-    assert organ_parent("000.12.05.H41") == "000.00.05.H41"
-    assert organ_parent("001.00.20.TT2") == "000.00.20.TT2"
-    with pytest.raises(ValueError, match="not an OrganId"):
-        organ_level("28.22.H17")

@@ -1,0 +1,131 @@
+"""Tests of edxml.parser, the one hardened door for untrusted XML: each refusal code, the limits,
+what it lets through unchanged, and the parse counter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import HOSTILE_PACKAGES, expected_code, make_document
+
+from edoc_axis.edxml.limits import DEFAULT_LIMITS, DEFAULT_MAX_BYTES, XmlLimits
+from edoc_axis.edxml.parser import PARSE_STATS, parse_xml
+from edoc_axis.edxml.write import build
+from edoc_axis.errors import EdocAxisError, HostileInput, MalformedPackage
+
+
+def _refused(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> EdocAxisError:
+    with pytest.raises((HostileInput, MalformedPackage)) as refused:
+        parse_xml(data, limits)
+    return refused.value
+
+
+@pytest.mark.parametrize("path", HOSTILE_PACKAGES, ids=lambda path: path.name)
+def test_hostile_corpus_is_refused_at_the_door(path: Path) -> None:
+    """Each hostile corpus file raises HostileInput with the code its name announces."""
+    error = _refused(path.read_bytes())
+    assert isinstance(error, HostileInput) and error.code == expected_code(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b'<!DOCTYPE edXML SYSTEM "http://example.org/x.dtd"><edXML/>', "XML_DOCTYPE"),
+        (b'<!ENTITY x "y"><edXML/>', "XML_ENTITY"),
+        (b"<edXML>&undeclared;</edXML>", "XML_ENTITY"),
+        (b"\xff\xfe<\x00e\x00/\x00>\x00", "XML_ENCODING"),
+        (b'<?xml version="1.0" encoding="ISO-8859-1"?><edXML/>', "XML_ENCODING"),
+        (b"<edXML>\xff</edXML>", "XML_ENCODING"),
+        (b"<edXML>\x00</edXML>", "XML_NOT_XML"),
+    ],
+    ids=["doctype", "entity-declaration", "entity-reference", "utf16-bom", "latin1-declared",
+         "invalid-utf8", "nul-byte"],
+)
+def test_hostile_bytes_get_their_code(data: bytes, code: str) -> None:
+    """DTDs, entities, other encodings and binary data are HostileInput, each with its code."""
+    error = _refused(data)
+    assert isinstance(error, HostileInput) and error.code == code
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "XML_EMPTY"),
+        (b"\xef\xbb\xbf \r\n\t", "XML_EMPTY"),
+        (b"edXML", "XML_NOT_XML"),
+        (b"<edXML><a></edXML>", "XML_MALFORMED"),
+        (b"<edXML/><edXML/>", "XML_MALFORMED"),
+    ],
+    ids=["empty", "bom-and-spaces", "no-markup", "unclosed", "two-roots"],
+)
+def test_unreadable_bytes_are_malformed(data: bytes, code: str) -> None:
+    """Empty, non-XML and ill-formed bytes are MalformedPackage, each with its code."""
+    error = _refused(data)
+    assert type(error) is MalformedPackage and error.code == code
+
+
+def test_malformed_xml_names_its_line() -> None:
+    """A syntax error reports the line libxml2 found it on."""
+    assert _refused(b"<edXML>\n<a>\n</b>\n</edXML>").line == 3
+
+
+def test_oversize_input_is_refused_by_the_configured_limit() -> None:
+    """Bytes over max_bytes are refused before parsing; the default is 15 MiB."""
+    data = build(make_document(content="x" * 400)) + b" " * 2_000_000
+    started = time.perf_counter()
+    error = _refused(data, XmlLimits(max_bytes=1_000_000))
+    assert time.perf_counter() - started < 0.5
+    assert error.code == "XML_TOO_LARGE"
+    assert parse_xml(data).getroot() is not None
+    assert DEFAULT_LIMITS.max_bytes == DEFAULT_MAX_BYTES == 15 * 1024 * 1024
+
+
+def test_absurd_nesting_is_refused_fast() -> None:
+    """100,000 nested elements are refused quickly."""
+    data = b"<edXML>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</edXML>"
+    started = time.perf_counter()
+    error = _refused(data)
+    assert time.perf_counter() - started < 0.5
+    assert error.code == "XML_TOO_DEEP"
+
+
+def test_depth_limit_is_the_configured_one() -> None:
+    """Nesting one level past max_depth is refused; at max_depth it passes."""
+    at_limit = b"<a>" * 4 + b"</a>" * 4
+    assert parse_xml(at_limit, XmlLimits(max_depth=4)).getroot().tag == "a"
+    assert _refused(at_limit, XmlLimits(max_depth=3)).code == "XML_TOO_DEEP"
+
+
+def test_element_flood_is_refused_fast() -> None:
+    """A flat flood of elements beyond the element limit is refused before building a tree."""
+    data = b"<edXML>" + b"<a/>" * 300_000 + b"</edXML>"
+    started = time.perf_counter()
+    error = _refused(data)
+    assert time.perf_counter() - started < 0.5
+    assert error.code == "XML_TOO_MANY_ELEMENTS"
+    assert _refused(b"<a>" + b"<b/>" * 50 + b"</a>", XmlLimits(max_elements=10)).code == (
+        "XML_TOO_MANY_ELEMENTS"
+    )
+
+
+def test_what_passes_is_kept_as_sent(sample_document: bytes) -> None:
+    """A UTF-8 BOM, a utf8 declaration, comments and PIs pass; comments and PIs stay in the
+    tree (a signature covers them); character references are resolved, nothing else."""
+    data = b'\xef\xbb\xbf<?xml version="1.0" encoding="utf8"?><a><!--c--><?pi x?>&amp;&#233;</a>'
+    root = parse_xml(data).getroot()
+    assert [type(node).__name__ for node in root] == ["_Comment", "_ProcessingInstruction"]
+    assert root[-1].tail == "&é"
+    assert parse_xml(bytearray(sample_document)).getroot().tag.endswith("edXML")
+    assert parse_xml(memoryview(sample_document)).getroot().tag.endswith("edXML")
+    with pytest.raises(TypeError):
+        parse_xml(sample_document.decode())  # type: ignore[arg-type]
+
+
+def test_parse_stats_count_each_parse(sample_document: bytes) -> None:
+    """PARSE_STATS counts the parses lxml runs; a refusal by the pre-scan costs none."""
+    parses, builds = PARSE_STATS.snapshot()
+    parse_xml(sample_document)
+    parse_xml(sample_document)
+    _refused(b"<!DOCTYPE x><edXML/>")
+    assert PARSE_STATS.snapshot() == (parses + 2, builds)
