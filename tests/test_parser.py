@@ -3,6 +3,8 @@ what it lets through unchanged, and the parse counter."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,3 +131,15 @@ def test_parse_stats_count_each_parse(sample_document: bytes) -> None:
     parse_xml(sample_document)
     _refused(b"<!DOCTYPE x><edXML/>")
     assert PARSE_STATS.snapshot() == (parses + 2, builds)
+
+
+def test_limits_and_the_lxml_free_modules_load_no_lxml() -> None:
+    """edxml's __init__, limits, identifier, model and profile import without lxml."""
+    code = (
+        "import sys\n"
+        "import edoc_axis.edxml, edoc_axis.edxml.limits, edoc_axis.edxml.identifier\n"
+        "import edoc_axis.edxml.model, edoc_axis.edxml.profile\n"
+        "print('lxml' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
