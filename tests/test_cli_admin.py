@@ -1,10 +1,8 @@
-"""`edoc-axis init`, `directory list|show|check` and `doctor`."""
+"""`edoc-axis init`, `directory list|show|check` and `doctor` (its checks: tests/test_doctor.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +12,6 @@ from click.testing import CliRunner, Result
 from edoc_axis.cli import main
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.directory import Directory
-from edoc_axis.ops.doctor import Check, broker_check, diagnose
-from edoc_axis.transport.provision import declare_topology
-from edoc_axis.transport.topology import Topology
 from edoc_axis.trust import certificate as trust
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
@@ -57,10 +52,6 @@ def bench(tmp_path: Path) -> Bench:
         result = _init_dev(tmp_path, organ_id, "--name", name)
         assert result.exit_code == 0, result.output
     return Bench(tmp_path)
-
-
-def _by_name(checks: list[Check], name: str) -> list[Check]:
-    return [c for c in checks if c.name == name]
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -193,71 +184,16 @@ def test_doctor_fails_clearly_when_the_key_is_missing(bench: Bench) -> None:
     assert "ok    certificate:" in result.output  # the other checks still run
 
 
-def test_doctor_detects_identity_mismatches(bench: Bench) -> None:
-    """Another agency's key/cert, or a fingerprint not listed, fail with the reason."""
-    g22, h41 = bench.settings(G22), bench.settings(H41)
-    g22.keys.key.write_bytes(h41.keys.key.read_bytes())
-    checks = diagnose(bench.config(G22), env={}, check_broker=None)
-    assert "is not the key of" in _by_name(checks, "signing key")[0].detail
-    g22.keys.cert.write_bytes(h41.keys.cert.read_bytes())
-    checks = diagnose(bench.config(G22), env={}, check_broker=None)
-    assert _by_name(checks, "signing key")[0].status == "ok"
-    cert_check = _by_name(checks, "certificate")[0]
-    assert (cert_check.status, cert_check.detail.endswith(f"issued to {H41}, not {G22}")) == (
-        "FAIL", True)
-    fp_check = _by_name(checks, "fingerprint")[0]
-    assert fp_check.status == "FAIL" and "not listed for 000.00.00.G22" in fp_check.detail
-
-
-def test_doctor_expiry_and_crl_freshness(bench: Bench) -> None:
-    """Near expiry warns, expired fails; a stale CRL fails while CRLs are required."""
-    cert = trust.load_certificate(bench.settings(G22).keys.cert.read_bytes())
-    soon = cert.not_valid_after_utc - dt.timedelta(days=10)
-    checks = diagnose(bench.config(G22), env={}, check_broker=None, now=soon)
-    assert _by_name(checks, "expiry")[0].status == "warn"
-    assert _by_name(checks, "crls")[0].status == "FAIL"  # the 30-day dev CRL is long stale
-    late = cert.not_valid_after_utc + dt.timedelta(days=1)
-    checks = diagnose(bench.config(G22), env={}, check_broker=None, now=late)
-    assert _by_name(checks, "expiry")[0].detail.startswith("certificate expired on")
-    assert _by_name(checks, "chain")[0].status == "FAIL"
-
-
-def test_doctor_directory_and_config_failures(bench: Bench) -> None:
-    """A broken config stops after the config line; an unlisted agency fails the directory."""
-    checks = diagnose(bench.root / "nope.toml", env={}, check_broker=None)
-    assert [(c.name, c.status) for c in checks] == [("config", "FAIL")]
-    env = {"EDOC_AXIS_DIRECTORY": str(bench.root / "other.toml")}
-    (bench.root / "other.toml").write_text("")
-    checks = diagnose(bench.config(G22), env=env, check_broker=None)
-    assert "000.00.00.G22 (this node) is not listed" in _by_name(checks, "directory")[0].detail
-
-
-def test_doctor_uses_the_broker_check_it_is_given(bench: Bench) -> None:
-    """The broker check is a parameter: its reason becomes the FAIL line."""
-    seen: list[str] = []
-
-    def refuse(settings: Settings) -> str | None:
-        seen.append(settings.organ_id)
-        return "BROKER_NOT_FOUND: queue edoc.in.000.00.00.G22 does not exist"
-
-    checks = diagnose(bench.config(G22), env={}, check_broker=refuse)
-    assert seen == [G22]
-    assert checks[-1].line() == (
-        "FAIL  broker: BROKER_NOT_FOUND: queue edoc.in.000.00.00.G22 does not exist")
-    checks = diagnose(bench.config(G22), env={}, check_broker=lambda s: None)
-    assert checks[-1].status == "ok" and "edoc.in.000.00.00.G22" in checks[-1].detail
-
-
-@pytest.mark.broker
-def test_broker_check_on_the_real_broker(bench: Bench, broker_url: str) -> None:
-    """The real check fails while the agency's queue is missing, and passes once declared."""
-    organ_id = f"000.00.{uuid.uuid4().int % 90 + 10}.G22"
-    settings = load_settings(bench.config(G22), env={
-        "EDOC_AXIS_BROKER_URL": broker_url, "EDOC_AXIS_ORGAN_ID": organ_id})
-    reason = broker_check(settings)
-    assert reason is not None and "BROKER_NOT_FOUND" in reason
-    declare_topology(broker_url, Topology(), [organ_id])
-    assert broker_check(settings) is None
-    wrong = load_settings(bench.config(G22), env={
-        "EDOC_AXIS_BROKER_URL": broker_url.replace("guest:guest", "guest:wrong")})
-    assert "BROKER_AUTH_FAILED" in (broker_check(wrong) or "")
+def test_doctor_json_lists_every_check(bench: Bench) -> None:
+    """--json prints one object per check (check, status, detail) and keeps the exit code."""
+    result = run("doctor", "-c", bench.config(G22), "--no-broker", "--json")
+    assert result.exit_code == 0, result.output
+    checks = json.loads(result.stdout)
+    assert checks[0] == {"check": "config", "status": "ok",
+                         "detail": f"{bench.config(G22)} for {G22}"}
+    assert checks[-1] == {"check": "broker", "status": "skip",
+                          "detail": "not checked (--no-broker)"}
+    bench.settings(G22).keys.cert.unlink()
+    result = run("doctor", "-c", bench.config(G22), "--no-broker", "--json")
+    assert result.exit_code == 1
+    assert "FAIL" in {c["status"] for c in json.loads(result.stdout)}
