@@ -26,11 +26,11 @@ from pathlib import Path
 from bench_node import RECIPIENT, SENDER, signed_documents
 
 from edoc_axis import config, directory
+from edoc_axis.audit.log import AuditLog, key_sealer
 from edoc_axis.log import configure_logging
-from edoc_axis.node.node import Node, audit_sealer, load_identity
+from edoc_axis.node.node import Node, load_identity
 from edoc_axis.ops import pki
 from edoc_axis.store import Event, Store
-from edoc_axis.store.audit_log import AuditLog
 from edoc_axis.transport.message import IncomingMessage
 from edoc_axis.trust import certificate as trust
 
@@ -62,8 +62,9 @@ def bench_store(settings: config.Settings, events: int) -> None:
     """Appends/s through the store, one event per transaction and 100 per transaction."""
     for per_txn in (1, 100):
         store = Store(settings.data_dir / f"store-{per_txn}.sqlite3")
-        log = AuditLog(store, settings.organ_id, sealer=audit_sealer(
-            load_identity(settings), settings.organ_id)).attach()
+        identity = load_identity(settings)
+        log = AuditLog(store, settings.organ_id, sealer=key_sealer(
+            identity.key, identity.cert, settings.organ_id)).attach()
         started = time.perf_counter()
         for start in range(0, events, per_txn):
             with store.transaction() as txn:

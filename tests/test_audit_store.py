@@ -15,7 +15,8 @@ from conftest import AuditedExchange, build_edxml_status
 from edoc_axis.audit import chain as audit
 from edoc_axis.audit.auditor import Auditor, LogReport
 from edoc_axis.audit.chain import AuditEntry
-from edoc_axis.store.audit_log import ENTRY_COLUMNS
+from edoc_axis.node.node import load_identity, load_trust
+from edoc_axis.store.audit_rows import ENTRY_COLUMNS
 from edoc_axis.trust.certificate import fingerprint
 from edoc_axis.trust.signature import sign
 
@@ -26,7 +27,8 @@ G22, H41, H42 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H42"
 
 def auditor(exchange: AuditedExchange, organ_id: str = G22) -> Auditor:
     """An auditor of one node's store after the exchange."""
-    return Auditor.from_settings(exchange.settings[organ_id])
+    settings = exchange.settings[organ_id]
+    return Auditor.open(settings, load_trust(settings))
 
 
 def verify(exchange: AuditedExchange, organ_id: str = G22) -> LogReport:
@@ -218,7 +220,8 @@ def test_archive_then_verify_holds_across_the_boundary(
     import datetime as dt
 
     x = audited_exchange
-    checker = Auditor.from_settings(x.settings[G22], sealing=True)
+    settings = x.settings[G22]
+    checker = Auditor.open(settings, load_trust(settings), load_identity(settings))
     try:
         before = checker.log.span()
         record = checker.archive(dt.datetime.now(dt.UTC) + dt.timedelta(days=1), tmp_path)

@@ -185,7 +185,7 @@ def test_inbox_pickup_states(store: Store) -> None:
         "p1"
     ]
     with pytest.raises(sqlite3.IntegrityError), store.transaction() as txn:
-        txn.conn.execute("UPDATE inbox SET pickup = 'lost'")
+        store.conn.execute("UPDATE inbox SET pickup = 'lost'")  # bypassing set_pickup
 
 
 def test_event_hook_runs_inside_the_transaction(tmp_path: Path) -> None:
@@ -194,8 +194,9 @@ def test_event_hook_runs_inside_the_transaction(tmp_path: Path) -> None:
 
     def hook(txn: Transaction, event: Event) -> None:
         seen.append(event.kind)
-        txn.execute("INSERT INTO rejections (code, reason, sha256, at, body) VALUES (?,?,?,?,?)",
-                    (event.kind, "hook", "0", txn.at, b""))
+        txn.add_rejection(message_id=None, broker_user=None, claimed_sender=None,
+                          identified_sender=None, document_id=None, code=event.kind,
+                          reason="hook", sha256="0", body=b"")
 
     store = Store(tmp_path / "n.sqlite3", on_event=hook)
     with pytest.raises(RuntimeError), store.transaction() as txn:
@@ -277,3 +278,29 @@ def test_migration_3_adds_warnings_to_an_existing_store(tmp_path: Path) -> None:
         assert store.package("old").warnings == ()
     finally:
         store.close()
+
+
+def test_one_read_interface_on_the_store_a_transaction_and_a_snapshot(store: Store) -> None:
+    """Every read exists once: a transaction reads its own uncommitted writes with the same
+    methods the Store and a snapshot offer, and another thread sees them only after commit."""
+    body = b"<edXMLEnvelope>one read interface</edXMLEnvelope>"
+    seen_elsewhere: list[bool] = []
+
+    def look_from_another_thread() -> None:
+        seen_elsewhere.append(store.package_digest("p1") is not None)
+
+    with store.transaction() as txn:
+        txn.add_package(_pkg("p1", body=body))
+        assert txn.package("p1").sha256 == hashlib.sha256(body).hexdigest()
+        assert list(txn.signed_bodies(hashlib.sha256(body).hexdigest())) == [body]
+        other = threading.Thread(target=look_from_another_thread)
+        other.start()
+        other.join()
+    assert seen_elsewhere == [False]
+    digest = (_pkg("p1").document_id, hashlib.sha256(body).hexdigest())
+    assert store.package_digest("p1") == digest
+    assert store.latest_document("out", _pkg("p1").document_id) == store.package("p1")
+    with store.snapshot() as view:
+        assert view.package_digest("p1") == digest
+        assert view.body("p1") == body
+        assert view.audit_rows.head() is None

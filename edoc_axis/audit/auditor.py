@@ -32,11 +32,11 @@ from edoc_axis.audit.check import (
     trusted_anchors,
     verify_chain,
 )
+from edoc_axis.audit.log import INCOMING_KINDS, OUTGOING_KINDS, AuditLog, SigningIdentity
 from edoc_axis.config import Settings
 from edoc_axis.errors import EdocAxisError, NotFound
-from edoc_axis.node.node import Identity, audit_log, load_identity, load_trust
 from edoc_axis.store import Store
-from edoc_axis.store.audit_log import INCOMING_KINDS, OUTGOING_KINDS, ArchiveRecord, AuditLog
+from edoc_axis.store.audit_rows import ArchiveRecord
 from edoc_axis.trust.certificate import load_certificates
 from edoc_axis.trust.chain import TrustStore
 from edoc_axis.trust.policy import SignaturePolicy
@@ -110,27 +110,22 @@ class Auditor:
     """Audit operations on one node's store (``identity`` needed only to seal)."""
 
     def __init__(self, settings: Settings, store: Store, trust: TrustStore,
-                 identity: Identity | None = None) -> None:
+                 identity: SigningIdentity | None = None) -> None:
         self.settings = settings
         self.organ_id = settings.organ_id
         self.store = store
         self.trust = trust
         self.identity = identity
-        if identity is not None:
-            self.log = audit_log(settings, store, identity)
-        else:
-            policy = audit.CheckpointPolicy(settings.audit.every_entries,
-                                            settings.audit.every_seconds)
-            self.log = AuditLog(store, settings.organ_id, policy=policy)
+        self.log = AuditLog.of_settings(settings, store, identity)
         self.policy = self.log.policy
         self.receipt_policy = replace(settings.signature, crl_required=False)
         self.status_policy = self.receipt_policy.for_status()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, sealing: bool = False) -> Auditor:
-        """An auditor of the settings' store; ``sealing`` also loads the signing key."""
-        identity = load_identity(settings) if sealing else None
-        return cls(settings, Store(settings.store_path), load_trust(settings), identity)
+    def open(cls, settings: Settings, trust: TrustStore,
+             identity: SigningIdentity | None = None) -> Auditor:
+        """An auditor of the settings' store (``identity``, the agency key, only to seal)."""
+        return cls(settings, Store(settings.store_path), trust, identity)
 
     def close(self) -> None:
         """Close the store."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from cryptography import x509
 
 from edoc_axis.audit import chain as audit
+from edoc_axis.audit.log import AuditLog, Sealer
 from edoc_axis.config import Settings
 from edoc_axis.directory import Agency, Directory
 from edoc_axis.edxml import schema
@@ -60,7 +61,7 @@ from edoc_axis.log import get_logger
 from edoc_axis.node import state
 from edoc_axis.node.state import RECIPIENT_CODES, REPEATABLE_CODES, SENDER_CODES
 from edoc_axis.store import Event, NewPackage, PackageRecord, Store, Transaction
-from edoc_axis.store.audit_log import AuditLog, Sealer
+from edoc_axis.store.reads import Reads
 from edoc_axis.transport.link import Link
 from edoc_axis.transport.message import (
     REPLAYED_USER_HEADER,
@@ -579,7 +580,7 @@ class Node:
         with self.store.snapshot() as view:
             return self._find_duplicate(view, pkg, item) is not None
 
-    def _find_duplicate(self, txn: Transaction, pkg: DocumentPackage,
+    def _find_duplicate(self, txn: Reads, pkg: DocumentPackage,
                         item: _Received) -> PackageRecord | None:
         sender = pkg.sender.organ_id
         if item.message.message_id:

@@ -50,7 +50,7 @@ class RequestLog:
         """Store a success (replacing an earlier failure) or a first failure (never replacing)."""
         answer = None if record.answer is None else record.answer.decode("utf-8")
         with self.store.transaction() as txn:
-            txn.execute(
+            self.store.conn.execute(  # this thread's connection: inside the transaction
                 _INSERT_FAILURE if answer is None else _INSERT_SUCCESS,
                 (systemid, signature, record.call, record.body_sha256, record.subject, answer,
                  txn.at),
