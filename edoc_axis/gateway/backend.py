@@ -293,11 +293,13 @@ class NodeBackend:
 
     def recall(self, systemid: str, signature: str) -> RequestRecord | None:
         """The stored record of this signed request, or None."""
-        return self._run(self._requests.recall, systemid, signature)
+        row = self._run(self._requests.recall, systemid, signature)
+        return None if row is None else RequestRecord(*row)
 
     def remember(self, systemid: str, signature: str, record: RequestRecord) -> None:
         """Store the outcome of a signed request."""
-        self._run(self._requests.remember, systemid, signature, record)
+        row = (record.call, record.body_sha256, record.subject, record.answer, record.seq)
+        self._run(self._requests.remember, systemid, signature, row)
 
     def applied_since(self, subject: str, seq: int) -> bool:
         """Whether a request about ``subject`` succeeded after outcome ``seq``."""

@@ -3,19 +3,22 @@
 One ``dms_request`` row per signed sendEdoc/updateStatus the gateway answered (and per
 updateStatus that failed), keyed by system id and HMAC signature, so that an exact repeat of
 the request, even after a restart, gets the first answer again and changes nothing
-(``api.DmsGateway``; the argument is in the README's DMS gateway section). Rows are small
+(``gateway.service``; the argument is in the README's DMS gateway section). Rows are small
 (no bodies) and kept: with no timestamp age limit a signed request stays valid for as long as
-the DMS's SDK object lives.
+the DMS's SDK object lives. Rows go in and out as plain values (``RequestRow``): the gateway's
+``ledger.RequestRecord`` is built from them by ``gateway.backend``, so the store imports nothing
+of the gateway.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edoc_axis.gateway.ledger import RequestRecord
-
 if TYPE_CHECKING:  # the Store imports nothing of this module; only annotations need it
     from edoc_axis.store import Store
+
+# call, body_sha256, subject, answer (None: not succeeded), seq
+RequestRow = tuple[str, str, str | None, bytes | None, int]
 
 _INSERT = (
     "INSERT INTO dms_request (systemid, signature, call, body_sha256, subject, answer, seq, at)"
@@ -29,13 +32,13 @@ _INSERT_SUCCESS = (
 
 
 class RequestLog:
-    """``dmsauth.RequestLedger`` over the ``dms_request`` table of one store."""
+    """The rows of the ``dms_request`` table of one store (the gateway's durable ledger)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def recall(self, systemid: str, signature: str) -> RequestRecord | None:
-        """The record of this signed request, or None."""
+    def recall(self, systemid: str, signature: str) -> RequestRow | None:
+        """The row of this signed request, or None."""
         row = self.store.conn.execute(
             "SELECT call, body_sha256, subject, answer, seq FROM dms_request"
             " WHERE systemid = ? AND signature = ?",
@@ -44,16 +47,17 @@ class RequestLog:
         if row is None:
             return None
         answer = None if row[3] is None else str(row[3]).encode("utf-8")
-        return RequestRecord(str(row[0]), str(row[1]), row[2], answer, int(row[4]))
+        return str(row[0]), str(row[1]), row[2], answer, int(row[4])
 
-    def remember(self, systemid: str, signature: str, record: RequestRecord) -> None:
-        """Store a success (replacing an earlier failure) or a first failure (never replacing)."""
-        answer = None if record.answer is None else record.answer.decode("utf-8")
+    def remember(self, systemid: str, signature: str, row: RequestRow) -> None:
+        """Store a success (replacing an earlier failure) or a first failure (never replacing);
+        ``row``'s seq is ignored: the store numbers outcomes itself."""
+        call, body_sha256, subject, answer_bytes, _ = row
+        answer = None if answer_bytes is None else answer_bytes.decode("utf-8")
         with self.store.transaction() as txn:
-            self.store.conn.execute(  # this thread's connection: inside the transaction
+            txn.execute(
                 _INSERT_FAILURE if answer is None else _INSERT_SUCCESS,
-                (systemid, signature, record.call, record.body_sha256, record.subject, answer,
-                 txn.at),
+                (systemid, signature, call, body_sha256, subject, answer, txn.at),
             )
 
     def applied_since(self, subject: str, seq: int) -> bool:
