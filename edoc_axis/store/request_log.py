@@ -55,7 +55,7 @@ class RequestLog:
         call, body_sha256, subject, answer_bytes, _ = row
         answer = None if answer_bytes is None else answer_bytes.decode("utf-8")
         with self.store.transaction() as txn:
-            txn.execute(
+            self.store.conn.execute(  # this thread's connection: inside the transaction
                 _INSERT_FAILURE if answer is None else _INSERT_SUCCESS,
                 (systemid, signature, call, body_sha256, subject, answer, txn.at),
             )
