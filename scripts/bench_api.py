@@ -46,7 +46,8 @@ from edoc_axis.gateway.protocol import (
 )
 from edoc_axis.gateway.server import DmsServer
 from edoc_axis.log import configure_logging
-from edoc_axis.node.node import Node, Runner
+from edoc_axis.node.node import Node
+from edoc_axis.node.runner import Runner
 from edoc_axis.ops import pki
 from edoc_axis.transport.provision import declare_topology
 from edoc_axis.transport.topology import Topology

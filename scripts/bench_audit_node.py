@@ -28,7 +28,8 @@ from bench_node import RECIPIENT, SENDER, signed_documents
 from edoc_axis import config, directory
 from edoc_axis.audit.log import AuditLog, key_sealer
 from edoc_axis.log import configure_logging
-from edoc_axis.node.node import Node, load_identity
+from edoc_axis.node.node import Node
+from edoc_axis.node.wiring import load_identity
 from edoc_axis.ops import pki
 from edoc_axis.store import Event, Store
 from edoc_axis.transport.message import IncomingMessage

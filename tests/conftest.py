@@ -454,7 +454,8 @@ def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
     import time
 
     from edoc_axis import config
-    from edoc_axis.node.node import Node, Runner
+    from edoc_axis.node.node import Node
+    from edoc_axis.node.runner import Runner
 
     g22, h41, h42 = AXIS_AGENCIES
     settings = {o: dataclasses.replace(axis.settings(o), audit=config.AuditSettings(3, 300))

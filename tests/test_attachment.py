@@ -21,7 +21,8 @@ from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.schema import validate
 from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import MalformedPackage
-from edoc_axis.node.node import Node, Runner
+from edoc_axis.node.node import Node
+from edoc_axis.node.runner import Runner
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n" + bytes(range(256)) * 8
 TEXT = "Kính gửi: Ủy ban nhân dân tỉnh Nghệ An\r\n".encode() * 20

@@ -15,7 +15,7 @@ from conftest import AuditedExchange, build_edxml_status
 from edoc_axis.audit import chain as audit
 from edoc_axis.audit.auditor import Auditor, LogReport
 from edoc_axis.audit.chain import AuditEntry
-from edoc_axis.node.node import load_identity, load_trust
+from edoc_axis.node.wiring import load_identity, load_trust
 from edoc_axis.store.audit_rows import ENTRY_COLUMNS
 from edoc_axis.trust.certificate import fingerprint
 from edoc_axis.trust.signature import sign

@@ -35,7 +35,8 @@ from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.gateway.client import DmsClient
 from edoc_axis.gateway.sdk import sha256_hex
 from edoc_axis.gateway.server import DmsServer
-from edoc_axis.node.node import Node, Runner
+from edoc_axis.node.node import Node
+from edoc_axis.node.runner import Runner
 from edoc_axis.trust.signature import sign
 
 pytestmark = pytest.mark.broker

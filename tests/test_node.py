@@ -20,7 +20,8 @@ from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.write import build
 from edoc_axis.errors import NotFound, RuleViolation, SignatureInvalid, UnknownAgency
-from edoc_axis.node.node import Node, Runner
+from edoc_axis.node.node import Node
+from edoc_axis.node.runner import Runner
 from edoc_axis.trust.signature import sign
 
 pytestmark = pytest.mark.broker

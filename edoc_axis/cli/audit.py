@@ -19,7 +19,7 @@ from edoc_axis.audit.check import Problem
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
 from edoc_axis.config import load_settings
 from edoc_axis.errors import EXIT_INVALID, NotFound
-from edoc_axis.node.node import load_identity, load_trust
+from edoc_axis.node.wiring import load_identity, load_trust
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 PROGRESS_MIN_ENTRIES = 20_000  # below this, a run is quick enough to need no progress bar

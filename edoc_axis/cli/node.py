@@ -19,7 +19,8 @@ from edoc_axis.cli.base import config_option, echo_json, json_option, reported_e
 from edoc_axis.config import Settings, load_settings
 from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
 from edoc_axis.gateway.backend import host
-from edoc_axis.node.node import Node, Runner, data_file
+from edoc_axis.node.node import Node
+from edoc_axis.node.runner import Runner, data_file
 from edoc_axis.store import Store
 from edoc_axis.transport.deadletter import dead_letters, replay_dead_letter
 from edoc_axis.transport.topology import Topology

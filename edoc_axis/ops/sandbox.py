@@ -59,7 +59,8 @@ from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import BrokerUnavailable, ConfigError, EdocAxisError, TemporaryFailure
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.log import get_logger
-from edoc_axis.node.node import Node, Runner
+from edoc_axis.node.node import Node
+from edoc_axis.node.runner import Runner
 from edoc_axis.ops.devbench import (
     AGENCY_CERT,
     AGENCY_KEY,

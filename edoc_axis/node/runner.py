@@ -1,0 +1,44 @@
+"""Running a node: its Link in a thread until stopped (``edoc-axis run``, the sandbox, tests),
+and reading a package file for submission."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from edoc_axis.errors import NotFound
+from edoc_axis.log import get_logger
+from edoc_axis.node.node import Node
+
+log = get_logger(__name__)
+
+
+class Runner:
+    """Runs a node's Link in a thread until ``stop``."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.link = node.link()
+        self._thread = threading.Thread(target=self.link.run, name=f"link-{node.organ_id}",
+                                        daemon=True)
+
+    def start(self) -> Runner:
+        """Start the Link thread."""
+        self._thread.start()
+        log.info("node_started", organ_id=self.node.organ_id)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop consuming, wait briefly for confirms, close the connection, join the thread."""
+        self.link.stop()
+        self._thread.join(timeout)
+        log.info("node_stopped", organ_id=self.node.organ_id,
+                 outbox=self.node.store.outbox_counts()["pending"])
+
+
+def data_file(path: Path) -> bytes:
+    """Read a package file for submission (a clear error when it cannot be read)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise NotFound(f"cannot read {path}: {exc.strerror}", code="FILE_UNREADABLE") from exc

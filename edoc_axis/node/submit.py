@@ -1,0 +1,112 @@
+"""Submit: a package this agency sends, checked, signed by policy and stored for the relay.
+
+Limits, schema and rules under the submit profile, From must be this agency, the signature
+policy (verify ours, or sign an unsigned submission), every recipient in the directory, then
+ONE transaction: the package, a delivery per recipient (``queued``) and an outbox row per
+recipient. A status submitted ready-made goes through ``Receipts.queue_status``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from edoc_axis.edxml import schema
+from edoc_axis.edxml.model import DocumentPackage, StatusPackage
+from edoc_axis.errors import PackageTooLarge, RuleViolation, SignatureInvalid, UnknownAgency
+from edoc_axis.log import get_logger
+from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique, warning_codes
+from edoc_axis.node.receipt import Receipts
+from edoc_axis.store import Event, NewPackage
+
+log = get_logger(__name__)
+
+
+class Submitter:
+    """Takes this agency's packages in (thread-safe: each call is its own transaction)."""
+
+    def __init__(self, ctx: Context, receipts: Receipts) -> None:
+        self.ctx = ctx
+        self.receipts = receipts
+
+    def submit(self, data: bytes) -> SubmitResult:
+        """Validate, sign (by policy) and store a package for sending; wake the relay.
+
+        A second submission of the same package (sender, DocumentId, business operation,
+        content digest) is recognised and answered with the original package id.
+        """
+        ctx = self.ctx
+        if len(data) > ctx.limits.max_bytes:
+            raise PackageTooLarge(f"package of {len(data)} bytes exceeds the limit of "
+                                  f"{ctx.limits.max_bytes} bytes", code="PACKAGE_TOO_LARGE")
+        accepted = schema.accept(data, ctx.limits, ctx.settings.validation.submit_profile)
+        pkg = accepted.package
+        if accepted.warnings:
+            log.warning("submission_warnings", codes=warning_codes(accepted.warnings))
+        if pkg.sender.organ_id != ctx.organ_id:
+            raise RuleViolation(
+                f"From/OrganId is {pkg.sender.organ_id}, but this node sends only for "
+                f"{ctx.organ_id}", code="FROM_NOT_THIS_AGENCY", agency=pkg.sender.organ_id,
+                element="From/OrganId")
+        if pkg.signed:
+            pkg = ctx.verified(data, ctx.me, ctx.policy)[0]
+            signed = data
+        elif ctx.settings.signature.sign_unsigned_submissions:
+            signed = ctx.sign(data)
+        else:
+            raise SignatureInvalid("the package is unsigned and this node does not sign "
+                                   "submissions (signature.sign_unsigned_submissions)",
+                                   code="SIG_MISSING", element="Signature")
+        ctx.topology.check_size(signed)
+        if isinstance(pkg, StatusPackage):
+            result = self._submit_status(pkg, signed, sha256(data))
+        else:
+            result = self._submit_document(pkg, signed, sha256(data))
+        ctx.wake()
+        return result
+
+    def _submit_document(self, pkg: DocumentPackage, signed: bytes,
+                         digest: str) -> SubmitResult:
+        ctx = self.ctx
+        recipients = unique(o.organ_id for o in pkg.recipients)
+        for organ_id in recipients:
+            if organ_id not in ctx.directory:
+                raise UnknownAgency(f"recipient {organ_id} is not in the agency directory",
+                                    code="AGENCY_UNKNOWN", agency=organ_id, element="To/OrganId")
+        document_id = pkg.document_id or ""
+        op = pkg.business_doc_type
+        with ctx.store.transaction() as txn:
+            existing = txn.package_by_key("out", ctx.organ_id, document_id, op, digest)
+            if existing is not None:
+                log.info("submission_duplicate", package_id=existing.package_id,
+                         document_id=document_id)
+                return SubmitResult(existing.package_id, "edoc", document_id,
+                                    existing.recipients, duplicate=True)
+            related = (txn.latest_document("out", document_id, business_op=0)
+                       if op else None)
+            package_id = str(uuid.uuid4())
+            row = txn.add_package(NewPackage(
+                package_id=package_id, direction="out", kind="edoc", sender=ctx.organ_id,
+                recipients=recipients, document_id=document_id, body=signed,
+                sha256=sha256(signed), dedupe_digest=digest, message_id=package_id,
+                business_op=op, related_package=related.package_id if related else None,
+                broker_user=ctx.broker_user))
+            row = inserted(row, package_id)
+            for organ_id in recipients:
+                txn.add_delivery(row, document_id, organ_id, "queued")
+                txn.add_outbox(row, organ_id)
+            txn.emit(Event("submitted", package_id, document_id, ",".join(recipients),
+                           sha256(signed), {"business_op": str(op)}))
+        log.info("package_submitted", package_id=package_id, document_id=document_id,
+                 recipients=len(recipients))
+        return SubmitResult(package_id, "edoc", document_id, recipients)
+
+    def _submit_status(self, pkg: StatusPackage, signed: bytes, digest: str) -> SubmitResult:
+        to = pkg.response_for.organ_id
+        if to not in self.ctx.directory:
+            raise UnknownAgency(f"status addressee {to} is not in the agency directory",
+                                code="AGENCY_UNKNOWN", agency=to, element="ResponseFor/OrganId")
+        with self.ctx.store.transaction() as txn:
+            package_id = self.receipts.queue_status(
+                txn, pkg.response_for.document_id, pkg.status_code, to, signed=signed,
+                description=pkg.description, digest=digest)
+        return SubmitResult(package_id, "status", pkg.response_for.document_id, (to,))
