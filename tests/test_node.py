@@ -15,13 +15,20 @@ from conftest import DEVIANT_TRACE_ORGAN_ID, Axis, build_edxml_document, with_de
 
 from edoc_axis.cli import main
 from edoc_axis.config import ValidationSettings
-from edoc_axis.edxml.model import Business, Code, DocumentPackage, Organization
+from edoc_axis.edxml.model import Business, Code, DocumentPackage, Organization, StatusPackage
 from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.write import build
-from edoc_axis.errors import NotFound, RuleViolation, SignatureInvalid, UnknownAgency
+from edoc_axis.errors import (
+    NotFound,
+    PackageRejected,
+    RuleViolation,
+    SignatureInvalid,
+    UnknownAgency,
+)
 from edoc_axis.node.node import Node
 from edoc_axis.node.runner import Runner
+from edoc_axis.transport.message import IncomingMessage, Outcome
 from edoc_axis.trust.signature import sign
 
 pytestmark = pytest.mark.broker
@@ -282,3 +289,31 @@ def test_deviant_document_is_received_with_its_warnings(axis: Axis,
     assert received["detail"]["warnings"] == sorted(DEVIATION_CODES)
     text = CliRunner().invoke(main, ["audit", "trail", "-c", str(config), result.document_id])
     assert f"warnings {','.join(sorted(DEVIATION_CODES))}" in text.output
+
+
+def test_refusal_at_the_storing_step_is_answered_02_never_01(
+    nodes: Callable[..., Node], axis: Axis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document the checks pass but storing refuses is dead-lettered and answered 02, never 01."""
+    h41 = nodes(H41, run=False)
+    g22 = axis.pki.agencies[G22]
+    body = sign(make_document(G22, (H41,), 21), g22.key, g22.cert)
+
+    def refuse(*_: object) -> None:
+        raise PackageRejected("refused while storing")
+
+    monkeypatch.setattr(h41.receiver, "_store_document", refuse)
+    message = IncomingMessage(body=body, message_id="refused-1",
+                              user_id=axis.agencies[G22].account.user, type="edoc", headers={},
+                              redelivered=False, delivery_count=0, routing_key=H41)
+    assert h41.handle_batch([message]) == [Outcome.REJECT]
+    [rejection] = h41.store.rejections()
+    assert rejection.code == "PACKAGE_REJECTED"
+    assert documents_in(h41) == []
+    answers = h41.store.packages(direction="out", kind="status")
+    assert [(a.status_code, a.recipients) for a in answers] == [("02", (G22,))]
+    [queued] = h41.store.pending_outbox(10, exclude=set())
+    status = parse(queued.body)
+    assert isinstance(status, StatusPackage)
+    assert (status.status_code, queued.recipient) == ("02", G22)
+    assert "PACKAGE_REJECTED: refused while storing" in (status.description or "")

@@ -73,7 +73,9 @@ class Receipts:
                                         "02", to, reason))
 
     def queue_refusal(self, txn: Transaction, reply: Reply, error_code: str) -> None:
-        """Store the answer to a refused message and queue it (it joins no delivery)."""
+        """Store a 02 answer and queue it (it joins no delivery: the message was never one)."""
+        if reply.code != "02":
+            raise ValueError(f"a refusal is answered with 02, not {reply.code}")
         package_id = str(uuid.uuid4())
         digest = sha256(reply.signed)
         row = txn.add_package(NewPackage(

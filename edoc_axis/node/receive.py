@@ -8,7 +8,8 @@ Per message, in three phases (the Link's thread calls ``handle_batch``):
 2. the answer the checks predict is signed outside the transaction: 01 for a new document, 02
    for a refusal (only to the agency that owns the broker user, never to a claimed From);
 3. one transaction for the batch, a savepoint per message: dedupe, the package and its inbox
-   row, a status's effect on its delivery, and the answer queued.
+   row, a status's effect on its delivery, and the answer queued. When storing refuses a
+   message the checks passed, the answer is signed again for that outcome: a 02, never the 01.
 Outcomes are returned only after the commit, so the Link acks nothing that is not durable.
 """
 
@@ -188,6 +189,10 @@ class Receiver:
                     self._store_status(txn, item, item.package)
         except PackageRejected as exc:
             item.error = exc
+            if isinstance(item.package, DocumentPackage):
+                # Refused only now, after the checks passed: the 01 signed in phase 2 answers
+                # an outcome that did not happen. (A status still gets no status back.)
+                item.reply = self._draft_reply(item)
         if item.error is not None:
             self._store_rejection(txn, item, item.error)
             item.outcome = Outcome.REJECT
@@ -235,7 +240,7 @@ class Receiver:
         txn.emit(Event("received", record.package_id, document_id, sender, item.sha256,
                        {"signer": item.extra.get("signer"),
                         "warnings": warning_codes(item.warnings)}))
-        if item.reply is not None:
+        if item.reply is not None and item.reply.code == "01":
             self.receipts.queue_status(txn, document_id, "01", sender, signed=item.reply.signed,
                                        description=None)
 
@@ -287,6 +292,6 @@ class Receiver:
                        {"code": error.code}))
         log.warning("message_rejected", message_id=item.message.message_id, code=error.code,
                     reason=error.message, broker_user=item.message.user_id)
-        if item.reply is not None:
+        if item.reply is not None and item.reply.code == "02":
             # 02 goes to the agency that owns the broker user, never to a claimed From.
             self.receipts.queue_refusal(txn, item.reply, error.code)
