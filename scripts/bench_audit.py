@@ -23,9 +23,9 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from edoc_axis.audit import chain as audit
-from edoc_axis.audit import check as auditcheck
-from edoc_axis.audit.chain import AuditEntry, Checkpoint, CheckpointPolicy, Kind
+from edoc_axis.audit.chain import AuditEntry, Kind, genesis_hash, next_entry
+from edoc_axis.audit.checkpoint import Checkpoint, CheckpointPolicy, seal, trusted_anchors
+from edoc_axis.audit.verification import verify_chain
 from edoc_axis.ops import pki
 from edoc_axis.trust import signature
 from edoc_axis.trust.chain import TrustStore
@@ -47,7 +47,7 @@ def build_chain(
     n: int, key: Any, cert: Any, policy: CheckpointPolicy
 ) -> tuple[list[AuditEntry], list[Checkpoint], float]:
     """``n`` entries appended as the store would; returns them, the checkpoints and entries/s."""
-    genesis = audit.genesis_hash(G22)
+    genesis = genesis_hash(G22)
     at = dt.datetime.now(dt.UTC)
     entries: list[AuditEntry] = []
     checkpoints: list[Checkpoint] = []
@@ -55,14 +55,14 @@ def build_chain(
     last: Checkpoint | None = None
     started = time.perf_counter()
     for i in range(n):
-        head = audit.next_entry(
+        head = next_entry(
             head, kind=Kind.STATUS_RECEIVED, genesis=genesis, at=at, package_id=f"pkg-{i}",
             document_id=f"{G22},2025/03/01,{i}/VPCP", counterpart=H41,
             content_sha256=hashlib.sha256(i.to_bytes(8, "big")).hexdigest(), detail="01",
         )
         entries.append(head)
         if policy.due(last, head, now=at):
-            last, head = audit.seal(head, key, cert, G22, genesis=genesis, at=at)
+            last, head = seal(head, key, cert, G22, genesis=genesis, at=at)
             checkpoints.append(last)
             entries.append(head)
     return entries, checkpoints, len(entries) / (time.perf_counter() - started)
@@ -78,16 +78,16 @@ def main() -> None:
     key, cert = pki.issue_agency_certificate(ca_key, ca, G22, "VPCP")
     h41_key, h41_cert = pki.issue_agency_certificate(ca_key, ca, H41, "UBND")
     store = TrustStore([ca], crls=[pki.make_crl(ca_key, ca)])
-    check = auditcheck.trusted_anchors(store, G22)
+    check = trusted_anchors(store, G22)
     policy = CheckpointPolicy(every_entries=1000, every_seconds=1e9)
 
     entries, checkpoints, append_rate = build_chain(args.entries, key, cert, policy)
     print(f"append (next_entry + seal every 1000, RSA-2048): {append_rate:,.0f} entries/s "
           f"({1e6 / append_rate:.1f} us/entry)")
 
-    genesis = audit.genesis_hash(G22)
+    genesis = genesis_hash(G22)
     started = time.perf_counter()
-    report = auditcheck.verify_chain(
+    report = verify_chain(
         iter(entries), start_prev_hash=genesis, trust=check, checkpoints=iter(checkpoints),
         policy=policy,
     )
@@ -106,7 +106,7 @@ def main() -> None:
 
     sample = entries[: args.receipts]
     started = time.perf_counter()
-    report = auditcheck.verify_chain(
+    report = verify_chain(
         iter(sample), start_prev_hash=genesis, trust=check,
         checkpoints=iter(c for c in checkpoints if c.seq <= len(sample)),
         receipt_verifier=rsa_receipt,

@@ -1,75 +1,36 @@
 """The node's auditor: verify, trace, export, bundle and archive the audit chain in its store.
 
-Wires the pure pieces (``audit`` chain logic, ``evidence`` bundles and archives,
-``signature.verify`` for stored receipts) to the store's ``AuditLog``. ``edoc-axis audit``
-commands call only this module.
-
-Stored receipts are judged as of the time their entry was recorded (``signature.verify``'s
-``as_of``): a certificate that has since expired, or was revoked later, does not void a receipt
-signed while it was good. Checkpoints are judged at their own time by ``audit.trusted_anchors``.
+Wires the pure pieces (chain, checkpoint, verification, receipts, bundles, archives, export)
+to the store's ``AuditLog``. ``edoc-axis audit`` commands call this module (and
+``audit.bundle`` to check a bundle elsewhere). Stored receipts are judged as of their entry's
+time (``audit.receipt``); checkpoints at their own time by ``checkpoint.trusted_anchors``.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
-import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from edoc_axis.audit import chain as audit
-from edoc_axis.audit import evidence
-from edoc_axis.audit.chain import AuditEntry, Checkpoint, Code, Kind
-from edoc_axis.audit.check import (
-    CertificateCheck,
-    ChainReport,
-    Problem,
-    trusted_anchors,
-    verify_chain,
-)
-from edoc_axis.audit.log import INCOMING_KINDS, OUTGOING_KINDS, AuditLog, SigningIdentity
+from edoc_axis.audit.archive import verify_archive, write_archive
+from edoc_axis.audit.bundle import build_bundle, bundle_ranges
+from edoc_axis.audit.chain import SIGNED_KINDS, AuditEntry, Code, format_time
+from edoc_axis.audit.checkpoint import CertificateCheck, Checkpoint, trusted_anchors
+from edoc_axis.audit.export import write_export
+from edoc_axis.audit.log import AuditLog, SigningIdentity
+from edoc_axis.audit.receipt import StoredReceipts
+from edoc_axis.audit.verification import ChainReport, Problem, verify_chain
 from edoc_axis.config import Settings
-from edoc_axis.errors import EdocAxisError, NotFound
+from edoc_axis.errors import NotFound
 from edoc_axis.store import Store
 from edoc_axis.store.audit_rows import ArchiveRecord
-from edoc_axis.trust.certificate import load_certificates
 from edoc_axis.trust.chain import TrustStore
-from edoc_axis.trust.policy import SignaturePolicy
-from edoc_axis.trust.signature import verify
 
 Progress = Callable[[int], None]
-SIGNED_KINDS = OUTGOING_KINDS | INCOMING_KINDS
-
-
-def check_signed_bytes(
-    entry: AuditEntry, body: bytes, trust: TrustStore, policy: SignaturePolicy, organ_id: str
-) -> str | None:
-    """Why ``body`` is not a valid signature by the party ``entry`` names (None when it is).
-
-    The signer must be this node (``organ_id``) for what it sent and the counterpart for what
-    it received; when the entry recorded a certificate fingerprint, it must be that one.
-    """
-    if hashlib.sha256(body).hexdigest() != entry.content_sha256:
-        return "the stored signed bytes do not hash to the entry's content_sha256"
-    expected = organ_id if entry.kind in OUTGOING_KINDS else entry.counterpart
-    try:
-        result = verify(body, trust, policy, as_of=audit.parse_time(entry.at))
-    except EdocAxisError as exc:
-        return f"signature does not hold ({exc.code}: {exc.message})"
-    if not result.signed:
-        return None if not policy.require_signature else "the stored package is not signed"
-    if result.signer_organ_id != expected:
-        return (f"signed by {result.signer_organ_id} (certificate {result.fingerprint}), "
-                f"not by {expected}")
-    if entry.signer and result.fingerprint != entry.signer:
-        return (f"signed by certificate {result.fingerprint}, the entry recorded "
-                f"{entry.signer}")
-    return None
 
 
 @dataclass(slots=True)
@@ -118,8 +79,7 @@ class Auditor:
         self.identity = identity
         self.log = AuditLog.of_settings(settings, store, identity)
         self.policy = self.log.policy
-        self.receipt_policy = replace(settings.signature, crl_required=False)
-        self.status_policy = self.receipt_policy.for_status()
+        self.receipts = StoredReceipts(self.log, trust, settings.signature)
 
     @classmethod
     def open(cls, settings: Settings, trust: TrustStore,
@@ -132,22 +92,6 @@ class Auditor:
         self.store.close()
 
     # --- verification ------------------------------------------------------------------------
-
-    def receipt_check(self, entry: AuditEntry) -> str | None:
-        """The ``ReceiptVerifier`` of the live log: stored bytes exist and their signature
-        holds for the party the entry names."""
-        if entry.content_sha256 is None:
-            return None
-        if entry.kind not in SIGNED_KINDS and entry.kind != Kind.REJECTED:
-            return None
-        body = self.log.signed_bytes(entry.content_sha256)
-        if body is None:
-            return (f"the signed bytes (sha256 {entry.content_sha256[:16]}...) are not in the "
-                    "store: deleted or altered")
-        if entry.kind == Kind.REJECTED:
-            return None  # refused bytes are kept as evidence; their signature failed by design
-        policy = self.status_policy if "status" in entry.kind else self.receipt_policy
-        return check_signed_bytes(entry, body, self.trust, policy, self.organ_id)
 
     def checkpoint_trust(self) -> CertificateCheck:
         """Checkpoints must be signed by a certificate of this agency chaining to the anchors."""
@@ -166,7 +110,7 @@ class Auditor:
                 self.log.entries(start_seq, last), start_prev_hash=prev,
                 start_seq=start_seq, trust=self.checkpoint_trust(),
                 checkpoints=self.log.checkpoints(start_seq, last),
-                receipt_verifier=self.receipt_check if receipts else None,
+                receipt_verifier=self.receipts if receipts else None,
                 progress=progress, policy=self.policy if last is None else None)
         return report
 
@@ -186,7 +130,7 @@ class Auditor:
                     report.problems.append(Problem(record.last_seq, Code.EDITED.value, (
                         f"archive file {path} was altered (its SHA-256 is not the recorded one)")))
                 else:
-                    result = evidence.verify_archive(
+                    result = verify_archive(
                         data, trust=self.checkpoint_trust(), start_prev_hash=prev,
                         start_seq=start)
                     info["checked"] = True
@@ -215,35 +159,18 @@ class Auditor:
     def export(self, since: dt.date | dt.datetime, until: dt.date | dt.datetime, fmt: str,
                out: IO[str], progress: Progress | None = None) -> int:
         """Stream entries with ``since <= at < until + 1 day`` (dates) as jsonl or csv."""
-        lo = audit.format_time(_day_start(since))
+        lo = format_time(_day_start(since))
         end = _day_start(until)
-        hi = audit.format_time(end + dt.timedelta(days=1) if isinstance(until, dt.date)
+        hi = format_time(end + dt.timedelta(days=1) if isinstance(until, dt.date)
                                and not isinstance(until, dt.datetime) else end)
-        count = 0
         with self.store.snapshot():
-            entries = self.log.entries_between(lo, hi)
-            if fmt == "csv":
-                writer = csv.writer(out)
-                rows: Iterator[list[str]] = audit.csv_rows(entries)
-                writer.writerow(next(rows))
-                for row in rows:
-                    writer.writerow(row)
-                    count += 1
-                    if progress is not None:
-                        progress(1)
-            else:
-                for line in audit.to_jsonl(entries):
-                    out.write(line)
-                    count += 1
-                    if progress is not None:
-                        progress(1)
-        return count
+            return write_export(self.log.entries_between(lo, hi), fmt, out, progress)
 
     def export_count(self, since: dt.date | dt.datetime, until: dt.date | dt.datetime) -> int:
         """How many entries ``export`` will write (for a progress bar)."""
         end = _day_start(until) + dt.timedelta(days=1)
-        return self.log.count_between(audit.format_time(_day_start(since)),
-                                      audit.format_time(end))
+        return self.log.count_between(format_time(_day_start(since)),
+                                      format_time(end))
 
     # --- evidence ----------------------------------------------------------------------------
 
@@ -263,7 +190,7 @@ class Auditor:
         if not seqs or seqs[-1] < involved[-1].seq:
             self.seal()
             seqs = self.log.checkpoint_seqs()
-        ranges = evidence.bundle_ranges([e.seq for e in involved], seqs)
+        ranges = bundle_ranges([e.seq for e in involved], seqs)
         entries: list[AuditEntry] = []
         checkpoints: list[Checkpoint] = []
         for first, last in ranges:
@@ -278,7 +205,7 @@ class Auditor:
                     seen.add(e.content_sha256)
                     packages.append((f"{e.seq:010d}-{e.kind}.xml", body))
         certs = list(self.identity.chain) if self.identity is not None else []
-        return evidence.build_bundle(document_id, packages, entries, checkpoints, certs,
+        return build_bundle(document_id, packages, entries, checkpoints, certs,
                                      organ_id=self.organ_id)
 
     def archive(self, before: dt.date | dt.datetime, out_dir: Path,
@@ -293,7 +220,7 @@ class Auditor:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = (out_dir / f"audit-{self.organ_id}-{first:012d}-{end:012d}.zip").resolve()
         with path.open("wb") as sink:
-            evidence.write_archive(
+            write_archive(
                 sink, _counted(self.log.entries(first, end), progress),
                 self.log.checkpoints(first, end), organ_id=self.organ_id)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -308,44 +235,3 @@ def _counted(entries: Iterator[AuditEntry], progress: Progress | None) -> Iterat
         if progress is not None:
             progress(1)
         yield e
-
-
-def _bundle_parts(data: bytes) -> tuple[str, list[bytes]]:
-    """The node OrganId and extra certificates of a bundle ("" and [] when unreadable: the
-    full check in ``evidence.verify_bundle`` then names what is wrong)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            manifest = json.loads(zf.read("manifest.json"))
-            extra = [zf.read(n) for n in zf.namelist() if n.startswith("certs/")]
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError):
-        return "", []
-    organ_id = manifest.get("organ_id") if isinstance(manifest, dict) else None
-    return (organ_id if isinstance(organ_id, str) else ""), extra
-
-
-def verify_bundle_file(data: bytes, anchor_pems: list[bytes]) -> evidence.BundleReport:
-    """Check an evidence bundle with trust anchors only (no node, no database): the chain
-    segments and checkpoints, and every signed package's signer."""
-    organ_id, extra = _bundle_parts(data)
-    store = TrustStore.from_pem(anchor_pems, intermediates=extra)
-    policy = SignaturePolicy(require_signature=True, crl_required=False)
-
-    def check(entry: AuditEntry, body: bytes) -> str | None:
-        if entry.kind not in SIGNED_KINDS:
-            return None
-        return check_signed_bytes(entry, body, store, policy, organ_id)
-
-    return evidence.verify_bundle(data, anchor_pems, check)
-
-
-def anchors_from(paths: list[Path]) -> list[bytes]:
-    """PEM contents of CA files (each must hold at least one certificate)."""
-    out = []
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise NotFound(f"cannot read {path}: {exc.strerror}", code="FILE_UNREADABLE") from exc
-        load_certificates(data)
-        out.append(data)
-    return out

@@ -1,8 +1,10 @@
-"""The audit chain: hash-linked entries of every event and the signed checkpoints that seal them.
+"""The audit chain: hash-linked entries of every event, the kinds of event, and audit time.
 
-Pure logic: the store keeps the rows and calls ``next_entry``/``seal`` inside its own
-transaction; ``auditcheck.verify_chain`` streams rows back in constant memory and names what
-was tampered with. Bundles and archives built from these pieces live in ``audit.evidence``.
+Pure logic: the store keeps the rows (``store.audit_rows``) and ``audit.log`` calls
+``next_entry`` inside the transaction that records the event; ``audit.verification`` streams
+rows back in constant memory and names what was tampered with. Checkpoints that seal the chain
+are ``audit.checkpoint``; bundles and archives built from both are ``audit.bundle`` and
+``audit.archive``.
 
 Entry hash (format version 1)::
 
@@ -14,43 +16,27 @@ Entry hash (format version 1)::
 Length prefixes make the encoding unambiguous (no separator can be smuggled into a field) and
 there are no floats. The first entry's ``prev_hash`` is ``genesis_hash(organ_id)``: SHA-256 of
 ``b"edoc-axis/audit-genesis/1\\0" || OrganId``, so a log cannot be passed off as another node's.
-
-Checkpoints: every ``CheckpointPolicy`` interval the node signs (seq, head hash, time, OrganId,
-algorithm, certificate fingerprint) with its agency key (RSA-PSS-SHA256 or ECDSA-SHA256) and at
-once appends a ``checkpoint`` entry whose ``content_sha256`` is the checkpoint's digest, so the
-checkpoints are themselves chained into the log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.trust.certificate import PrivateKey
 
 FORMAT_VERSION = 1
 ZERO_HASH = "0" * 64
 _ENTRY_TAG = b"edoc-axis/audit-entry/1\x00"
-_CHECKPOINT_TAG = b"edoc-axis/audit-checkpoint/1\x00"
 _GENESIS_TAG = b"edoc-axis/audit-genesis/1\x00"
 _NONE = b"\xff\xff\xff\xff"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-RSA_PSS_SHA256 = "rsa-pss-sha256"
-ECDSA_SHA256 = "ecdsa-sha256"
-ALGORITHMS = (RSA_PSS_SHA256, ECDSA_SHA256)
 
 
 class Kind(StrEnum):
@@ -70,6 +56,11 @@ class Kind(StrEnum):
 
 
 KINDS = frozenset(k.value for k in Kind)
+# Entries whose content_sha256 names signed bytes: signed by this node (what it sent) or by the
+# counterpart (what it received).
+OUTGOING_KINDS = frozenset({Kind.SUBMITTED.value, Kind.STATUS_SENT.value})
+INCOMING_KINDS = frozenset({Kind.RECEIVED.value, Kind.STATUS_RECEIVED.value})
+SIGNED_KINDS = OUTGOING_KINDS | INCOMING_KINDS
 
 
 class Code(StrEnum):
@@ -109,7 +100,8 @@ def parse_time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
-def _malformed(message: str) -> EdocAxisError:
+def malformed(message: str) -> EdocAxisError:
+    """The error of an unreadable entry, checkpoint or line (``AUDIT_MALFORMED``)."""
     return EdocAxisError(message, code=Code.MALFORMED.value)
 
 
@@ -148,18 +140,18 @@ class AuditEntry:
     def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:
         """An entry from ``to_dict`` output; raises ``EdocAxisError(AUDIT_MALFORMED)``."""
         if not isinstance(data, Mapping):
-            raise _malformed("an audit entry must be an object")
+            raise malformed("an audit entry must be an object")
         values: dict[str, Any] = {}
         for name in ENTRY_FIELDS:
             value = data.get(name)
             if name == "seq":
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise _malformed(f"entry seq must be a positive integer, got {value!r}")
+                    raise malformed(f"entry seq must be a positive integer, got {value!r}")
             elif name in ("at", "kind", "prev_hash", "entry_hash"):
                 if not isinstance(value, str):
-                    raise _malformed(f"entry field {name} must be a string")
+                    raise malformed(f"entry field {name} must be a string")
             elif value is not None and not isinstance(value, str):
-                raise _malformed(f"entry field {name} must be a string or null")
+                raise malformed(f"entry field {name} must be a string or null")
             values[name] = value
         return cls(**values)
 
@@ -204,7 +196,7 @@ def hash_entry(prev_hash: str, seq: int, e: AuditEntry) -> str:
 
 def _check_hex(name: str, value: str | None) -> None:
     if value is not None and not _HEX64.fullmatch(value):
-        raise _malformed(f"{name} must be 64 lowercase hex digits")
+        raise malformed(f"{name} must be 64 lowercase hex digits")
 
 
 def next_entry(
@@ -228,7 +220,7 @@ def next_entry(
     fingerprint of the certificate that signed them.
     """
     if kind not in KINDS:
-        raise _malformed(f"unknown audit event kind {kind!r}")
+        raise malformed(f"unknown audit event kind {kind!r}")
     _check_hex("content_sha256", content_sha256)
     _check_hex("signer", signer)
     _check_hex("genesis", genesis)
@@ -243,181 +235,3 @@ def next_entry(
         seq, when, str(kind), package_id, document_id, counterpart, content_sha256, signer,
         detail, prev_hash, hash_entry(prev_hash, seq, draft),
     )
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A signed statement "the chain of ``organ_id`` had head ``head_hash`` at ``seq``"."""
-
-    seq: int
-    head_hash: str
-    at: str
-    organ_id: str
-    algorithm: str
-    signature: bytes
-    cert_der: bytes
-
-    @property
-    def cert_fingerprint(self) -> str:
-        """SHA-256 hex of the signer certificate's DER."""
-        return hashlib.sha256(self.cert_der).hexdigest()
-
-    def signed_payload(self) -> bytes:
-        """The canonical bytes the signature covers (binds the certificate too)."""
-        parts = [_CHECKPOINT_TAG, self.seq.to_bytes(8, "big")]
-        fields = (self.head_hash, self.at, self.organ_id, self.algorithm, self.cert_fingerprint)
-        for value in fields:
-            raw = value.encode("utf-8")
-            parts.append(len(raw).to_bytes(4, "big"))
-            parts.append(raw)
-        return b"".join(parts)
-
-    @property
-    def digest(self) -> str:
-        """SHA-256 hex of payload and signature: the ``content_sha256`` of its chain entry."""
-        return hashlib.sha256(self.signed_payload() + self.signature).hexdigest()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (signature and certificate as hex)."""
-        return {
-            "seq": self.seq, "head_hash": self.head_hash, "at": self.at,
-            "organ_id": self.organ_id, "algorithm": self.algorithm,
-            "signature": self.signature.hex(), "cert_der": self.cert_der.hex(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
-        """A checkpoint from ``to_dict`` output; raises ``EdocAxisError(AUDIT_MALFORMED)``."""
-        try:
-            seq = data["seq"]
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise TypeError("seq")
-            head_hash, at, organ_id, algorithm = (
-                data[k] for k in ("head_hash", "at", "organ_id", "algorithm")
-            )
-            if not all(isinstance(t, str) for t in (head_hash, at, organ_id, algorithm)):
-                raise TypeError("text field")
-            return cls(
-                seq, head_hash, at, organ_id, algorithm, bytes.fromhex(data["signature"]),
-                bytes.fromhex(data["cert_der"]),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _malformed(f"malformed checkpoint ({exc})") from exc
-
-
-def make_checkpoint(
-    head: AuditEntry,
-    key: PrivateKey,
-    cert: x509.Certificate,
-    organ_id: str,
-    *,
-    at: dt.datetime | None = None,
-) -> Checkpoint:
-    """Sign ``head`` (its seq and entry hash) with the agency key."""
-    algorithm = RSA_PSS_SHA256 if isinstance(key, rsa.RSAPrivateKey) else ECDSA_SHA256
-    unsigned = Checkpoint(
-        head.seq, head.entry_hash, format_time(at), organ_id, algorithm, b"",
-        cert.public_bytes(Encoding.DER),
-    )
-    payload = unsigned.signed_payload()
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(payload, pss_padding(), hashes.SHA256())
-    else:
-        signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
-    return Checkpoint(
-        unsigned.seq, unsigned.head_hash, unsigned.at, organ_id, algorithm, signature,
-        unsigned.cert_der,
-    )
-
-
-def pss_padding() -> padding.PSS:
-    """The RSA-PSS parameters of checkpoint signatures (signing and verifying must agree)."""
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-
-
-def seal(
-    head: AuditEntry,
-    key: PrivateKey,
-    cert: x509.Certificate,
-    organ_id: str,
-    *,
-    genesis: str,
-    at: dt.datetime | None = None,
-) -> tuple[Checkpoint, AuditEntry]:
-    """A checkpoint of ``head`` and the ``checkpoint`` entry that chains it into the log.
-
-    Store both in the transaction that appended ``head``.
-    """
-    checkpoint = make_checkpoint(head, key, cert, organ_id, at=at)
-    entry = next_entry(
-        head, kind=Kind.CHECKPOINT, genesis=genesis, at=checkpoint.at,
-        content_sha256=checkpoint.digest, signer=checkpoint.cert_fingerprint,
-        detail=str(checkpoint.seq),
-    )
-    return checkpoint, entry
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointPolicy:
-    """Seal the chain after ``every_entries`` new entries or ``every_seconds``, whichever first."""
-
-    every_entries: int = 1000
-    every_seconds: float = 300.0
-
-    def due(
-        self, last: Checkpoint | None, head: AuditEntry | None, *, now: dt.datetime | None = None
-    ) -> bool:
-        """Whether to ``seal(head)`` now; call after every append, in the same transaction."""
-        if head is None:
-            return False
-        if last is None:
-            return head.kind != Kind.CHECKPOINT
-        if head.seq <= last.seq or (head.kind == Kind.CHECKPOINT and head.seq == last.seq + 1):
-            return False
-        if head.seq - last.seq >= self.every_entries:
-            return True
-        moment = now or parse_time(head.at)
-        return (moment - parse_time(last.at)).total_seconds() >= self.every_seconds
-
-
-# --- export -----------------------------------------------------------------------------------
-
-
-def to_jsonl(items: Iterable[AuditEntry | Checkpoint]) -> Iterator[str]:
-    """One compact JSON object per line (newline included), streaming."""
-    for item in items:
-        yield json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def _jsonl_objects(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
-    """The JSON objects of ``to_jsonl`` lines (blank lines skipped); raises AUDIT_MALFORMED."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise _malformed(f"line {number} is not JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise _malformed(f"line {number} is not an object")
-        yield data
-
-
-def entries_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[AuditEntry]:
-    """Entries back from ``to_jsonl`` lines (blank lines skipped); raises AUDIT_MALFORMED."""
-    return (AuditEntry.from_dict(data) for data in _jsonl_objects(lines))
-
-
-def checkpoints_from_jsonl(lines: Iterable[str | bytes]) -> Iterator[Checkpoint]:
-    """Checkpoints back from ``to_jsonl`` lines; raises AUDIT_MALFORMED."""
-    return (Checkpoint.from_dict(data) for data in _jsonl_objects(lines))
-
-
-def csv_rows(entries: Iterable[AuditEntry]) -> Iterator[list[str]]:
-    """A header row (``ENTRY_FIELDS``), then one row per entry ("" for None); for csv.writer."""
-    yield list(ENTRY_FIELDS)
-    for e in entries:
-        yield ["" if (v := getattr(e, name)) is None else str(v) for name in ENTRY_FIELDS]

@@ -19,8 +19,15 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from edoc_axis.audit import chain as audit
-from edoc_axis.audit.chain import AuditEntry, Checkpoint, CheckpointPolicy, Kind
+from edoc_axis.audit.chain import (
+    OUTGOING_KINDS,
+    AuditEntry,
+    Kind,
+    format_time,
+    genesis_hash,
+    next_entry,
+)
+from edoc_axis.audit.checkpoint import Checkpoint, CheckpointPolicy, seal
 from edoc_axis.config import Settings
 from edoc_axis.store import Store
 from edoc_axis.store.audit_rows import ArchiveRecord
@@ -30,7 +37,7 @@ from edoc_axis.store.transaction import Transaction
 from edoc_axis.trust.certificate import PrivateKey, fingerprint
 
 Sealer = Callable[[AuditEntry], tuple[Checkpoint, AuditEntry]]
-"""Sign ``head`` now: ``audit.seal(head, key, cert, organ_id, genesis=...)`` with the node's key."""
+"""Sign ``head`` now: ``seal(head, key, cert, organ_id, genesis=...)`` with the node's key."""
 
 # Node event kind -> audit kind. A duplicate delivery is recorded as ``received`` with
 # ``duplicate`` in its detail (the stored bytes are the original's).
@@ -41,9 +48,6 @@ EVENT_KINDS: dict[str, str] = {
     "status_received": Kind.STATUS_RECEIVED, "rejected": Kind.REJECTED,
     "dead_lettered": Kind.DEAD_LETTERED, "replayed": Kind.REPLAYED,
 }
-OUTGOING_KINDS = frozenset({Kind.SUBMITTED.value, Kind.STATUS_SENT.value})
-INCOMING_KINDS = frozenset({Kind.RECEIVED.value, Kind.STATUS_RECEIVED.value})
-
 
 
 class SigningIdentity(Protocol):
@@ -62,12 +66,12 @@ class SigningIdentity(Protocol):
 
 def key_sealer(key: PrivateKey, cert: x509.Certificate, organ_id: str) -> Sealer:
     """A ``Sealer`` signing with the agency key and certificate (the log gets only this)."""
-    genesis = audit.genesis_hash(organ_id)
+    genesis = genesis_hash(organ_id)
 
-    def seal(head: AuditEntry) -> tuple[Checkpoint, AuditEntry]:
-        return audit.seal(head, key, cert, organ_id, genesis=genesis)
+    def sign_head(head: AuditEntry) -> tuple[Checkpoint, AuditEntry]:
+        return seal(head, key, cert, organ_id, genesis=genesis)
 
-    return seal
+    return sign_head
 
 
 def _checkpoint(row: Any) -> Checkpoint:
@@ -103,7 +107,7 @@ class AuditLog:
     ) -> None:
         self.store = store
         self.organ_id = organ_id
-        self.genesis = audit.genesis_hash(organ_id)
+        self.genesis = genesis_hash(organ_id)
         self.policy = policy or CheckpointPolicy()
         self.sealer = sealer
         self.own_fingerprint = own_fingerprint
@@ -153,7 +157,7 @@ class AuditLog:
     def append(self, txn: Transaction, kind: str, **fields: str | None) -> AuditEntry:
         """Append one entry after the head; seal when the policy says so. Returns the entry."""
         head = self.head(txn)
-        entry = audit.next_entry(head, kind=kind, genesis=self.genesis, **fields)
+        entry = next_entry(head, kind=kind, genesis=self.genesis, **fields)
         txn.audit_rows.add_entry(_entry_row(entry))
         if self.sealer is not None and self.policy.due(self.last_checkpoint(txn), entry):
             self._seal(txn, entry)
@@ -265,4 +269,4 @@ class AuditLog:
     def archive_end(self, before: dt.datetime) -> int | None:
         """The newest checkpointed seq whose entry is older than ``before`` (an archive may end
         there), or None."""
-        return self.store.audit_rows.archive_end(audit.format_time(before))
+        return self.store.audit_rows.archive_end(format_time(before))

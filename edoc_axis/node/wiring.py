@@ -11,14 +11,12 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from edoc_axis.audit import chain as audit
-from edoc_axis.audit.log import AuditLog, Sealer
+from edoc_axis.audit.log import AuditLog, Sealer, key_sealer
 from edoc_axis.config import Settings
 from edoc_axis.errors import ConfigError
 from edoc_axis.store import Store
 from edoc_axis.trust.certificate import (
     PrivateKey,
-    fingerprint,
     load_certificates,
     load_private_key,
 )
@@ -58,17 +56,9 @@ def load_trust(settings: Settings) -> TrustStore:
 
 def audit_sealer(identity: Identity, organ_id: str) -> Sealer:
     """Sign the audit chain's head with the agency key (the store gets only this callable)."""
-    genesis = audit.genesis_hash(organ_id)
-
-    def seal(head: audit.AuditEntry) -> tuple[audit.Checkpoint, audit.AuditEntry]:
-        return audit.seal(head, identity.key, identity.cert, organ_id, genesis=genesis)
-
-    return seal
+    return key_sealer(identity.key, identity.cert, organ_id)
 
 
 def audit_log(settings: Settings, store: Store, identity: Identity) -> AuditLog:
     """The audit chain of ``store``, sealed with ``identity`` by the settings' policy."""
-    policy = audit.CheckpointPolicy(settings.audit.every_entries, settings.audit.every_seconds)
-    return AuditLog(store, settings.organ_id, policy=policy,
-                    sealer=audit_sealer(identity, settings.organ_id),
-                    own_fingerprint=fingerprint(identity.cert))
+    return AuditLog.of_settings(settings, store, identity)

@@ -1,10 +1,10 @@
 """Verification of the audit chain: recompute every hash, check every checkpoint, name each break.
 
-``verify_chain`` streams the entries and checkpoints that ``audit`` defines (rows read back in
-``seq`` order) in one pass and constant memory, and returns a ``ChainReport`` whose problems
-carry ``audit.Code`` codes. Which certificates may sign checkpoints is a ``CertificateCheck``
-(``trusted_fingerprints`` for the node's own keys, ``trusted_anchors`` for an auditor holding
-only the trust anchors).
+``verify_chain`` streams entries (``audit.chain``) and checkpoints (``audit.checkpoint``), read
+back in ``seq`` order, in one pass and constant memory, and returns a ``ChainReport`` whose
+problems carry ``chain.Code`` codes. Which certificates may sign checkpoints is the caller's
+``CertificateCheck``; whether the signed bytes behind an entry hold is its ``ReceiptVerifier``
+(``audit.receipt``).
 
 What verification catches, and how:
 
@@ -34,114 +34,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from edoc_axis.audit.chain import (
-    ECDSA_SHA256,
-    RSA_PSS_SHA256,
-    AuditEntry,
+from edoc_axis.audit.chain import AuditEntry, Code, Kind, canonical_entry, hash_entry, parse_time
+from edoc_axis.audit.checkpoint import (
+    CertificateCheck,
     Checkpoint,
     CheckpointPolicy,
-    Code,
-    Kind,
-    canonical_entry,
-    hash_entry,
-    parse_time,
-    pss_padding,
+    verify_checkpoint_signature,
 )
 from edoc_axis.errors import SignatureInvalid
-from edoc_axis.trust.certificate import fingerprint, organ_id_of
-from edoc_axis.trust.chain import TrustStore
 
 _NEVER = 1 << 62  # "no further checkpoint" in verify_chain's integer comparisons
-
-
-# --- checkpoint signatures ---------------------------------------------------------------------
-
-
-def verify_checkpoint_signature(checkpoint: Checkpoint) -> x509.Certificate:
-    """Check the signature against the embedded certificate; return that certificate.
-
-    Raises ``SignatureInvalid(AUDIT_CHECKPOINT_SIGNATURE)``. Whether the certificate is
-    trusted is a separate question (a ``CertificateCheck``).
-    """
-    code = Code.CHECKPOINT_SIGNATURE.value
-    try:
-        cert = x509.load_der_x509_certificate(checkpoint.cert_der)
-        public = cert.public_key()
-    except ValueError as exc:
-        raise SignatureInvalid(f"checkpoint certificate unreadable ({exc})", code=code) from exc
-    payload = checkpoint.signed_payload()
-    try:
-        if checkpoint.algorithm == RSA_PSS_SHA256 and isinstance(public, rsa.RSAPublicKey):
-            public.verify(checkpoint.signature, payload, pss_padding(), hashes.SHA256())
-        elif checkpoint.algorithm == ECDSA_SHA256 and isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(checkpoint.signature, payload, ec.ECDSA(hashes.SHA256()))
-        else:
-            raise SignatureInvalid(
-                f"checkpoint algorithm {checkpoint.algorithm!r} does not fit its key", code=code
-            )
-    except InvalidSignature as exc:
-        raise SignatureInvalid("checkpoint signature does not verify", code=code) from exc
-    return cert
-
-
-CertificateCheck = Callable[[x509.Certificate, Checkpoint], None]
-"""Accept the certificate that signed a checkpoint, or raise ``SignatureInvalid``."""
-
-
-def trusted_fingerprints(fingerprints: Iterable[str], organ_id: str) -> CertificateCheck:
-    """Accept only these certificates (the node's own, e.g. from the agency directory)."""
-    allowed = frozenset(fingerprints)
-
-    def check(cert: x509.Certificate, checkpoint: Checkpoint) -> None:
-        if checkpoint.organ_id != organ_id:
-            raise SignatureInvalid(
-                f"checkpoint is of {checkpoint.organ_id}, not {organ_id}",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
-            )
-        if fingerprint(cert) not in allowed:
-            raise SignatureInvalid(
-                f"checkpoint signed by certificate {fingerprint(cert)}, not one of the node's",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
-            )
-
-    return check
-
-
-def trusted_anchors(store: TrustStore, organ_id: str | None = None) -> CertificateCheck:
-    """Accept certificates chaining to ``store``'s anchors that bind the checkpoint's OrganId.
-
-    Validity is judged at the checkpoint's own time (an archive is verified years later, after
-    the certificate expired); missing CRLs are tolerated, a listed revocation is not.
-    """
-
-    def check(cert: x509.Certificate, checkpoint: Checkpoint) -> None:
-        try:
-            when = parse_time(checkpoint.at)
-        except ValueError as exc:
-            raise SignatureInvalid(
-                f"checkpoint time {checkpoint.at!r} is malformed",
-                code=Code.CHECKPOINT_SIGNATURE.value,
-            ) from exc
-        store.validate(cert, crl_required=False, at=when)
-        bound = organ_id_of(cert)
-        wanted = organ_id or checkpoint.organ_id
-        if bound != checkpoint.organ_id or bound != wanted:
-            raise SignatureInvalid(
-                f"checkpoint certificate binds OrganId {bound}, checkpoint says "
-                f"{checkpoint.organ_id}",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
-            )
-
-    return check
-
-
-
-# --- verification -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
