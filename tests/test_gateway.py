@@ -27,11 +27,12 @@ from test_node import G22, H41, H42, make_document, wait_for
 from edoc_axis.config import ApiSettings, DmsSystemSettings, Settings
 from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.edxml.model import DocumentPackage, Organization, StatusPackage
+from edoc_axis.edxml.parser import PARSE_STATS
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.status import new_status
 from edoc_axis.edxml.write import build
 from edoc_axis.errors import RequestRefused, TemporaryFailure
-from edoc_axis.gateway.backend import HostedGateway, host
+from edoc_axis.gateway.backend import HostedGateway, NodeBackend, host
 from edoc_axis.gateway.client import DmsClient
 from edoc_axis.gateway.sdk import sha256_hex
 from edoc_axis.gateway.server import DmsServer
@@ -467,3 +468,31 @@ def test_edoc_axis_run_serves_the_protocol_end_to_end(axis: Axis) -> None:
             if process.proc is not None:
                 process.proc.kill()
                 process.proc.wait(10)
+
+
+def test_sent_list_fills_summaries_of_older_packages_once(axis: Axis) -> None:
+    """Packages stored before subject and notation were columns: the first getSentEdocList
+    parses each body once and writes the columns; the next parses nothing, same rows."""
+    node = Node.from_settings(axis.settings(G22))
+    backend = NodeBackend(node)
+    try:
+        documents = [make_document(G22, (H41,), 30 + n) for n in range(4)]
+        for data in documents:
+            node.submit(data)
+        node.store.conn.execute("UPDATE packages SET subject = NULL, notation = NULL")
+        before = PARSE_STATS.snapshot()
+        first = backend.sent(G22, "edoc", None)
+        assert PARSE_STATS.snapshot()[0] - before[0] == len(documents)
+        before = PARSE_STATS.snapshot()
+        again = backend.sent(G22, "edoc", None)
+        assert PARSE_STATS.snapshot() == before
+        assert again == first
+        expected = []
+        for data in documents:
+            pkg = parse(data)
+            assert isinstance(pkg, DocumentPackage)
+            expected.append((pkg.subject, f"{pkg.code.number}/{pkg.code.notation}"))
+        assert [(i.title, i.notation) for i in again] == expected
+    finally:
+        backend.close()
+        node.close()

@@ -229,6 +229,14 @@ class StatusPackage:
 Package = DocumentPackage | StatusPackage
 
 
+def subject_and_notation(pkg: Package) -> tuple[str, str]:
+    """What a package is about, for listings: a document's Subject and ``number/notation``; a
+    status's Description and the ``number/notation`` of the document it is about."""
+    if isinstance(pkg, StatusPackage):
+        return pkg.description or "", pkg.response_for.code
+    return pkg.subject, f"{pkg.code.number}/{pkg.code.notation}"
+
+
 @cache
 def q(name: str) -> str:
     """The Clark name of an edXML element, e.g. ``{NS}From``."""

@@ -28,6 +28,9 @@ Decisions the protocol leaves open:
   ``failed``), ``receiveStatus`` the latest edXML status code from the recipient (``01`` arrived,
   ``02`` rejected, ``03``..``06``, ...; empty before any), ``receiveStatusDesc`` the delivery
   state and reason, ``sentTime`` the submission time, ``receivedTime`` when status 01 came back.
+  ``title`` and ``notation`` are the package's ``subject``/``notation`` columns (a status's title
+  is its code and description): no body is parsed to list, except once for a package stored
+  before the store kept them, whose columns are then filled.
 - **getAgenciesList** reports the directory: ``id``, ``code102`` and ``oldCode`` are the OrganId
   (QCVN 102:2016), ``pid`` the parent's OrganId, ``code`` the directory's code (newer scheme).
 
@@ -40,11 +43,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from edoc_axis.edxml.model import Package, StatusPackage
+from edoc_axis.edxml.model import Package, StatusPackage, subject_and_notation
 from edoc_axis.edxml.read import parse
 from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
 from edoc_axis.gateway.ledger import RequestRecord
@@ -69,7 +72,6 @@ log = get_logger(__name__)
 T = TypeVar("T")
 WORKERS = 8
 LIST_LIMIT = 1000
-SUMMARY_CACHE = 10_000
 MAX_DESCRIPTION_CHARS = 500
 BODY_OVERHEAD = 64 * 1024  # room for the SDK's multipart wrapping around a package at the limit
 NOT_DONE: tuple[Pickup, ...] = ("new", "processing", "fail")
@@ -96,7 +98,6 @@ class NodeBackend:
         self.list_limit = list_limit
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dms-backend")
         self._requests = RequestLog(node.store)
-        self._summaries: dict[str, tuple[str, str]] = {}
         # One submission at a time: concurrent writers would wait in SQLite's busy handler,
         # which sleeps in growing steps (seconds of tail latency); the work is GIL-bound anyway.
         self._submit_lock = threading.Lock()
@@ -227,14 +228,16 @@ class NodeBackend:
             records = store.recent_packages(direction="out", kind=other, package_id=doc_id)
             if not records:
                 raise NotFound(f"no sent package {doc_id!r}", package_id=doc_id)
+        records = self._with_summaries(records)
         items: list[SentItem] = []
         with store.snapshot() as view:
             for record in records:
-                title, notation = self._summary(record)
+                subject, notation = record.subject or "", record.notation or ""
                 if record.kind == "edoc":
-                    items += [self._delivery_item(record, d, title, notation)
+                    items += [self._delivery_item(record, d, subject, notation)
                               for d in view.deliveries_of(record.id)]
                 else:
+                    title = f"{record.status_code or ''} {subject}".strip()
                     items += self._status_items(record, title, notation)
         return items
 
@@ -270,24 +273,26 @@ class NodeBackend:
             for recipient, state, _ in self.node.store.outbox_states(record.package_id)
         ]
 
-    def _summary(self, record: PackageRecord) -> tuple[str, str]:
-        """(title, notation) read from the stored package, cached by package id."""
-        cached = self._summaries.get(record.package_id)
-        if cached is not None:
-            return cached
-        try:
-            pkg = parse(self.node.store.body(record.package_id), self.node.limits)
-        except PackageRejected:  # stored packages were validated; never fail a listing
-            return "", ""
-        if isinstance(pkg, StatusPackage):
-            summary = (f"{pkg.status_code} {pkg.description or ''}".strip(),
-                       pkg.response_for.code)
-        else:
-            summary = (pkg.subject, f"{pkg.code.number}/{pkg.code.notation}")
-        if len(self._summaries) >= SUMMARY_CACHE:
-            self._summaries.pop(next(iter(self._summaries)))
-        self._summaries[record.package_id] = summary
-        return summary
+    def _with_summaries(self, records: list[PackageRecord]) -> list[PackageRecord]:
+        """``records`` with subject and notation, filling (once) those of packages stored
+        before the store kept them: their bodies are read here and the columns written."""
+        missing = [r for r in records if r.subject is None or r.notation is None]
+        if not missing:
+            return records
+        filled: dict[str, PackageRecord] = {}
+        for record in missing:
+            try:
+                pkg = parse(self.node.store.body(record.package_id), self.node.limits)
+            except PackageRejected:  # stored packages were validated; never fail a listing
+                subject, notation = "", ""
+            else:
+                subject, notation = subject_and_notation(pkg)
+            filled[record.package_id] = replace(record, subject=subject, notation=notation)
+        with self.node.store.transaction() as txn:
+            for record in filled.values():
+                txn.set_summary(record.package_id, record.subject or "", record.notation or "")
+        log.info("dms_summaries_filled", packages=len(filled))
+        return [filled.get(r.package_id, r) for r in records]
 
     # --- the gateway's request ledger (ledger.RequestLedger), on the worker threads ------------
 

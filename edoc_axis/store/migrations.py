@@ -151,4 +151,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX dms_request_subject ON dms_request (subject, seq) WHERE subject IS NOT NULL",
     ),
+    # 5: what a package is about (a document's Subject or a status's Description, and the
+    # document's number/notation), so listings (the DMS gateway's getSentEdocList) read columns
+    # instead of parsing bodies. NULL for packages stored before: the gateway fills them the
+    # first time it lists one (the store cannot read edXML).
+    (
+        "ALTER TABLE packages ADD COLUMN subject TEXT",
+        "ALTER TABLE packages ADD COLUMN notation TEXT",
+    ),
 )

@@ -42,6 +42,11 @@ class NewPackage:
     description: str | None = None
     broker_user: str | None = None
     warnings: tuple[Mapping[str, Any], ...] = ()  # findings accepted as warnings (JSON-ready)
+    # What the package is about, for listings without reading its body: a document's Subject
+    # or a status's Description, and a document's "number/notation" or, for a status, that of
+    # the document it is about. None: not known when stored (filled on first listing).
+    subject: str | None = None
+    notation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ class PackageRecord:
     size: int
     created_at: str
     warnings: tuple[Mapping[str, Any], ...] = ()  # findings it was accepted with, as stored
+    subject: str | None = None  # as NewPackage.subject; None: not filled yet
+    notation: str | None = None  # as NewPackage.notation; None: not filled yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +166,8 @@ class Event:
 PACKAGE_COLUMNS = (
     "p.id, p.package_id, p.direction, p.kind, p.sender, p.recipients, p.document_id, "
     "p.business_op, p.related_package, p.status_code, p.description, p.message_id, "
-    "p.broker_user, p.sha256, p.dedupe_digest, p.size, p.created_at, p.warnings"
+    "p.broker_user, p.sha256, p.dedupe_digest, p.size, p.created_at, p.warnings, p.subject, "
+    "p.notation"
 )
 DELIVERY_SELECT = (
     "SELECT d.id, p.package_id, d.document_id, d.recipient, d.state, d.status_code, d.reason,"

@@ -60,13 +60,14 @@ class Transaction(Snapshot):
         cur = self._conn.execute(
             "INSERT INTO packages (package_id, direction, kind, sender, recipients, document_id,"
             " business_op, related_package, status_code, description, message_id, broker_user,"
-            " sha256, dedupe_digest, size, created_at, warnings)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            " sha256, dedupe_digest, size, created_at, warnings, subject, notation)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (
                 pkg.package_id, pkg.direction, pkg.kind, pkg.sender, " ".join(pkg.recipients),
                 pkg.document_id, pkg.business_op, pkg.related_package, pkg.status_code,
                 pkg.description, pkg.message_id, pkg.broker_user, pkg.sha256,
                 pkg.dedupe_digest, len(pkg.body), self.at, encode_warnings(pkg.warnings),
+                pkg.subject, pkg.notation,
             ),
         )
         if cur.rowcount == 0:
@@ -76,6 +77,13 @@ class Transaction(Snapshot):
             "INSERT INTO package_bodies (package, body) VALUES (?, ?)", (row_id, pkg.body)
         )
         return row_id
+
+    def set_summary(self, package_id: str, subject: str, notation: str) -> None:
+        """Fill the subject and notation of a package stored without them (migration 5)."""
+        self._conn.execute(
+            "UPDATE packages SET subject = ?, notation = ? WHERE package_id = ?",
+            (subject, notation, package_id),
+        )
 
     def add_delivery(self, package: int, document_id: str, recipient: str, state: str) -> int:
         """Open a delivery of a sent package to one recipient, with its first history entry."""
