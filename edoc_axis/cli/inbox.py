@@ -19,7 +19,8 @@ from edoc_axis.config import Settings, load_settings
 from edoc_axis.edxml.model import DocumentPackage
 from edoc_axis.edxml.read import parse
 from edoc_axis.errors import EdocAxisError, NotFound
-from edoc_axis.store import PICKUP_STATES, Store
+from edoc_axis.store import Store
+from edoc_axis.store.records import PICKUP_STATES
 
 
 @click.group("inbox")
