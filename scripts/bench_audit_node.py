@@ -31,7 +31,8 @@ from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node
 from edoc_axis.node.wiring import load_identity
 from edoc_axis.ops import pki
-from edoc_axis.store import Event, Store
+from edoc_axis.store import Store
+from edoc_axis.store.records import Event
 from edoc_axis.transport.message import IncomingMessage
 from edoc_axis.trust import certificate as trust
 

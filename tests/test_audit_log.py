@@ -14,8 +14,9 @@ from edoc_axis.audit.chain import ENTRY_FIELDS, Kind
 from edoc_axis.audit.checkpoint import CheckpointPolicy, trusted_fingerprints
 from edoc_axis.audit.log import AuditLog, key_sealer
 from edoc_axis.audit.verification import verify_chain
-from edoc_axis.store import Event, NewPackage, Store
+from edoc_axis.store import Store
 from edoc_axis.store.audit_rows import ENTRY_COLUMNS, ArchiveRecord
+from edoc_axis.store.records import Event, NewPackage
 from edoc_axis.trust.certificate import fingerprint
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"

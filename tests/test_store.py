@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from edoc_axis.errors import NotFound, StoreBusy
-from edoc_axis.store import Event, NewPackage, Store, Transaction
+from edoc_axis.store import Store
 from edoc_axis.store.migrations import MIGRATIONS
+from edoc_axis.store.records import Event, NewPackage
+from edoc_axis.store.transaction import Transaction
 
 
 def _pkg(

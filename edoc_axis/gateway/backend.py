@@ -63,7 +63,7 @@ from edoc_axis.gateway.sdk import sha256_hex
 from edoc_axis.gateway.server import DmsServer
 from edoc_axis.log import get_logger
 from edoc_axis.node.node import Node
-from edoc_axis.store import Delivery, InboxEntry, PackageRecord, Pickup
+from edoc_axis.store.records import Delivery, InboxEntry, PackageRecord, Pickup
 from edoc_axis.store.request_log import RequestLog
 from edoc_axis.transport.link import Link
 

@@ -20,7 +20,8 @@ from edoc_axis.node.receive import Receiver
 from edoc_axis.node.relay import OUTBOX_POLL_SECONDS, Relay
 from edoc_axis.node.submit import Submitter
 from edoc_axis.node.wiring import Identity, load_identity, load_trust
-from edoc_axis.store import Event, Store
+from edoc_axis.store import Store
+from edoc_axis.store.records import Event
 from edoc_axis.transport.link import Link
 from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
 from edoc_axis.transport.topology import Topology

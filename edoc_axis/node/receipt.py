@@ -21,7 +21,8 @@ from edoc_axis.errors import EdocAxisError, NotFound, RuleViolation
 from edoc_axis.node import state
 from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique
 from edoc_axis.node.state import RECIPIENT_CODES, REPEATABLE_CODES, SENDER_CODES
-from edoc_axis.store import Event, NewPackage, PackageRecord, Transaction
+from edoc_axis.store.records import Event, NewPackage, PackageRecord
+from edoc_axis.store.transaction import Transaction
 
 MAX_REASON_CHARS = 500
 

@@ -37,8 +37,9 @@ from edoc_axis.node import state
 from edoc_axis.node.context import Context, sha256, unique, warning_codes
 from edoc_axis.node.receipt import Receipts, Reply, advance
 from edoc_axis.node.state import SENDER_CODES
-from edoc_axis.store import Event, NewPackage, PackageRecord, Transaction
 from edoc_axis.store.reads import Reads
+from edoc_axis.store.records import Event, NewPackage, PackageRecord
+from edoc_axis.store.transaction import Transaction
 from edoc_axis.transport.message import REPLAYED_USER_HEADER, IncomingMessage, Outcome
 
 log = get_logger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from edoc_axis.node import state
 from edoc_axis.node.context import Context
-from edoc_axis.store import Event
+from edoc_axis.store.records import Event
 from edoc_axis.transport.message import Confirmation, OutgoingMessage
 
 # `edoc-axis send` in another process cannot wake the relay: it polls the outbox (one indexed

@@ -16,7 +16,7 @@ from edoc_axis.errors import PackageTooLarge, RuleViolation, SignatureInvalid, U
 from edoc_axis.log import get_logger
 from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique, warning_codes
 from edoc_axis.node.receipt import Receipts
-from edoc_axis.store import Event, NewPackage
+from edoc_axis.store.records import Event, NewPackage
 
 log = get_logger(__name__)
 

@@ -70,7 +70,7 @@ from edoc_axis.ops.devbench import (
     dev_identity,
     dev_password,
 )
-from edoc_axis.store import Pickup
+from edoc_axis.store.records import Pickup
 from edoc_axis.transport import provision as broker
 from edoc_axis.transport.topology import Topology
 

@@ -9,6 +9,12 @@ This module knows tables, not the journey: ``node`` decides what to write and wh
 
 Hook for the audit chain: ``Store(on_event=...)`` is called as ``hook(txn, event)`` inside the
 transaction that records the fact, so an audit entry commits (or rolls back) with it.
+
+Modules: this one (the ``Store``: connections, migrations, transactions), ``reads`` (every
+query, once, for a Store, a Transaction and a snapshot), ``transaction`` (the writes),
+``records`` (the rows going in and out), ``audit_rows`` and ``request_log`` (the audit chain's
+and the DMS gateway's tables), ``migrations``. No SQL outside this package; the only sqlite3
+importer. Imports nothing of edoc_axis but ``errors``.
 """
 
 from __future__ import annotations
@@ -22,43 +28,9 @@ from pathlib import Path
 from edoc_axis.errors import StoreBusy
 from edoc_axis.store.migrations import MIGRATIONS
 from edoc_axis.store.reads import Reads, Snapshot
-from edoc_axis.store.records import (
-    PICKUP_STATES,
-    Delivery,
-    Direction,
-    Event,
-    HistoryEntry,
-    InboxEntry,
-    Kind,
-    NewPackage,
-    OutboxItem,
-    PackageRecord,
-    Pickup,
-    Rejection,
-    now_iso,
-)
 from edoc_axis.store.transaction import EventHook, Transaction
 
 BUSY_TIMEOUT_MS = 10_000
-
-__all__ = [
-    "PICKUP_STATES",
-    "Delivery",
-    "Direction",
-    "Event",
-    "EventHook",
-    "HistoryEntry",
-    "InboxEntry",
-    "Kind",
-    "NewPackage",
-    "OutboxItem",
-    "PackageRecord",
-    "Pickup",
-    "Rejection",
-    "Store",
-    "Transaction",
-    "now_iso",
-]
 
 
 def _busy(exc: sqlite3.Error) -> StoreBusy:
