@@ -470,6 +470,32 @@ def test_edoc_axis_run_serves_the_protocol_end_to_end(axis: Axis) -> None:
                 process.proc.wait(10)
 
 
+def test_sent_list_of_many_packages_parses_no_body(axis: Axis) -> None:
+    """getSentEdocList of N documents and of the N statuses 13 this node sent about them
+    parses nothing: subject and notation were stored with each package when it was sent."""
+    node = Node.from_settings(axis.settings(G22))
+    backend = NodeBackend(node)
+    try:
+        documents = [make_document(G22, (H41,), 40 + n) for n in range(5)]
+        expected = []
+        for data in documents:
+            pkg = parse(data)
+            assert isinstance(pkg, DocumentPackage)
+            expected.append((pkg.subject, f"{pkg.code.number}/{pkg.code.notation}"))
+            node.set_status(node.submit(data).document_id, "13", description="thu hồi")
+        before = PARSE_STATS.snapshot()
+        sent = backend.sent(G22, "edoc", None)
+        statuses = backend.sent(G22, "status", None)
+        assert PARSE_STATS.snapshot() == before
+        assert [(i.title, i.notation, i.to_code) for i in sent] == [
+            (subject, notation, H41) for subject, notation in expected]
+        assert [(i.title, i.notation) for i in statuses] == [
+            ("13 thu hồi", notation) for _, notation in expected]
+    finally:
+        backend.close()
+        node.close()
+
+
 def test_sent_list_fills_summaries_of_older_packages_once(axis: Axis) -> None:
     """Packages stored before subject and notation were columns: the first getSentEdocList
     parses each body once and writes the columns; the next parses nothing, same rows."""

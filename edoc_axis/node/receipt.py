@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from edoc_axis.edxml.model import DocumentPackage, ResponseFor
+from edoc_axis.edxml.model import DocumentPackage, ResponseFor, subject_and_notation
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.status import new_status
 from edoc_axis.edxml.write import build
@@ -90,8 +90,11 @@ class Receipts:
                            {"code": "02"}))
 
     def queue_status(self, txn: Transaction, document_id: str, code: str, to: str, *,
-                     signed: bytes, description: str | None, digest: str | None = None) -> str:
-        """Store an outgoing signed status and queue it to ``to``; 13 also joins the history."""
+                     signed: bytes, description: str | None, digest: str | None = None,
+                     notation: str | None = None) -> str:
+        """Store an outgoing signed status and queue it to ``to``; 13 also joins the history.
+        ``notation`` is the number/notation of the document it is about (kept for listings;
+        None: unknown, read from the body when first listed)."""
         delivery = None
         side = state.side(code)
         if side == "sender":
@@ -112,7 +115,8 @@ class Receipts:
             package_id=package_id, direction="out", kind="status", sender=self.ctx.organ_id,
             recipients=(to,), document_id=document_id, body=signed, sha256=signed_digest,
             dedupe_digest=digest or signed_digest, message_id=package_id, status_code=code,
-            description=description, broker_user=self.ctx.broker_user))
+            description=description, broker_user=self.ctx.broker_user,
+            subject=None if notation is None else description or "", notation=notation))
         row = inserted(row, package_id)
         txn.add_outbox(row, to)
         if delivery is not None:
@@ -158,7 +162,8 @@ class Receipts:
                     continue
                 signed = self.signed_status(document, code, target, description)
                 package_id = self.queue_status(txn, document_id, code, target,
-                                               signed=signed, description=description)
+                                               signed=signed, description=description,
+                                               notation=subject_and_notation(document)[1])
             results.append(SubmitResult(package_id, "status", document_id, (target,)))
         self.ctx.wake()
         return results

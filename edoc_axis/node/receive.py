@@ -22,7 +22,7 @@ from edoc_axis.directory import Agency
 from edoc_axis.edxml import schema
 from edoc_axis.edxml.finding import Finding
 from edoc_axis.edxml.identifier import document_id_sender
-from edoc_axis.edxml.model import DocumentPackage, Package, StatusPackage
+from edoc_axis.edxml.model import DocumentPackage, Package, StatusPackage, subject_and_notation
 from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.errors import (
     EdocAxisError,
@@ -207,13 +207,15 @@ class Receiver:
         message_id = item.message.message_id or f"sha256:{item.sha256}"
         recipients = ((self.ctx.organ_id,) if isinstance(pkg, StatusPackage)
                       else unique(o.organ_id for o in pkg.recipients))
+        subject, notation = subject_and_notation(pkg)
         return NewPackage(
             package_id=str(uuid.uuid4()), direction="in", kind=pkg.kind,
             sender=pkg.sender.organ_id, recipients=recipients, document_id=document_id,
             body=item.message.body, sha256=item.sha256, dedupe_digest=item.sha256,
             message_id=message_id, broker_user=item.message.user_id, business_op=business_op,
             related_package=related_package, status_code=status_code, description=description,
-            warnings=tuple(f.to_dict() for f in item.warnings))
+            warnings=tuple(f.to_dict() for f in item.warnings), subject=subject,
+            notation=notation)
 
     def _store_document(self, txn: Transaction, item: _Received, pkg: DocumentPackage) -> None:
         sender = pkg.sender.organ_id
@@ -243,7 +245,7 @@ class Receiver:
                         "warnings": warning_codes(item.warnings)}))
         if item.reply is not None and item.reply.code == "01":
             self.receipts.queue_status(txn, document_id, "01", sender, signed=item.reply.signed,
-                                       description=None)
+                                       description=None, notation=subject_and_notation(pkg)[1])
 
     def _store_status(self, txn: Transaction, item: _Received, pkg: StatusPackage) -> None:
         sender = pkg.sender.organ_id

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 from edoc_axis.edxml import schema
-from edoc_axis.edxml.model import DocumentPackage, StatusPackage
+from edoc_axis.edxml.model import DocumentPackage, StatusPackage, subject_and_notation
 from edoc_axis.errors import PackageTooLarge, RuleViolation, SignatureInvalid, UnknownAgency
 from edoc_axis.log import get_logger
 from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique, warning_codes
@@ -84,12 +84,13 @@ class Submitter:
             related = (txn.latest_document("out", document_id, business_op=0)
                        if op else None)
             package_id = str(uuid.uuid4())
+            subject, notation = subject_and_notation(pkg)
             row = txn.add_package(NewPackage(
                 package_id=package_id, direction="out", kind="edoc", sender=ctx.organ_id,
                 recipients=recipients, document_id=document_id, body=signed,
                 sha256=sha256(signed), dedupe_digest=digest, message_id=package_id,
                 business_op=op, related_package=related.package_id if related else None,
-                broker_user=ctx.broker_user))
+                broker_user=ctx.broker_user, subject=subject, notation=notation))
             row = inserted(row, package_id)
             for organ_id in recipients:
                 txn.add_delivery(row, document_id, organ_id, "queued")
@@ -108,5 +109,5 @@ class Submitter:
         with self.ctx.store.transaction() as txn:
             package_id = self.receipts.queue_status(
                 txn, pkg.response_for.document_id, pkg.status_code, to, signed=signed,
-                description=pkg.description, digest=digest)
+                description=pkg.description, digest=digest, notation=pkg.response_for.code)
         return SubmitResult(package_id, "status", pkg.response_for.document_id, (to,))
