@@ -183,7 +183,7 @@ def _edxml_organization(tag: str, organ_id: str) -> str:
 def build_edxml_document(
     sender: str = "000.00.00.G22", recipient: str = "000.00.00.H41", attachment: bytes = b""
 ) -> bytes:
-    """A minimal unsigned edXML document package (hand-written, independent of package.py)."""
+    """A minimal unsigned edXML document package (hand-written, independent of edxml.write)."""
     encoded = base64.b64encode(attachment).decode()
     body = attachment_part = ""
     if attachment:
