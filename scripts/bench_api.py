@@ -33,7 +33,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edoc_axis import config, directory
+from edoc_axis import directory
+from edoc_axis.config.settings import (
+    ApiSettings,
+    BrokerSettings,
+    DmsSystemSettings,
+    KeySettings,
+    Settings,
+    TrustSettings,
+)
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.gateway.client import DmsClient
 from edoc_axis.gateway.protocol import (
@@ -126,19 +134,19 @@ def real_node(folder: Path, clients: int, broker_url: str | None) -> tuple[Node,
     (folder / "key.pem").write_bytes(pki.key_to_pem(key))
     (folder / "cert.pem").write_bytes(pki.cert_to_pem(cert))
     url = broker_url or "amqp://guest:guest@127.0.0.1:5672/%2F"
-    user = config.BrokerSettings(url=url).user
+    user = BrokerSettings(url=url).user
     agencies = [directory.Agency(ORGAN, "G22", "Văn phòng Chính phủ", None, user,
                                  (fingerprint(cert),)),
                 directory.Agency(PEER, "H41", "UBND tỉnh Nghệ An", None, "bench-peer")]
     (folder / "directory.toml").write_text(
         "".join(directory.render_agency(a) + "\n" for a in agencies), encoding="utf-8")
-    settings = config.Settings(
+    settings = Settings(
         organ_id=ORGAN, data_dir=folder / "data", directory_path=folder / "directory.toml",
-        broker=config.BrokerSettings(url=url),
-        keys=config.KeySettings(key=folder / "key.pem", cert=folder / "cert.pem"),
-        trust=config.TrustSettings(anchors=(folder / "ca.pem",), crls=(folder / "crl.pem",)),
-        api=config.ApiSettings(listen="127.0.0.1:0"),
-        dms=(config.DmsSystemSettings("bench", SECRET, ORGAN),))
+        broker=BrokerSettings(url=url),
+        keys=KeySettings(key=folder / "key.pem", cert=folder / "cert.pem"),
+        trust=TrustSettings(anchors=(folder / "ca.pem",), crls=(folder / "crl.pem",)),
+        api=ApiSettings(listen="127.0.0.1:0"),
+        dms=(DmsSystemSettings("bench", SECRET, ORGAN),))
     node = Node.from_settings(settings)
     runner = None
     if broker_url:
@@ -163,7 +171,7 @@ def main() -> None:  # noqa: PLR0915 - one linear benchmark
     parser.add_argument("--broker-url", help="--node: also run the Link against this broker")
     args = parser.parse_args()
 
-    system = config.DmsSystemSettings("bench", SECRET, ORGAN)
+    system = DmsSystemSettings("bench", SECRET, ORGAN)
     tmp: tempfile.TemporaryDirectory[str] | None = None
     node: Node | None = None
     runner: Runner | None = None
@@ -175,7 +183,7 @@ def main() -> None:  # noqa: PLR0915 - one linear benchmark
         assert hosted is not None
         server = hosted.server
     else:
-        api = config.ApiSettings(listen="127.0.0.1:0")
+        api = ApiSettings(listen="127.0.0.1:0")
         server = DmsServer(CountingBackend(), [system], api, max_connections=args.clients + 4)
         server.start()
     numbers = itertools.count(1)

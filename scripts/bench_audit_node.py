@@ -25,8 +25,9 @@ from pathlib import Path
 
 from bench_node import RECIPIENT, SENDER, signed_documents
 
-from edoc_axis import config, directory
+from edoc_axis import directory
 from edoc_axis.audit.log import AuditLog, key_sealer
+from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node
 from edoc_axis.node.wiring import load_identity
@@ -37,7 +38,7 @@ from edoc_axis.transport.message import IncomingMessage
 from edoc_axis.trust import certificate as trust
 
 
-def setup(base: Path) -> dict[str, config.Settings]:
+def setup(base: Path) -> dict[str, Settings]:
     """A CA, two agencies, a directory and node settings under ``base``."""
     ca_key, ca_cert = pki.init_ca("Bench CA")
     (base / "ca.pem").write_bytes(pki.cert_to_pem(ca_cert))
@@ -52,15 +53,15 @@ def setup(base: Path) -> dict[str, config.Settings]:
     (base / "directory.toml").write_text(
         "".join(directory.render_agency(a) + "\n" for a in agencies), encoding="utf-8")
     for organ_id in (SENDER, RECIPIENT):
-        out[organ_id] = config.Settings(
+        out[organ_id] = Settings(
             organ_id=organ_id, data_dir=base / organ_id, directory_path=base / "directory.toml",
-            broker=config.BrokerSettings(url=f"amqp://user-{organ_id}:x@127.0.0.1:5672/bench"),
-            keys=config.KeySettings(base / f"{organ_id}.key", base / f"{organ_id}.pem"),
-            trust=config.TrustSettings((base / "ca.pem",), (base / "crl.pem",)))
+            broker=BrokerSettings(url=f"amqp://user-{organ_id}:x@127.0.0.1:5672/bench"),
+            keys=KeySettings(base / f"{organ_id}.key", base / f"{organ_id}.pem"),
+            trust=TrustSettings((base / "ca.pem",), (base / "crl.pem",)))
     return out
 
 
-def bench_store(settings: config.Settings, events: int) -> None:
+def bench_store(settings: Settings, events: int) -> None:
     """Appends/s through the store, one event per transaction and 100 per transaction."""
     for per_txn in (1, 100):
         store = Store(settings.data_dir / f"store-{per_txn}.sqlite3")
@@ -80,7 +81,7 @@ def bench_store(settings: config.Settings, events: int) -> None:
         store.close()
 
 
-def documents(settings: config.Settings, count: int, start: int) -> list[bytes]:
+def documents(settings: Settings, count: int, start: int) -> list[bytes]:
     """Signed documents from the sender to the recipient."""
     identity = load_identity(settings)
     return signed_documents(identity.key, identity.cert, count, start)
@@ -91,7 +92,7 @@ def message(body: bytes, user: str, n: int, kind: str) -> IncomingMessage:
     return IncomingMessage(body, f"m-{kind}-{n}", user, kind, {}, False, 0, "x")
 
 
-def run_node(settings: dict[str, config.Settings], docs: list[bytes], audited: bool,
+def run_node(settings: dict[str, Settings], docs: list[bytes], audited: bool,
              run: str) -> dict[str, float]:
     """Seconds for submit, receive (+01) and receipt handling of ``docs``."""
     nodes = {}

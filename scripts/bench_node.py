@@ -34,7 +34,10 @@ from urllib.parse import quote
 
 from cryptography import x509
 
-from edoc_axis import config, directory
+from edoc_axis import directory
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.render import write_config
+from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
 from edoc_axis.edxml.attachment import add_attachment
 from edoc_axis.edxml.model import (
     Code,
@@ -125,14 +128,14 @@ class Bench:
         account = next(a for a in self.accounts if a.organ_id == organ_id)
         url = (f"amqp://{quote(account.user, safe='')}:{account.password}@127.0.0.1:5672/"
                f"{quote(self.vhost, safe='')}")
-        settings = config.Settings(
+        settings = Settings(
             organ_id=organ_id, data_dir=self.base / run / organ_id,
             directory_path=self.base / "directory.toml",
-            broker=config.BrokerSettings(url=url),
-            keys=config.KeySettings(self.base / f"{organ_id}.key", self.base / f"{organ_id}.pem"),
-            trust=config.TrustSettings((self.base / "ca.pem",), (self.base / "crl.pem",)))
+            broker=BrokerSettings(url=url),
+            keys=KeySettings(self.base / f"{organ_id}.key", self.base / f"{organ_id}.pem"),
+            trust=TrustSettings((self.base / "ca.pem",), (self.base / "crl.pem",)))
         path = self.base / run / f"{organ_id}.toml"
-        config.write_config(path, settings, force=True)
+        write_config(path, settings, force=True)
         return path
 
     def start(self, paths: list[Path]) -> None:
@@ -181,7 +184,7 @@ def wait_all(store: Store, count: int, timeout: float) -> dict[str, float]:
 
 def run_pipeline(bench: Bench, docs: list[bytes], name: str) -> float:
     sender_cfg, recipient_cfg = bench.config(SENDER, name), bench.config(RECIPIENT, name)
-    submitter = Node.from_settings(config.load_settings(sender_cfg, env={}))
+    submitter = Node.from_settings(load_settings(sender_cfg, env={}))
     for data in docs:
         submitter.submit(data)
     start = time.time()
@@ -196,7 +199,7 @@ def run_e2e(
     bench: Bench, docs: list[bytes], name: str, rate: float | None
 ) -> tuple[float, list[float]]:
     sender_cfg, recipient_cfg = bench.config(SENDER, name), bench.config(RECIPIENT, name)
-    submitter = Node.from_settings(config.load_settings(sender_cfg, env={}))
+    submitter = Node.from_settings(load_settings(sender_cfg, env={}))
     bench.start([sender_cfg, recipient_cfg])
     time.sleep(2.0)  # let both links connect before the clock starts
     started: dict[str, float] = {}

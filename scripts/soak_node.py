@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from edoc_axis.config import load_settings
+from edoc_axis.config.load import load_settings
 from edoc_axis.edxml.model import Code, DocumentPackage, Organization
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.write import build

@@ -283,27 +283,28 @@ class Axis:
 
     def config(self, organ_id: str, name: str | None = None, **signature: bool) -> Path:
         """Write a node config (own data dir under the axis folder) and return its path."""
-        from edoc_axis import config
+        from edoc_axis.config.render import write_config
+        from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
         from edoc_axis.trust.policy import SignaturePolicy
 
         agency = self.agencies[organ_id]
         base = self.dir / (name or organ_id)
-        settings = config.Settings(
+        settings = Settings(
             organ_id=organ_id, data_dir=base / "data", directory_path=self.directory_path,
-            broker=config.BrokerSettings(url=self.url(organ_id)),
-            keys=config.KeySettings(key=agency.key_path, cert=agency.cert_path),
-            trust=config.TrustSettings(anchors=(self.pki.ca_path,), crls=(self.pki.crl_path,)),
+            broker=BrokerSettings(url=self.url(organ_id)),
+            keys=KeySettings(key=agency.key_path, cert=agency.cert_path),
+            trust=TrustSettings(anchors=(self.pki.ca_path,), crls=(self.pki.crl_path,)),
             signature=SignaturePolicy(**signature),
         )
         path = base / "node.toml"
-        config.write_config(path, settings, force=True)
+        write_config(path, settings, force=True)
         return path
 
     def settings(self, organ_id: str, name: str | None = None, **signature: bool) -> Any:
         """Settings of a fresh node config for ``organ_id`` (no environment overrides)."""
-        from edoc_axis import config
+        from edoc_axis.config.load import load_settings
 
-        return config.load_settings(self.config(organ_id, name, **signature), env={})
+        return load_settings(self.config(organ_id, name, **signature), env={})
 
 
 AXIS_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H42")
@@ -453,12 +454,12 @@ def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
     import dataclasses
     import time
 
-    from edoc_axis import config
+    from edoc_axis.config.settings import AuditSettings
     from edoc_axis.node.node import Node
     from edoc_axis.node.runner import Runner
 
     g22, h41, h42 = AXIS_AGENCIES
-    settings = {o: dataclasses.replace(axis.settings(o), audit=config.AuditSettings(3, 300))
+    settings = {o: dataclasses.replace(axis.settings(o), audit=AuditSettings(3, 300))
                 for o in AXIS_AGENCIES}
     nodes = {o: Node.from_settings(s) for o, s in settings.items()}
     runners = [Runner(n).start() for n in nodes.values()]

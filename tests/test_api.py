@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from edoc_axis.config import ApiSettings, DmsSystemSettings
+from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
 from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import NotFound, RequestRefused, SchemaViolation, StoreBusy
 from edoc_axis.gateway.client import DmsClient

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from edoc_axis.cli import main
-from edoc_axis.config import Settings, load_settings
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
 from edoc_axis.trust import certificate as trust
 

@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edoc_axis.config import (
-    BrokerSettings,
-    load_settings,
-    render_config,
-    render_example,
-    write_config,
-)
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.render import render_config, render_example, write_config
+from edoc_axis.config.settings import BrokerSettings
 from edoc_axis.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from edoc_axis.config import BrokerSettings, KeySettings, Settings
+from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings
 from edoc_axis.directory import Directory
 from edoc_axis.errors import ConfigError
 from edoc_axis.ops import pki

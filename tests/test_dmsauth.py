@@ -17,7 +17,8 @@ import pytest
 from test_api import ORGAN_A, PACKAGE, SYSTEM_A, InMemoryNode, assert_fail, start
 from test_config import MINIMAL, _write
 
-from edoc_axis.config import load_settings, timezone_named
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.zone import timezone_named
 from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.errors import ConfigError, RequestRefused
 from edoc_axis.gateway.client import DmsClient

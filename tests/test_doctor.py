@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edoc_axis.config import (
-    BrokerSettings,
-    KeySettings,
-    Settings,
-    TrustSettings,
-    load_settings,
-    write_config,
-)
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.render import write_config
+from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
 from edoc_axis.directory import Directory, save_agency
 from edoc_axis.ops.devbench import AGENCY_CERT, AGENCY_KEY, CA_CERT, CA_CRL, dev_identity
 from edoc_axis.ops.doctor import FAIL, OK, SKIP, WARN, Check, broker_check, diagnose

@@ -17,7 +17,7 @@ import pytest
 from conftest import Axis
 from test_node import G22, H41, H42, make_document, publish_raw, wait_for
 
-from edoc_axis.config import load_settings
+from edoc_axis.config.load import load_settings
 from edoc_axis.node.node import Node
 from edoc_axis.store import Store
 from edoc_axis.trust.signature import sign

@@ -24,7 +24,7 @@ from conftest import Axis
 from test_e2e import NodeProcess
 from test_node import G22, H41, H42, make_document, wait_for
 
-from edoc_axis.config import ApiSettings, DmsSystemSettings, Settings
+from edoc_axis.config.settings import ApiSettings, DmsSystemSettings, Settings
 from edoc_axis.edxml.identifier import VN_TZ
 from edoc_axis.edxml.model import DocumentPackage, Organization, StatusPackage
 from edoc_axis.edxml.parser import PARSE_STATS

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import DEVIANT_TRACE_ORGAN_ID, Axis, build_edxml_document, with_deviations
 
 from edoc_axis.cli import main
-from edoc_axis.config import ValidationSettings
+from edoc_axis.config.settings import ValidationSettings
 from edoc_axis.edxml.model import Business, Code, DocumentPackage, Organization, StatusPackage
 from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.edxml.read import parse

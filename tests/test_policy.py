@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edoc_axis.config import load_settings, render_example
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.render import render_example
 from edoc_axis.trust.policy import SignaturePolicy
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "node.example.toml"

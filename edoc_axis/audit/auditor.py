@@ -24,7 +24,7 @@ from edoc_axis.audit.export import write_export
 from edoc_axis.audit.log import AuditLog, SigningIdentity
 from edoc_axis.audit.receipt import StoredReceipts
 from edoc_axis.audit.verification import ChainReport, Problem, verify_chain
-from edoc_axis.config import Settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.errors import NotFound
 from edoc_axis.store import Store
 from edoc_axis.store.audit_rows import ArchiveRecord

@@ -28,7 +28,7 @@ from edoc_axis.audit.chain import (
     next_entry,
 )
 from edoc_axis.audit.checkpoint import Checkpoint, CheckpointPolicy, seal
-from edoc_axis.config import Settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.store import Store
 from edoc_axis.store.audit_rows import ArchiveRecord
 from edoc_axis.store.reads import Reads

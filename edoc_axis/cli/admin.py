@@ -18,15 +18,9 @@ import click
 from cryptography import x509
 
 from edoc_axis.cli.base import config_option, echo_json, reported_errors
-from edoc_axis.config import (
-    BrokerSettings,
-    KeySettings,
-    Settings,
-    TrustSettings,
-    broker_url_problem,
-    load_settings,
-    write_config,
-)
+from edoc_axis.config.load import broker_url_problem, load_settings
+from edoc_axis.config.render import write_config
+from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
 from edoc_axis.directory import CertificateFacts, Directory
 from edoc_axis.edxml.identifier import is_valid_organ_id
 from edoc_axis.errors import EXIT_CONFIG, ConfigError, EdocAxisError

@@ -18,7 +18,7 @@ from edoc_axis.audit.auditor import Auditor
 from edoc_axis.audit.bundle import anchors_from, verify_bundle_file
 from edoc_axis.audit.verification import Problem
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
-from edoc_axis.config import load_settings
+from edoc_axis.config.load import load_settings
 from edoc_axis.errors import EXIT_INVALID, NotFound
 from edoc_axis.node.wiring import load_identity, load_trust
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from edoc_axis.cli.base import echo_json, reported_errors
-from edoc_axis.config import DEFAULT_LISTEN
+from edoc_axis.config.settings import DEFAULT_LISTEN
 from edoc_axis.errors import EXIT_FAILURE, ConfigError
 from edoc_axis.gateway.client import DmsClient
 from edoc_axis.gateway.conformance import DEFAULT_TIMEOUT, Selftest, SelftestOptions, failed

@@ -15,7 +15,8 @@ import click
 
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
 from edoc_axis.cli.packages import save_attachment
-from edoc_axis.config import Settings, load_settings
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.edxml.model import DocumentPackage
 from edoc_axis.edxml.read import parse
 from edoc_axis.errors import EdocAxisError, NotFound

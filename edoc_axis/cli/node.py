@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
-from edoc_axis.config import Settings, load_settings
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
 from edoc_axis.gateway.backend import host
 from edoc_axis.node.node import Node

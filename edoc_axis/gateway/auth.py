@@ -39,7 +39,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal, Protocol, cast
 
-from edoc_axis.config import ApiSettings, DmsSystemSettings
+from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
 from edoc_axis.errors import ConfigError, RequestRefused
 from edoc_axis.gateway.sdk import (
     PREFIX,

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edoc_axis import __version__
-from edoc_axis.config import ApiSettings, DmsSystemSettings
+from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
 from edoc_axis.errors import ConfigError
 from edoc_axis.gateway.ledger import RequestLedger
 from edoc_axis.gateway.protocol import DmsBackend, Request, Response, fail_payload, json_response

@@ -32,7 +32,7 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 from edoc_axis import __version__
-from edoc_axis.config import ApiSettings, DmsSystemSettings
+from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
 from edoc_axis.errors import EdocAxisError
 from edoc_axis.gateway.auth import Authenticated, Authenticator, extract_package
 from edoc_axis.gateway.ledger import MemoryLedger, RequestLedger, RequestRecord

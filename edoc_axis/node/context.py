@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from edoc_axis.audit.log import AuditLog
-from edoc_axis.config import Settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Agency, Directory
 from edoc_axis.edxml.finding import Finding
 from edoc_axis.edxml.limits import XmlLimits

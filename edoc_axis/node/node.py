@@ -12,7 +12,7 @@ trust, identity, limits, policies):
 
 from __future__ import annotations
 
-from edoc_axis.config import Settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
 from edoc_axis.node.context import Context, SubmitResult
 from edoc_axis.node.receipt import Receipts

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from edoc_axis.audit.log import AuditLog, Sealer, key_sealer
-from edoc_axis.config import Settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.errors import ConfigError
 from edoc_axis.store import Store
 from edoc_axis.trust.certificate import (

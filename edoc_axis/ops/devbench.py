@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edoc_axis.config import Settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Agency, Directory, save_agency
 from edoc_axis.edxml.identifier import organ_parent
 from edoc_axis.errors import ConfigError, EdocAxisError

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edoc_axis.config import Settings, load_settings
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
 from edoc_axis.errors import ConfigError, EdocAxisError
 from edoc_axis.transport.provision import check_queues

@@ -36,14 +36,14 @@ from pathlib import Path
 from shlex import quote as shell_quote
 from urllib.parse import quote
 
-from edoc_axis.config import (
+from edoc_axis.config.load import load_settings
+from edoc_axis.config.render import write_config
+from edoc_axis.config.settings import (
     ApiSettings,
     BrokerSettings,
     KeySettings,
     Settings,
     TrustSettings,
-    load_settings,
-    write_config,
 )
 from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
 from edoc_axis.edxml.model import (

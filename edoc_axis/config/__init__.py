@@ -1,0 +1,13 @@
+"""The node's configuration: one frozen ``Settings``, loaded once from a TOML file plus
+``EDOC_AXIS_*`` environment overrides, and passed explicitly; no globals.
+
+``settings`` (the frozen types, one per section), ``zone`` (time zones by name), ``schema`` (every
+key of the file, its type and variable), ``convert`` (one value to its type), ``problems`` (one
+error listing every problem), ``dms`` (the ``[[dms]]`` tables), ``load`` (``load_settings``) and
+``render`` (the annotated file ``init`` writes and the shipped example). No re-exports: import
+each name from its module.
+
+A bottom layer: imports only ``errors``, the lxml-free ``edxml.limits``, ``edxml.identifier``
+and ``edxml.profile``, and ``trust.policy``. Importing any of it loads no lxml, signxml, pika or
+HTTP server (the ``config-light`` contract in setup.cfg, and tests/test_contracts.py at run time).
+"""
