@@ -9,7 +9,9 @@ import pytest
 from edoc_axis.config.load import load_settings
 from edoc_axis.config.render import render_config, render_example, write_config
 from edoc_axis.config.settings import BrokerSettings
+from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
 from edoc_axis.errors import ConfigError
+from edoc_axis.transport.topology import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "node.example.toml"
@@ -47,7 +49,7 @@ def test_example_config_loads() -> None:
     assert settings.broker.vhost == "edoc"
     assert settings.directory_path == EXAMPLE.parent / "directory.example.toml"
     assert settings.signature.require_signature is True
-    assert settings.limits.xml_limits().max_bytes == 15 * 1024 * 1024
+    assert settings.limits.max_bytes == 15 * 1024 * 1024
 
 
 def test_example_file_is_the_rendered_example() -> None:
@@ -227,6 +229,21 @@ def test_limit_over_broker_maximum(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(_write(tmp_path), env=env)
     assert err.value.element == "limits.max_package_bytes"
+
+
+def test_limits_section_is_the_parsers_limits(tmp_path: Path) -> None:
+    """[limits] loads as edxml's own XmlLimits: max_package_bytes is its max_bytes, and the
+    defaults are the parser's defaults (one type, one default, no mirror)."""
+    assert load_settings(_write(tmp_path), env={}).limits == DEFAULT_LIMITS
+    text = MINIMAL + "\n[limits]\nmax_package_bytes = 1_000_000\nmax_depth = 20\n"
+    settings = load_settings(_write(tmp_path, text), env={})
+    assert settings.limits == XmlLimits(max_bytes=1_000_000, max_depth=20)
+    env = {"EDOC_AXIS_LIMITS_MAX_PACKAGE_BYTES": str(MAX_MESSAGE_BYTES)}
+    assert load_settings(_write(tmp_path), env=env).limits.max_bytes == MAX_MESSAGE_BYTES
+    target = tmp_path / "again" / "node.toml"
+    write_config(target, settings)
+    assert "max_package_bytes = 1_000_000\n" in target.read_text(encoding="utf-8")
+    assert load_settings(target, env={}).limits == settings.limits
 
 
 def test_all_problems_listed(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from test_node import G22, H41, H42, make_document, wait_for
 
 from edoc_axis.config.settings import ApiSettings, DmsSystemSettings, Settings
 from edoc_axis.edxml.identifier import VN_TZ
+from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.edxml.model import DocumentPackage, Organization, StatusPackage
 from edoc_axis.edxml.parser import PARSE_STATS
 from edoc_axis.edxml.read import parse
@@ -36,6 +37,7 @@ from edoc_axis.gateway.backend import HostedGateway, NodeBackend, host
 from edoc_axis.gateway.client import DmsClient
 from edoc_axis.gateway.sdk import sha256_hex
 from edoc_axis.gateway.server import DmsServer
+from edoc_axis.gateway.service import body_limit
 from edoc_axis.node.node import Node
 from edoc_axis.node.runner import Runner
 from edoc_axis.trust.signature import sign
@@ -521,4 +523,32 @@ def test_sent_list_fills_summaries_of_older_packages_once(axis: Axis) -> None:
         assert [(i.title, i.notation) for i in again] == expected
     finally:
         backend.close()
+        node.close()
+
+
+def test_body_limit_follows_the_package_size_setting(axis: Axis) -> None:
+    """The gateway reads at most limits.max_package_bytes plus the SDK's wrapping: a longer
+    body is answered 413 before it is read, one within the bound goes on to authentication."""
+    small = XmlLimits(max_bytes=100_000)
+    node = Node.from_settings(dataclasses.replace(with_dms(axis.settings(G22)), limits=small))
+    hosted = host(node)
+    assert hosted is not None
+    try:
+        assert hosted.server.gateway.max_body_bytes == body_limit(100_000)
+        statuses = []
+        for length in (body_limit(100_000) + 1, body_limit(100_000)):
+            conn = http.client.HTTPConnection(hosted.url.split("://", 1)[1], timeout=10)
+            try:
+                conn.putrequest("POST", "/sendEdoc")
+                conn.putheader("Content-Length", str(length))
+                conn.endheaders()
+                if length <= body_limit(100_000):
+                    conn.send(b"x" * length)
+                statuses.append(conn.getresponse().status)
+            finally:
+                conn.close()
+        assert statuses[0] == 413
+        assert statuses[1] != 413
+    finally:
+        hosted.stop()
         node.close()

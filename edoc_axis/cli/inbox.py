@@ -116,7 +116,7 @@ def inbox_export(config_path: Path | None, package_id: str, output: Path | None,
 
 def _export_attachments(body: bytes, settings: Settings, directory: Path) -> None:
     with reported_errors():  # the limits the node accepted the package under
-        pkg = parse(body, settings.limits.xml_limits())
+        pkg = parse(body, settings.limits)
     attachments = pkg.attachments if isinstance(pkg, DocumentPackage) else []
     failure: EdocAxisError | None = None
     for index, att in enumerate(attachments, 1):

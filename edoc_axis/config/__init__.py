@@ -8,6 +8,7 @@ error listing every problem), ``dms`` (the ``[[dms]]`` tables), ``load`` (``load
 each name from its module.
 
 A bottom layer: imports only ``errors``, the lxml-free ``edxml.limits``, ``edxml.identifier``
-and ``edxml.profile``, and ``trust.policy``. Importing any of it loads no lxml, signxml, pika or
+and ``edxml.profile``, ``trust.policy`` and ``transport.topology`` (the broker's message limit,
+which the package size limit may not pass). Importing any of it loads no lxml, signxml, pika or
 HTTP server (the ``config-light`` contract in setup.cfg, and tests/test_contracts.py at run time).
 """

@@ -36,11 +36,9 @@ from edoc_axis.config.zone import timezone_named
 from edoc_axis.edxml.identifier import is_valid_organ_id
 from edoc_axis.edxml.profile import PROFILES
 from edoc_axis.errors import ConfigError
+from edoc_axis.transport.topology import MAX_MESSAGE_BYTES
 
 _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
-MIB = 1024 * 1024
-# RabbitMQ 4.x refuses messages over 16 MiB by default; larger packages are a later issue.
-BROKER_MAX_MESSAGE_BYTES = 16 * MIB
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -167,12 +165,14 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
         if problem:
             problems.add("CONFIG_BROKER_URL", "broker.url", f"broker.url {problem}")
     max_bytes = values.get("limits.max_package_bytes")
-    if isinstance(max_bytes, int) and max_bytes > BROKER_MAX_MESSAGE_BYTES:
+    # The package limit may not pass the broker's message limit (larger packages: a later issue).
+    if isinstance(max_bytes, int) and max_bytes > MAX_MESSAGE_BYTES:
         problems.add(
             "CONFIG_LIMIT",
             "limits.max_package_bytes",
             f"limits.max_package_bytes {max_bytes} is over the broker's message limit of "
-            f"{BROKER_MAX_MESSAGE_BYTES} bytes (16 MiB); larger packages are not supported yet",
+            f"{MAX_MESSAGE_BYTES} bytes ({MAX_MESSAGE_BYTES / 2**20:g} MiB); larger packages "
+            "are not supported yet",
         )
     profile = values.get("validation.submit_profile")
     if isinstance(profile, str) and profile not in PROFILES:

@@ -2,8 +2,9 @@
 
 One table for the loader (``config.load``) and the renderer (``config.render``): three top-level
 keys, then one ``[section]`` per settings type (``settings.Settings``' fields), each key named as
-its field. A key's environment variable is ``EDOC_AXIS_`` + the dotted key in upper case with
-``_`` for the dot.
+its field unless ``_FILE_NAMES`` keeps an older name (``limits.max_package_bytes`` fills
+``XmlLimits.max_bytes``). A key's environment variable is ``EDOC_AXIS_`` + the dotted key in
+upper case with ``_`` for the dot.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from edoc_axis.config.settings import (
     AuditSettings,
     BrokerSettings,
     KeySettings,
-    LimitSettings,
     TrustSettings,
     ValidationSettings,
 )
+from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.trust.policy import SignaturePolicy
 
 ENV_PREFIX = "EDOC_AXIS_"
@@ -32,11 +33,13 @@ SECTIONS: dict[str, type[Any]] = {
     "keys": KeySettings,
     "trust": TrustSettings,
     "signature": SignaturePolicy,
-    "limits": LimitSettings,
+    "limits": XmlLimits,
     "validation": ValidationSettings,
     "api": ApiSettings,
     "audit": AuditSettings,
 }
+# (section, field) -> the key's name in the file, where the two differ.
+_FILE_NAMES = {("limits", "max_bytes"): "max_package_bytes"}
 ZERO_ALLOWED = frozenset({"api.max_timestamp_age"})  # integers where 0 means "no limit"
 
 DMS_TABLE = "dms"  # [[dms]] tables come from the file only (config.dms reads them)
@@ -77,7 +80,7 @@ def section_keys(section: str) -> tuple[Key, ...]:
     cls = SECTIONS[section]
     hints = typing.get_type_hints(cls)
     return tuple(
-        Key(f"{section}.{f.name}", section, f.name,
+        Key(f"{section}.{_FILE_NAMES.get((section, f.name), f.name)}", section, f.name,
             hints[f.name], f.default is MISSING and f.default_factory is MISSING)
         for f in fields(cls)
     )

@@ -1,7 +1,8 @@
 """The node's settings as values: ``Settings`` and one frozen type per section of the file.
 
 A section whose concept lives lower down uses that layer's type rather than a mirror of it:
-``[signature]`` is ``trust.policy.SignaturePolicy``.
+``[signature]`` is ``trust.policy.SignaturePolicy`` and ``[limits]`` is ``edxml.limits.XmlLimits``
+(its ``max_bytes`` is the file's ``max_package_bytes``: the node's one package size limit).
 Built by ``config.load`` (or in code, by tests and ``init``), then passed explicitly.
 """
 
@@ -19,7 +20,6 @@ from edoc_axis.errors import ConfigError
 from edoc_axis.trust.policy import SignaturePolicy
 
 STORE_FILENAME = "node.sqlite3"
-MIB = 1024 * 1024
 DEFAULT_LISTEN = "127.0.0.1:8470"
 
 
@@ -79,23 +79,6 @@ class TrustSettings:
 
     anchors: tuple[Path, ...] = ()
     crls: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class LimitSettings:
-    """Bounds applied to every package the node parses."""
-
-    max_package_bytes: int = 15 * MIB
-    max_depth: int = 48
-    max_elements: int = 100_000
-
-    def xml_limits(self) -> XmlLimits:
-        """These limits as the hardened parser's ``XmlLimits``."""
-        return XmlLimits(
-            max_bytes=self.max_package_bytes,
-            max_depth=self.max_depth,
-            max_elements=self.max_elements,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +147,7 @@ class Settings:
     directory_path: Path
     trust: TrustSettings = field(default_factory=TrustSettings)
     signature: SignaturePolicy = field(default_factory=SignaturePolicy)
-    limits: LimitSettings = field(default_factory=LimitSettings)
+    limits: XmlLimits = field(default_factory=XmlLimits)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     dms: tuple[DmsSystemSettings, ...] = ()

@@ -61,6 +61,7 @@ from edoc_axis.gateway.protocol import (
 )
 from edoc_axis.gateway.sdk import sha256_hex
 from edoc_axis.gateway.server import DmsServer
+from edoc_axis.gateway.service import body_limit
 from edoc_axis.log import get_logger
 from edoc_axis.node.node import Node
 from edoc_axis.store.records import Delivery, InboxEntry, PackageRecord, Pickup
@@ -73,7 +74,6 @@ T = TypeVar("T")
 WORKERS = 8
 LIST_LIMIT = 1000
 MAX_DESCRIPTION_CHARS = 500
-BODY_OVERHEAD = 64 * 1024  # room for the SDK's multipart wrapping around a package at the limit
 NOT_DONE: tuple[Pickup, ...] = ("new", "processing", "fail")
 
 
@@ -367,7 +367,7 @@ def host(node: Node, link: Link | None = None, *, force: bool = False) -> Hosted
     backend = NodeBackend(node, link)
     try:
         server = DmsServer(backend, settings.dms, settings.api,
-                           max_body_bytes=settings.limits.max_package_bytes + BODY_OVERHEAD,
+                           max_body_bytes=body_limit(settings.limits.max_bytes),
                            ledger=backend)
     except BaseException:
         backend.close()

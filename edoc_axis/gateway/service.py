@@ -33,6 +33,7 @@ from urllib.parse import unquote
 
 from edoc_axis import __version__
 from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
+from edoc_axis.edxml.limits import DEFAULT_MAX_BYTES
 from edoc_axis.errors import EdocAxisError
 from edoc_axis.gateway.auth import Authenticated, Authenticator, extract_package
 from edoc_axis.gateway.ledger import MemoryLedger, RequestLedger, RequestRecord
@@ -63,8 +64,16 @@ from edoc_axis.log import get_logger
 
 log = get_logger(__name__)
 
-MiB = 1024 * 1024
-DEFAULT_MAX_BODY_BYTES = 16 * MiB
+BODY_OVERHEAD = 64 * 1024  # room for the SDK's multipart wrapping around a package
+
+
+def body_limit(max_package_bytes: int) -> int:
+    """The largest request body read: a package at the node's size limit
+    (``limits.max_package_bytes``, passed in by the backend) inside the SDK's wrapping."""
+    return max_package_bytes + BODY_OVERHEAD
+
+
+DEFAULT_MAX_BODY_BYTES = body_limit(DEFAULT_MAX_BYTES)
 
 # --- reading a call's signed headers -------------------------------------------------------------
 

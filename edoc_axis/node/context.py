@@ -64,7 +64,7 @@ class Context:
             log.attach()
         return cls(settings, store, directory, trust, identity,
                    topology or Topology(delivery_limit=settings.broker.delivery_limit), me, log,
-                   settings.limits.xml_limits(), policy, policy.for_status())
+                   settings.limits, policy, policy.for_status())
 
     @property
     def organ_id(self) -> str:
