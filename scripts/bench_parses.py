@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edoc_axis import config, directory
+from edoc_axis import directory
+from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
 from edoc_axis.edxml.attachment import add_attachment
 from edoc_axis.edxml.model import (
     Code,
@@ -129,13 +130,13 @@ class Lab:
             "".join(directory.render_agency(a) + "\n" for a in agencies), encoding="utf-8")
         self.nodes = {}
         for organ_id in (SENDER, RECIPIENT):
-            settings = config.Settings(
+            settings = Settings(
                 organ_id=organ_id, data_dir=base / organ_id,
                 directory_path=base / "directory.toml",
-                broker=config.BrokerSettings(
+                broker=BrokerSettings(
                     url=f"amqp://user-{organ_id}:secret@127.0.0.1:5672/unused"),
-                keys=config.KeySettings(base / f"{organ_id}.key", base / f"{organ_id}.pem"),
-                trust=config.TrustSettings((base / "ca.pem",), (base / "crl.pem",)))
+                keys=KeySettings(base / f"{organ_id}.key", base / f"{organ_id}.pem"),
+                trust=TrustSettings((base / "ca.pem",), (base / "crl.pem",)))
             self.nodes[organ_id] = Node.from_settings(settings)
 
     def signed(self, pkg: DocumentPackage) -> bytes:

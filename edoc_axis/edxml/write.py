@@ -31,6 +31,14 @@ def build(pkg: Package) -> bytes:
     Elements come out in the order of the specification's tables; optional parts that are
     ``None`` (or empty lists) are left out.
     """
+    text = etree.tostring(build_tree(pkg), encoding="UTF-8", xml_declaration=False)
+    return _DECLARATION + text + b"\n"
+
+
+def build_tree(pkg: Package) -> etree._Element:
+    """The package as ``build`` writes it, as a tree: serialised it gives ``build``'s bytes,
+    and it is the tree the hardened parser reads from them (indentation included), so the node
+    can sign a package it builds without parsing its own bytes back."""
     root = etree.Element(q("edXML"), nsmap={None: NS})
     envelope = _sub(root, "edXMLEnvelope")
     header_block = _sub(envelope, "edXMLHeader")
@@ -66,8 +74,11 @@ def build(pkg: Package) -> bytes:
                 _leaf(el, "Description", att.description)
                 _leaf(el, "ContentType", att.content_type)
                 _leaf(el, "ContentTransferEncoded", att.encoded)
-    text = etree.tostring(root, encoding="UTF-8", xml_declaration=False, pretty_print=True)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text
+    etree.indent(root, space="  ")  # what pretty_print writes, as text nodes in the tree
+    return root
+
+
+_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 def _sub(parent: etree._Element, name: str) -> etree._Element:

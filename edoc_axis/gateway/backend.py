@@ -47,7 +47,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from edoc_axis.edxml.model import Package, StatusPackage, subject_and_notation
+from edoc_axis.edxml.model import subject_and_notation
+from edoc_axis.edxml.parsed import Claims, ParsedPackage, read_package
 from edoc_axis.edxml.read import parse
 from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
 from edoc_axis.gateway.ledger import RequestRecord
@@ -59,7 +60,6 @@ from edoc_axis.gateway.protocol import (
     ReceivedItem,
     SentItem,
 )
-from edoc_axis.gateway.sdk import sha256_hex
 from edoc_axis.gateway.server import DmsServer
 from edoc_axis.gateway.service import body_limit
 from edoc_axis.log import get_logger
@@ -124,43 +124,46 @@ class NodeBackend:
         return self._run(self._submit, data, kind, declared_to)
 
     def _submit(self, data: bytes, kind: Kind, declared_to: list[str] | None) -> str:
-        try:
-            pkg: Package | None = parse(data, self.node.limits)
-        except PackageRejected:
-            pkg = None  # Node.submit refuses it with the same code `edoc-axis send` shows
-        if pkg is not None:
-            self._check_declared(pkg, kind, declared_to)
+        # The hop's one parse and hash: the value read here is what Node.submit judges,
+        # verifies (or signs) and stores.
+        package: bytes | ParsedPackage = data
+        claims: Claims | None = None
+        if len(data) <= self.node.limits.max_bytes:
+            try:
+                package = read_package(data, self.node.limits)
+                claims = package.claims
+            except PackageRejected:
+                pass  # Node.submit refuses it with the same code `edoc-axis send` shows
+        if claims is not None:
+            self._check_declared(claims, kind, declared_to)
         with self._submit_lock:  # also orders the look-up before a concurrent same submission
-            earlier = self._sent_before(pkg, data) if pkg is not None else None
-            if earlier is not None:
-                log.info("dms_submission_repeated", package_id=earlier)
-                return earlier
-            result = self.node.submit(data)
+            if isinstance(package, ParsedPackage) and claims is not None:
+                earlier = self._sent_before(claims, package.sha256)
+                if earlier is not None:
+                    log.info("dms_submission_repeated", package_id=earlier)
+                    return earlier
+            result = self.node.submit(package)
         log.info("dms_submitted", package_id=result.package_id, kind=result.kind,
                  duplicate=result.duplicate)
         return result.package_id
 
-    def _sent_before(self, pkg: Package, data: bytes) -> str | None:
-        """The package id under which these exact bytes were already submitted, if any."""
-        document_id = (pkg.response_for.document_id if isinstance(pkg, StatusPackage)
-                       else pkg.document_id or "")
-        digest = sha256_hex(data)
-        for record in self.node.store.packages(direction="out", kind=pkg.kind,
-                                               document_id=document_id):
+    def _sent_before(self, claims: Claims, digest: str) -> str | None:
+        """The package id under which the bytes of SHA-256 ``digest`` were already submitted."""
+        for record in self.node.store.packages(direction="out", kind=claims.kind,
+                                               document_id=claims.document_id):
             if record.dedupe_digest == digest:
                 return record.package_id
         return None
 
-    def _check_declared(self, pkg: Package, kind: Kind,
+    def _check_declared(self, claims: Claims, kind: Kind,
                         declared_to: list[str] | None) -> None:
-        if pkg.kind != kind:
+        if claims.kind != kind:
             raise RuleViolation(f"messagetype is {kind}, but the package is a "
-                                f"{'status' if pkg.kind == 'status' else 'document'} package",
+                                f"{'status' if claims.kind == 'status' else 'document'} package",
                                 code="MESSAGETYPE_MISMATCH", element="messagetype")
         if not declared_to:
             return
-        addressed = ({pkg.response_for.organ_id} if isinstance(pkg, StatusPackage)
-                     else {o.organ_id for o in pkg.recipients})
+        addressed = set(claims.addressees)
         by_code = {a.code: a.organ_id for a in self.node.directory}
         stray = [t for t in declared_to if by_code.get(t, t) not in addressed]
         if stray:

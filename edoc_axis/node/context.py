@@ -18,14 +18,16 @@ from edoc_axis.directory import Agency, Directory
 from edoc_axis.edxml.finding import Finding
 from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.edxml.model import Organization, Package
+from edoc_axis.edxml.parsed import ParsedPackage
 from edoc_axis.edxml.read import from_tree
+from edoc_axis.edxml.write import build_tree
 from edoc_axis.errors import ConfigError
 from edoc_axis.node.wiring import Identity, audit_log
 from edoc_axis.store import Store
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust.chain import TrustStore
 from edoc_axis.trust.policy import SignaturePolicy
-from edoc_axis.trust.signature import sign, verify
+from edoc_axis.trust.signature import sign_tree, verify_tree
 
 
 def _no_wake() -> None:
@@ -81,17 +83,24 @@ class Context:
         """This agency as the From of the packages the node builds."""
         return Organization(self.organ_id, self.me.name)
 
-    def sign(self, data: bytes) -> bytes:
-        """``data`` signed with this agency's key."""
-        return sign(data, self.identity.key, self.identity.cert, chain=self.identity.chain,
-                    limits=self.limits)
+    def sign(self, package: ParsedPackage | Package) -> bytes:
+        """An unsigned package signed with this agency's key, as bytes; nothing is parsed.
 
-    def verified(self, data: bytes, agency: Agency,
+        A package the hop read is signed in its tree (lent to the signer for the call, see
+        ``signature.sign_tree``; it ends unchanged); a model the node made (a status) is laid
+        out as the tree ``edxml.write.build`` would write, and signed without being serialised
+        and read back."""
+        root = package.root if isinstance(package, ParsedPackage) else build_tree(package)
+        return sign_tree(root, self.identity.key, self.identity.cert,
+                         chain=self.identity.chain)[0]
+
+    def verified(self, parsed: ParsedPackage, agency: Agency,
                  policy: SignaturePolicy) -> tuple[Package, str | None]:
-        """Verify ``data`` as signed by ``agency``; the model read from the signed tree and the
-        signing certificate's fingerprint (for the audit chain)."""
-        result = verify(data, self.trust, policy,
-                        allowed_fingerprints=agency.fingerprints or None, limits=self.limits)
+        """Verify the package read in ``parsed`` as signed by ``agency``; the model read from
+        the *signed* content (the hop's one model: ``parsed.model`` is left unbuilt) and the
+        signing certificate's fingerprint (for the audit chain). Nothing is parsed."""
+        result = verify_tree(parsed.root, self.trust, policy,
+                             allowed_fingerprints=agency.fingerprints or None)
         return from_tree(result.signed_root), result.fingerprint
 
 

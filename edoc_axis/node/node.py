@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
+from edoc_axis.edxml.parsed import ParsedPackage
 from edoc_axis.node.context import Context, SubmitResult
 from edoc_axis.node.receipt import Receipts
 from edoc_axis.node.receive import Receiver
@@ -72,8 +73,9 @@ class Node:
         """Close the store's connections."""
         self.store.close()
 
-    def submit(self, data: bytes) -> SubmitResult:
+    def submit(self, data: bytes | ParsedPackage) -> SubmitResult:
         """Validate, sign (by policy) and store a package for sending; wake the relay.
+        ``data`` is the bytes, or the package as the caller already read it (parsed once).
 
         A second submission of the same package (sender, DocumentId, business operation,
         content digest) is recognised and answered with the original package id.

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from edoc_axis.edxml.model import DocumentPackage, ResponseFor, subject_and_notation
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.status import new_status
-from edoc_axis.edxml.write import build
 from edoc_axis.errors import EdocAxisError, NotFound, RuleViolation
 from edoc_axis.node import state
 from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique
@@ -57,7 +56,7 @@ class Receipts:
         """Status ``code`` about ``document`` to ``to``, built and signed by this agency."""
         status = new_status(self.ctx.me_org, document, code, description=description,
                             to_organ_id=to)
-        return self.ctx.sign(build(status))
+        return self.ctx.sign(status)  # signed as a tree: the node never parses its own bytes
 
     def arrived(self, document: DocumentPackage) -> Reply:
         """The signed 01 answering a document just received from its sender."""
@@ -91,10 +90,11 @@ class Receipts:
 
     def queue_status(self, txn: Transaction, document_id: str, code: str, to: str, *,
                      signed: bytes, description: str | None, digest: str | None = None,
-                     notation: str | None = None) -> str:
+                     notation: str | None = None, signed_digest: str | None = None) -> str:
         """Store an outgoing signed status and queue it to ``to``; 13 also joins the history.
         ``notation`` is the number/notation of the document it is about (kept for listings;
-        None: unknown, read from the body when first listed)."""
+        None: unknown, read from the body when first listed). ``signed_digest`` is the SHA-256
+        of ``signed`` when the caller already has it (hashed here otherwise)."""
         delivery = None
         side = state.side(code)
         if side == "sender":
@@ -110,7 +110,7 @@ class Receipts:
             raise RuleViolation(f"status code {code} cannot be sent by this node",
                                 code="STATUS_CODE_NOT_ALLOWED", element="StatusCode")
         package_id = str(uuid.uuid4())
-        signed_digest = sha256(signed)
+        signed_digest = signed_digest or sha256(signed)
         row = txn.add_package(NewPackage(
             package_id=package_id, direction="out", kind="status", sender=self.ctx.organ_id,
             recipients=(to,), document_id=document_id, body=signed, sha256=signed_digest,
@@ -169,6 +169,8 @@ class Receipts:
         return results
 
     def _stored_document(self, record: PackageRecord) -> DocumentPackage:
+        """The model of a stored document (the one parse of a ``set_status``: the store keeps
+        no column for the promulgation date a status names)."""
         pkg = parse(self.ctx.store.body(record.package_id), self.ctx.limits)
         if not isinstance(pkg, DocumentPackage):
             raise NotFound(f"package {record.package_id} is not a document")

@@ -4,7 +4,9 @@ Per message, in three phases (the Link's thread calls ``handle_batch``):
 1. checks that need no store: transport identity (broker ``user_id``) == the From agency's
    broker user, size, schema and rules under the ``received`` profile (harmless deviations are
    stored with the package as warnings), the signature by From with a directory-listed
-   certificate, the addressee;
+   certificate, the addressee. The body is parsed and hashed once; what is checked before the
+   signature is read from the tree (``ParsedPackage.claims``), and the one model from the
+   signed content;
 2. the answer the checks predict is signed outside the transaction: 01 for a new document, 02
    for a refusal (only to the agency that owns the broker user, never to a claimed From);
 3. one transaction for the batch, a savepoint per message: dedupe, the package and its inbox
@@ -23,6 +25,7 @@ from edoc_axis.edxml import schema
 from edoc_axis.edxml.finding import Finding
 from edoc_axis.edxml.identifier import document_id_sender
 from edoc_axis.edxml.model import DocumentPackage, Package, StatusPackage, subject_and_notation
+from edoc_axis.edxml.parsed import Claims
 from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.errors import (
     EdocAxisError,
@@ -50,10 +53,10 @@ class _Received:
     """One incoming message on its way through the phases of a batch."""
 
     message: IncomingMessage
-    sha256: str
+    sha256: str = ""  # of the body; set once the checks end, whatever their outcome
     identified: Agency | None = None
     package: Package | None = None  # verified: set only when every check passed
-    claimed: Package | None = None  # what the bytes say, before identity and signature
+    claimed: Claims | None = None  # what the bytes say, before identity and signature
     error: EdocAxisError | None = None
     outcome: Outcome | None = None
     reply: Reply | None = None  # the signed 01 (stored document) or 02 (refusal)
@@ -89,7 +92,7 @@ class Receiver:
     def _check(self, message: IncomingMessage) -> _Received:
         """Identity, size, schema, rules, signature. No store writes."""
         ctx = self.ctx
-        item = _Received(message, sha256(message.body))
+        item = _Received(message)
         user = message.user_id
         replayed = message.headers.get(REPLAYED_USER_HEADER)
         if user == ctx.broker_user and isinstance(replayed, str):
@@ -102,21 +105,27 @@ class Receiver:
             if len(message.body) > ctx.limits.max_bytes:
                 raise PackageTooLarge(f"message of {len(message.body)} bytes exceeds the limit",
                                       code="PACKAGE_TOO_LARGE")
-            accepted = schema.accept(message.body, ctx.limits, RECEIVED)
-            pkg = item.claimed = accepted.package
+            accepted = schema.accept(message.body, ctx.limits, RECEIVED)  # the one parse
+            parsed = accepted.parsed
+            item.sha256 = parsed.sha256
+            claims = item.claimed = parsed.claims
             item.warnings = accepted.warnings
-            claimed = pkg.sender.organ_id
+            claimed = claims.sender
             agency = ctx.directory.get(claimed)
             if agency.broker_user != user:
                 raise SpoofedSender(
                     f"From/OrganId {claimed} but published by broker user {user!r}"
                     f" ({item.identified.organ_id if item.identified else 'unknown agency'})",
                     code="SENDER_SPOOFED", agency=claimed, element="From/OrganId")
-            policy = ctx.status_policy if pkg.kind == "status" else ctx.policy
-            if pkg.signed or policy.require_signature:
-                pkg, signer = ctx.verified(message.body, agency, policy)
+            policy = ctx.status_policy if claims.kind == "status" else ctx.policy
+            pkg: Package
+            if claims.signed or policy.require_signature:
+                # The hop's one model, read from what the signature covers.
+                pkg, signer = ctx.verified(parsed, agency, policy)
                 if signer:
                     item.extra["signer"] = signer
+            else:
+                pkg = parsed.model  # unsigned, and the policy allows it: nothing is signed
             if isinstance(pkg, DocumentPackage):
                 if ctx.organ_id not in {o.organ_id for o in pkg.recipients}:
                     raise RuleViolation(f"the document is not addressed to {ctx.organ_id}",
@@ -130,6 +139,8 @@ class Receiver:
         except TemporaryFailure as exc:
             log.warning("message_retry", message_id=message.message_id, error=str(exc))
             item.outcome = Outcome.RETRY
+        if not item.sha256:  # refused before it was read: the bytes are still named by hash
+            item.sha256 = sha256(message.body)
         return item
 
     # --- phase 2: the answer, signed outside the transaction ---------------------------------
@@ -154,9 +165,9 @@ class Receiver:
         """The DocumentId a status 02 can name: the package's (or header's) when it belongs to
         the identified publisher, else the broker message id (a spoofed package's DocumentId
         names another agency, and a status about it would break the direction rule)."""
-        pkg = item.claimed
-        candidates = [pkg.document_id if isinstance(pkg, DocumentPackage) else None,
-                      item.message.headers.get("edoc-document-id")]
+        claims = item.claimed
+        candidates = [claims.document_id if claims is not None and claims.kind == "edoc"
+                      else None, item.message.headers.get("edoc-document-id")]
         owner = item.identified.organ_id if item.identified else None
         for candidate in candidates:
             if (isinstance(candidate, str) and candidate
@@ -282,10 +293,9 @@ class Receiver:
             advance(txn, delivery.id, step, code, status_row=row, description=pkg.description)
 
     def _store_rejection(self, txn: Transaction, item: _Received, error: EdocAxisError) -> None:
-        pkg = item.claimed
-        claimed = pkg.sender.organ_id if pkg is not None else None
-        document_id = (pkg.document_id if isinstance(pkg, DocumentPackage)
-                       else pkg.response_for.document_id if pkg is not None else None)
+        claims = item.claimed
+        claimed = claims.sender if claims is not None else None
+        document_id = claims.document_id if claims is not None else None
         identified = item.identified.organ_id if item.identified else None
         txn.add_rejection(
             message_id=item.message.message_id, broker_user=item.message.user_id,

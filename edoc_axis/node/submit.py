@@ -4,6 +4,8 @@ Limits, schema and rules under the submit profile, From must be this agency, the
 policy (verify ours, or sign an unsigned submission), every recipient in the directory, then
 ONE transaction: the package, a delivery per recipient (``queued``) and an outbox row per
 recipient. A status submitted ready-made goes through ``Receipts.queue_status``.
+The package is read once (here, or by the DMS gateway, which hands the ``ParsedPackage`` on):
+its tree is judged, verified or signed; its one model comes from the signed content.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import uuid
 
 from edoc_axis.edxml import schema
-from edoc_axis.edxml.model import DocumentPackage, StatusPackage, subject_and_notation
+from edoc_axis.edxml.model import DocumentPackage, Package, StatusPackage, subject_and_notation
+from edoc_axis.edxml.parsed import ParsedPackage
 from edoc_axis.errors import PackageTooLarge, RuleViolation, SignatureInvalid, UnknownAgency
 from edoc_axis.log import get_logger
 from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique, warning_codes
@@ -28,43 +31,51 @@ class Submitter:
         self.ctx = ctx
         self.receipts = receipts
 
-    def submit(self, data: bytes) -> SubmitResult:
+    def submit(self, data: bytes | ParsedPackage) -> SubmitResult:
         """Validate, sign (by policy) and store a package for sending; wake the relay.
 
+        ``data`` is the bytes, or the package already read once by the caller (the DMS
+        gateway): it is judged, verified or signed, and stored without being parsed again.
         A second submission of the same package (sender, DocumentId, business operation,
         content digest) is recognised and answered with the original package id.
         """
         ctx = self.ctx
-        if len(data) > ctx.limits.max_bytes:
-            raise PackageTooLarge(f"package of {len(data)} bytes exceeds the limit of "
+        size = data.body.size if isinstance(data, ParsedPackage) else len(data)
+        if size > ctx.limits.max_bytes:
+            raise PackageTooLarge(f"package of {size} bytes exceeds the limit of "
                                   f"{ctx.limits.max_bytes} bytes", code="PACKAGE_TOO_LARGE")
         accepted = schema.accept(data, ctx.limits, ctx.settings.validation.submit_profile)
-        pkg = accepted.package
+        parsed = accepted.parsed
         if accepted.warnings:
             log.warning("submission_warnings", codes=warning_codes(accepted.warnings))
-        if pkg.sender.organ_id != ctx.organ_id:
+        claims = parsed.claims
+        if claims.sender != ctx.organ_id:
             raise RuleViolation(
-                f"From/OrganId is {pkg.sender.organ_id}, but this node sends only for "
-                f"{ctx.organ_id}", code="FROM_NOT_THIS_AGENCY", agency=pkg.sender.organ_id,
+                f"From/OrganId is {claims.sender}, but this node sends only for "
+                f"{ctx.organ_id}", code="FROM_NOT_THIS_AGENCY", agency=claims.sender,
                 element="From/OrganId")
-        if pkg.signed:
-            pkg = ctx.verified(data, ctx.me, ctx.policy)[0]
-            signed = data
+        pkg: Package
+        if claims.signed:
+            # The one model of this hop is read from what the signature covers.
+            pkg = ctx.verified(parsed, ctx.me, ctx.policy)[0]
+            signed, signed_digest = parsed.data, parsed.sha256
         elif ctx.settings.signature.sign_unsigned_submissions:
-            signed = ctx.sign(data)
+            pkg = parsed.model  # read before the tree is lent to the signer
+            signed = ctx.sign(parsed)
+            signed_digest = sha256(signed)
         else:
             raise SignatureInvalid("the package is unsigned and this node does not sign "
                                    "submissions (signature.sign_unsigned_submissions)",
                                    code="SIG_MISSING", element="Signature")
         ctx.topology.check_size(signed)
         if isinstance(pkg, StatusPackage):
-            result = self._submit_status(pkg, signed, sha256(data))
+            result = self._submit_status(pkg, signed, signed_digest, parsed.sha256)
         else:
-            result = self._submit_document(pkg, signed, sha256(data))
+            result = self._submit_document(pkg, signed, signed_digest, parsed.sha256)
         ctx.wake()
         return result
 
-    def _submit_document(self, pkg: DocumentPackage, signed: bytes,
+    def _submit_document(self, pkg: DocumentPackage, signed: bytes, signed_digest: str,
                          digest: str) -> SubmitResult:
         ctx = self.ctx
         recipients = unique(o.organ_id for o in pkg.recipients)
@@ -88,7 +99,7 @@ class Submitter:
             row = txn.add_package(NewPackage(
                 package_id=package_id, direction="out", kind="edoc", sender=ctx.organ_id,
                 recipients=recipients, document_id=document_id, body=signed,
-                sha256=sha256(signed), dedupe_digest=digest, message_id=package_id,
+                sha256=signed_digest, dedupe_digest=digest, message_id=package_id,
                 business_op=op, related_package=related.package_id if related else None,
                 broker_user=ctx.broker_user, subject=subject, notation=notation))
             row = inserted(row, package_id)
@@ -96,12 +107,13 @@ class Submitter:
                 txn.add_delivery(row, document_id, organ_id, "queued")
                 txn.add_outbox(row, organ_id)
             txn.emit(Event("submitted", package_id, document_id, ",".join(recipients),
-                           sha256(signed), {"business_op": str(op)}))
+                           signed_digest, {"business_op": str(op)}))
         log.info("package_submitted", package_id=package_id, document_id=document_id,
                  recipients=len(recipients))
         return SubmitResult(package_id, "edoc", document_id, recipients)
 
-    def _submit_status(self, pkg: StatusPackage, signed: bytes, digest: str) -> SubmitResult:
+    def _submit_status(self, pkg: StatusPackage, signed: bytes, signed_digest: str,
+                       digest: str) -> SubmitResult:
         to = pkg.response_for.organ_id
         if to not in self.ctx.directory:
             raise UnknownAgency(f"status addressee {to} is not in the agency directory",
@@ -109,5 +121,6 @@ class Submitter:
         with self.ctx.store.transaction() as txn:
             package_id = self.receipts.queue_status(
                 txn, pkg.response_for.document_id, pkg.status_code, to, signed=signed,
-                description=pkg.description, digest=digest, notation=pkg.response_for.code)
+                description=pkg.description, digest=digest, notation=pkg.response_for.code,
+                signed_digest=signed_digest)
         return SubmitResult(package_id, "status", pkg.response_for.document_id, (to,))
