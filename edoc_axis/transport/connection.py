@@ -1,44 +1,138 @@
-"""Opening the broker: pika connection parameters from a URL, and short blocking channels.
+"""Opening the broker: pika connection parameters for an :class:`Endpoint`, and short blocking
+channels.
+
+An endpoint is a URL plus, for ``amqps://``, what TLS needs: the CA certificates the broker's
+certificate must chain to (the axis trust anchors; never the system store), and the agency's
+client certificate. With ``external`` the node logs in as that certificate (SASL EXTERNAL,
+RabbitMQ's ``rabbitmq_auth_mechanism_ssl``): the broker user *is* the certificate's identity and
+no password exists. A bare URL string is an endpoint without TLS material (the dev bench).
 
 A :class:`~edoc_axis.transport.link.Link` keeps one long-lived connection; admin work
 (declaring, checking queues, dead-letter peeks and replays) uses :func:`blocking_channel`, which
 opens a connection for one job and turns pika's errors into the node's (``ConfigError`` for
-refused credentials, ``NotFound`` for a missing queue, ``BrokerUnavailable`` otherwise).
+refused credentials or a broker certificate that does not verify, ``NotFound`` for a missing
+queue, ``BrokerUnavailable`` otherwise).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pika
+import pika.credentials
 import pika.exceptions
 
 from edoc_axis.errors import BrokerUnavailable, ConfigError, NotFound
 
 
-def parameters(url: str, **settings: Any) -> Any:
-    """``pika.URLParameters`` of ``url`` with ``settings`` set on it (a bad URL: ConfigError)."""
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the broker is and how to prove who we are to it (see the module docstring)."""
+
+    url: str
+    ca_files: tuple[Path, ...] = ()  # amqps: the broker's certificate must chain to one of these
+    cert_file: Path | None = None  # amqps: the client certificate (PEM), sent when asked
+    key_file: Path | None = None  # its private key (PEM)
+    external: bool = False  # log in as the client certificate (EXTERNAL), not user:password
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        parts = urlsplit(self.url)
+        url = self.url
+        if parts.password is not None:
+            url = parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"
+                                 ).geturl()
+        return f"Endpoint(url={url!r}, external={self.external})"
+
+    @property
+    def tls(self) -> bool:
+        """True for ``amqps://``."""
+        return urlsplit(self.url).scheme == "amqps"
+
+
+def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """The client TLS context of ``endpoint``: TLS 1.2+, the broker's certificate verified
+    against ``ca_files`` only (and its host name), the client certificate loaded when given."""
+    if not endpoint.ca_files:
+        raise ConfigError("amqps:// needs the CA certificates that issued the broker's "
+                          "certificate (broker.ca_files, or the node's trust anchors)",
+                          code="BROKER_TLS_CONFIG")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        params = pika.URLParameters(url)
+        for ca_file in endpoint.ca_files:
+            context.load_verify_locations(cafile=str(ca_file))
+        if endpoint.cert_file is not None:
+            context.load_cert_chain(str(endpoint.cert_file),
+                                    str(endpoint.key_file) if endpoint.key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the broker TLS files: {exc}",
+                          code="BROKER_TLS_CONFIG") from exc
+    return context
+
+
+def parameters(target: str | Endpoint, **settings: Any) -> Any:
+    """pika connection parameters of ``target`` with ``settings`` set on them (a bad URL or
+    unusable TLS files: ConfigError)."""
+    endpoint = target if isinstance(target, Endpoint) else Endpoint(target)
+    try:
+        params = pika.URLParameters(endpoint.url)
     except Exception as exc:  # pika raises assorted errors for a bad URL
         raise ConfigError(f"invalid broker URL: {exc}", code="BROKER_URL_INVALID") from exc
+    if endpoint.external and not endpoint.tls:
+        raise ConfigError("certificate login (EXTERNAL) needs an amqps:// URL",
+                          code="BROKER_TLS_CONFIG")
+    if endpoint.tls and isinstance(target, Endpoint):
+        params.ssl_options = pika.SSLOptions(tls_context(endpoint), params.host)
+    if endpoint.external:
+        if endpoint.cert_file is None:
+            raise ConfigError("certificate login (EXTERNAL) needs the client certificate",
+                              code="BROKER_TLS_CONFIG")
+        params.credentials = pika.credentials.ExternalCredentials()
     for name, value in settings.items():
         setattr(params, name, value)
     return params
 
 
+def tls_failure(exc: BaseException) -> ConfigError | None:
+    """The node's error for a connection failure that TLS caused, else None: the broker's
+    certificate does not verify (``BROKER_TLS_UNTRUSTED``), or the broker refused ours
+    (``BROKER_TLS_REFUSED``: not issued by a CA it trusts, expired, or none sent). pika reports
+    both only as text inside its connection errors."""
+    text = repr(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ConfigError(
+            f"the broker's TLS certificate does not verify against the configured CA "
+            f"certificates (broker.ca_files, else the trust anchors): {exc}",
+            code="BROKER_TLS_UNTRUSTED")
+    if "TLSV1_ALERT" in text or "SSLV3_ALERT" in text or "CERTIFICATE_REQUIRED" in text:
+        return ConfigError(
+            f"the broker refused this node's TLS client certificate (issued by a CA it does "
+            f"not trust, expired, or missing): {exc}", code="BROKER_TLS_REFUSED")
+    return None
+
+
 @contextmanager
-def blocking_channel(url: str) -> Iterator[Any]:
+def blocking_channel(target: str | Endpoint) -> Iterator[Any]:
     """A channel on a fresh blocking connection, closed afterwards (errors mapped, see above)."""
-    params = parameters(url, connection_attempts=1, socket_timeout=10, heartbeat=30)
+    params = parameters(target, connection_attempts=1, socket_timeout=10, heartbeat=30)
     try:
         connection = pika.BlockingConnection(params)
     except pika.exceptions.ProbableAuthenticationError as exc:
         raise ConfigError(f"broker refused the credentials: {exc}",
                           code="BROKER_AUTH_FAILED") from exc
-    except pika.exceptions.AMQPError as exc:
+    except pika.exceptions.AuthenticationError as exc:
+        raise ConfigError(f"broker refused the login: {exc}",
+                          code="BROKER_AUTH_FAILED") from exc
+    except (pika.exceptions.AMQPError, ssl.SSLError) as exc:
+        failure = tls_failure(exc)
+        if failure is not None:
+            raise failure from exc
         raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
     try:
         yield connection.channel()

@@ -19,7 +19,7 @@ import pika.exceptions
 import pika.spec
 
 from edoc_axis.log import get_logger
-from edoc_axis.transport.connection import parameters
+from edoc_axis.transport.connection import Endpoint, parameters
 from edoc_axis.transport.message import (
     APP_ID,
     CONTENT_TYPE,
@@ -67,7 +67,7 @@ class Link(Supervisor):
 
     def __init__(
         self,
-        url: str,
+        url: str | Endpoint,
         topology: Topology,
         *,
         user_id: str,
