@@ -43,7 +43,7 @@ from edoc_axis.node.state import SENDER_CODES
 from edoc_axis.store.reads import Reads
 from edoc_axis.store.records import Event, NewPackage, PackageRecord
 from edoc_axis.store.transaction import Transaction
-from edoc_axis.transport.message import REPLAYED_USER_HEADER, IncomingMessage, Outcome
+from edoc_axis.transport.message import IncomingMessage, Outcome, publisher_of
 
 log = get_logger(__name__)
 
@@ -93,10 +93,9 @@ class Receiver:
         """Identity, size, schema, rules, signature. No store writes."""
         ctx = self.ctx
         item = _Received(message)
-        user = message.user_id
-        replayed = message.headers.get(REPLAYED_USER_HEADER)
-        if user == ctx.broker_user and isinstance(replayed, str):
-            user = replayed  # our own replay of a dead letter: judge the original publisher
+        # Our own replay of a dead letter is judged by its original publisher, as the broker
+        # recorded it; a message nobody can attribute (no user_id) is anonymous.
+        user = publisher_of(message, ctx.broker_user)
         item.identified = ctx.directory.by_broker_user(user) if user else None
         try:
             if not user:

@@ -14,8 +14,14 @@ import pika
 import pika.exceptions
 
 from edoc_axis.errors import BrokerUnavailable
-from edoc_axis.transport.connection import blocking_channel
-from edoc_axis.transport.message import APP_ID, BROKER_HEADERS, DEATH_HEADER, REPLAYED_USER_HEADER
+from edoc_axis.transport.connection import Endpoint, blocking_channel
+from edoc_axis.transport.message import (
+    ANONYMOUS_PUBLISHER,
+    APP_ID,
+    BROKER_HEADERS,
+    DEATH_HEADER,
+    REPLAYED_USER_HEADER,
+)
 from edoc_axis.transport.topology import Topology
 
 
@@ -45,7 +51,8 @@ def _dead_letter(method: Any, properties: Any, body: bytes) -> DeadLetter:
         reason=first.get("reason"), queue=first.get("queue"), count=int(first.get("count", 1)))
 
 
-def dead_letters(url: str, topology: Topology, organ_id: str, limit: int = 100) -> list[DeadLetter]:
+def dead_letters(url: str | Endpoint, topology: Topology, organ_id: str,
+                 limit: int = 100) -> list[DeadLetter]:
     """Peek at up to ``limit`` dead letters of an agency without removing any.
 
     Messages are fetched unacknowledged and returned to the queue when the channel closes (the
@@ -62,16 +69,36 @@ def dead_letters(url: str, topology: Topology, organ_id: str, limit: int = 100) 
     return found
 
 
+def replay_headers(headers: dict[str, Any], user_id: str | None, own_user: str) -> dict[str, Any]:
+    """The headers a replay of a dead letter travels with.
+
+    The dead letter's own, without the broker's and without any copied
+    ``x-edoc-replay-of-user``: that header is written from the broker's record of the sender,
+    the dead letter's ``user_id`` (``""``, anonymous, when it had none). Only a dead letter under
+    ``own_user`` -- a replay this agency made before -- keeps the publisher that replay recorded.
+    """
+    kept = {k: v for k, v in headers.items()
+            if not k.startswith(BROKER_HEADERS) and k != REPLAYED_USER_HEADER}
+    recorded = headers.get(REPLAYED_USER_HEADER)
+    if user_id == own_user and isinstance(recorded, (str, bytes)):
+        origin = recorded.decode("utf-8", "replace") if isinstance(recorded, bytes) else recorded
+    else:
+        origin = user_id or ANONYMOUS_PUBLISHER
+    kept[REPLAYED_USER_HEADER] = origin
+    return kept
+
+
 def replay_dead_letter(
-    url: str, topology: Topology, organ_id: str, message_id: str, user_id: str | None = None,
+    url: str | Endpoint, topology: Topology, organ_id: str, message_id: str, user_id: str,
     *, scan_limit: int = 10_000,
 ) -> bool:
     """Move the first dead letter with ``message_id`` back to the agency's queue; False if absent.
 
     The message is republished (confirmed) before its dead copy is acked, so a failure leaves it
-    in the dead queue. With ``user_id`` (the caller's own broker user, which RabbitMQ insists on)
-    the original publisher's user travels in the ``x-edoc-replay-of-user`` header; only the
-    agency's own user can publish with that user_id, so its node may trust the header.
+    in the dead queue. It goes out under ``user_id``, the agency's own broker user (RabbitMQ
+    insists), with the original publisher in ``x-edoc-replay-of-user`` as the broker recorded
+    it (:func:`replay_headers`): the agency's node judges the original publisher, and a message
+    that had no ``user_id`` stays anonymous.
     """
     with blocking_channel(url) as channel:
         channel.confirm_delivery()
@@ -82,15 +109,11 @@ def replay_dead_letter(
                 return False
             if properties.message_id != message_id:
                 continue  # left unacked: returns to the dead queue when the channel closes
-            headers = {k: v for k, v in (properties.headers or {}).items()
-                       if not k.startswith(BROKER_HEADERS)}
-            if user_id is not None and properties.user_id and properties.user_id != user_id:
-                headers[REPLAYED_USER_HEADER] = properties.user_id
+            headers = replay_headers(dict(properties.headers or {}), properties.user_id, user_id)
             replay = pika.BasicProperties(
                 content_type=properties.content_type, delivery_mode=pika.DeliveryMode.Persistent,
-                message_id=properties.message_id, type=properties.type, headers=headers or None,
-                user_id=user_id if user_id is not None else properties.user_id,
-                timestamp=int(time.time()), app_id=APP_ID)
+                message_id=properties.message_id, type=properties.type, headers=headers,
+                user_id=user_id, timestamp=int(time.time()), app_id=APP_ID)
             try:
                 channel.basic_publish(topology.exchange, organ_id, body, properties=replay,
                                       mandatory=True)

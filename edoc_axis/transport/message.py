@@ -13,9 +13,11 @@ from typing import Any
 CONTENT_TYPE = "application/xml"
 APP_ID = "edoc-axis"
 
-# The original publisher's broker user of a replayed dead letter (set only by the replaying
-# agency's own user, so its node may trust it).
+# Who published a replayed dead letter, as the broker recorded it: the dead letter's user_id, or
+# "" when it had none (anonymous). Written by every replay, which only the replaying agency's own
+# user can publish; a node reads it only on messages under its own user_id (``publisher_of``).
 REPLAYED_USER_HEADER = "x-edoc-replay-of-user"
+ANONYMOUS_PUBLISHER = ""
 # Quorum queues count deliveries here; the queue's delivery limit dead-letters past it.
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 # Why and where a message died (a list, newest first), added by the broker on dead-lettering.
@@ -77,3 +79,20 @@ class Confirmation:
     def retryable(self) -> bool:
         """True when publishing the same message again later may succeed."""
         return not self.ok and self.code == "BROKER_NACK"
+
+
+def publisher_of(message: IncomingMessage, own_user: str) -> str | None:
+    """The broker user that published ``message``, or None when nobody can say (no user_id).
+
+    The broker-verified ``user_id``; on a message under the node's own user, the publisher its
+    own dead-letter replay recorded (the broker's user_id of the original, never a header the
+    original carried). A replay of an anonymous message stays anonymous.
+    """
+    user = message.user_id
+    if user and user == own_user:
+        recorded = message.headers.get(REPLAYED_USER_HEADER)
+        if isinstance(recorded, bytes):
+            recorded = recorded.decode("utf-8", "replace")
+        if isinstance(recorded, str):
+            return recorded or None
+    return user or None
