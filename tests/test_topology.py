@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -21,17 +22,18 @@ from click.testing import CliRunner
 
 from edoc_axis.cli.broker import broker_group
 from edoc_axis.errors import ConfigError, NotFound
-from edoc_axis.transport.deadletter import replay_dead_letter
+from edoc_axis.transport.deadletter import dead_letters, replay_dead_letter
 from edoc_axis.transport.link import Link
 from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
 from edoc_axis.transport.provision import (
     BrokerAccount,
+    UserLimits,
     check_queues,
     definitions,
     password_hash,
     provision,
 )
-from edoc_axis.transport.topology import Topology, url_with_vhost, vhost_of
+from edoc_axis.transport.topology import Topology, queue_token, url_with_vhost, vhost_of
 
 TOPOLOGY = Topology()
 
@@ -42,11 +44,29 @@ def _rabbitmqctl(*args: str) -> None:
 
 
 def test_names_follow_the_organ_id() -> None:
-    """Queues are edoc.in.<OrganId> and edoc.dead.<OrganId>."""
+    """Queues are edoc.in.<OrganId> and edoc.dead.<OrganId>, bounded; the inbound queue refuses
+    more, the dead-letter queue drops its oldest."""
     assert TOPOLOGY.queue_for("000.00.00.G22") == "edoc.in.000.00.00.G22"
     assert TOPOLOGY.dead_queue_for("000.00.00.G22") == "edoc.dead.000.00.00.G22"
-    assert TOPOLOGY.queue_arguments() == {"x-queue-type": "quorum", "x-delivery-limit": 5,
-                                          "x-dead-letter-exchange": "edoc.dlx"}
+    assert TOPOLOGY.queue_arguments() == {
+        "x-queue-type": "quorum", "x-delivery-limit": 5, "x-dead-letter-exchange": "edoc.dlx",
+        "x-max-length": 10_000, "x-max-length-bytes": 1024 * 1024 * 1024,
+        "x-overflow": "reject-publish"}
+    assert TOPOLOGY.dead_queue_arguments() == {
+        "x-queue-type": "quorum", "x-delivery-limit": 1_000_000, "x-max-length": 1_000,
+        "x-max-length-bytes": 128 * 1024 * 1024, "x-overflow": "drop-head"}
+
+
+def test_queue_tokens_make_names_nobody_else_can_derive() -> None:
+    """A token is stable per key and agency, differs across both, and ends both queue names."""
+    token = queue_token(b"k" * 32, "000.00.00.G22")
+    assert token == queue_token(b"k" * 32, "000.00.00.G22")
+    assert re.fullmatch(r"[a-z2-7]{24}", token)
+    assert token != queue_token(b"k" * 32, "000.00.00.H41")
+    assert token != queue_token(b"j" * 32, "000.00.00.G22")
+    mine = Topology(queue_token=token)
+    assert mine.queue_for("000.00.00.G22") == f"edoc.in.000.00.00.G22.{token}"
+    assert mine.dead_queue_for("000.00.00.G22") == f"edoc.dead.000.00.00.G22.{token}"
 
 
 def test_password_hash_is_rabbitmq_sha256() -> None:
@@ -60,10 +80,15 @@ def test_password_hash_is_rabbitmq_sha256() -> None:
 
 
 def test_definitions_grant_least_privilege() -> None:
-    """Each agency: configure nothing, write edoc.axis only, read its own two queues only."""
+    """Each agency: configure nothing, write edoc.axis only, read its own two queues only,
+    a few connections and channels; policies bound every axis queue."""
     doc = definitions([BrokerAccount("000.00.00.G22", "g22", "pw")], "edoc", TOPOLOGY)
     [user] = doc["users"]
     assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256" and user["tags"] == []
+    assert user["limits"] == {"max-connections": 8, "max-channels": 32}
+    assert {(p["name"], p["pattern"], p["definition"]["overflow"]) for p in doc["policies"]} == {
+        ("edoc-inbound-bounds", r"^edoc\.in\.", "reject-publish"),
+        ("edoc-dead-bounds", r"^edoc\.dead\.", "drop-head")}
     assert "pw" not in json.dumps(doc)
     [perm] = doc["permissions"]
     assert (perm["configure"], perm["write"]) == ("^$", r"^edoc\.axis$")
@@ -76,6 +101,20 @@ def test_definitions_grant_least_privilege() -> None:
         ("edoc.axis", "edoc.in.000.00.00.G22", "000.00.00.G22"),
         ("edoc.dlx", "edoc.dead.000.00.00.G22", "000.00.00.G22")}
     assert {e["name"] for e in doc["exchanges"]} == {"edoc.axis", "edoc.dlx"}
+
+
+def test_certificate_accounts_have_no_password_and_tokened_queues() -> None:
+    """A certificate-login user gets no password hash; its queues and read rights carry its
+    token."""
+    user = "urn:qcvn102:organid:000.00.00.G22"
+    doc = definitions([BrokerAccount("000.00.00.G22", user, None, "tok")], "edoc", TOPOLOGY)
+    assert doc["users"][0]["name"] == user and doc["users"][0]["password_hash"] == ""
+    assert "password='certificate'" not in repr(BrokerAccount("A", "u"))
+    assert "password=certificate" in repr(BrokerAccount("A", "u"))
+    assert {q["name"] for q in doc["queues"]} == {"edoc.in.000.00.00.G22.tok",
+                                                  "edoc.dead.000.00.00.G22.tok"}
+    assert doc["permissions"][0]["read"] == (r"^(edoc\.in\.000\.00\.00\.G22\.tok|"
+                                             r"edoc\.dead\.000\.00\.00\.G22\.tok)$")
 
 
 def test_definitions_refuse_duplicates_and_blanks() -> None:
@@ -247,3 +286,137 @@ def test_cli_definitions_import_and_provision(broker_url: str, broker_vhost: str
     finally:
         _rabbitmqctl("delete_user", user)
         _rabbitmqctl("delete_user", f"{user}-d")
+
+
+# --- zero trust between agencies (issue 11, holes 6 and 7) ---------------------------------------
+
+TINY = Topology(max_length=3, max_bytes=1024 * 1024, dead_max_length=2, dead_max_bytes=1024 * 1024)
+
+
+@pytest.fixture(scope="module")
+def bounded() -> Iterator[tuple[str, list[BrokerAccount]]]:
+    """Agencies A and B with secret queue tokens, in a vhost of their own whose queues take 3
+    messages (dead letters: 2), and users capped at 2 connections."""
+    tag = uuid.uuid4().hex[:8]
+    vhost = f"edoc-bounds-{tag}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    key = uuid.uuid4().bytes
+    accounts = [BrokerAccount(o, f"edoc-test-{tag}-{o}", f"pw-{o}", queue_token(key, o))
+                for o in (f"T{tag}.A", f"T{tag}.B")]
+    admin = f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
+    try:
+        provision(admin, accounts, TINY, vhost, limits=UserLimits(max_connections=2))
+        yield vhost, accounts
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+        for account in accounts:
+            _rabbitmqctl("delete_user", account.user)
+
+
+def _publish_all(url: str, routing_key: str, count: int, user: str) -> list[Confirmation]:
+    """Publish ``count`` messages through a Link and return every confirmation."""
+    pending = [OutgoingMessage(i, f"m-{i}", routing_key, b"<edXML/>", "edoc")
+               for i in range(count, 0, -1)]
+    confirmations: list[Confirmation] = []
+    link = Link(url, TOPOLOGY, user_id=user, fetch_outgoing=lambda n: [
+        pending.pop() for _ in range(min(n, len(pending), 1))],
+        on_confirmed=confirmations.extend, window=1)
+    thread = threading.Thread(target=link.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(confirmations) < count:
+        assert time.monotonic() < deadline, f"{len(confirmations)} of {count} confirmed"
+        time.sleep(0.01)
+    link.stop()
+    thread.join(10)
+    return confirmations
+
+
+@pytest.mark.broker
+def test_a_full_inbound_queue_nacks_and_dead_letters_keep_the_newest(
+    bounded: tuple[str, list[BrokerAccount]]
+) -> None:
+    """Hole 6: A floods B; past the bound B's queue refuses (a retryable nack, not a drop); of
+    what B dead-letters, the queue keeps the newest 2; a third connection of A is refused."""
+    vhost, (a, b) = bounded
+    confirmations = _publish_all(_url(a, vhost), b.organ_id, 6, a.user)
+    accepted = [c.token for c in confirmations if c.ok]
+    refused = [c for c in confirmations if not c.ok]
+    assert 3 <= len(accepted) <= 4  # quorum queues check the bound as they enqueue
+    assert refused and all(c.retryable and c.code == "BROKER_NACK" for c in refused)
+
+    layout_b = b.layout(TINY)
+    connection = pika.BlockingConnection(pika.URLParameters(_url(b, vhost)))
+    channel = connection.channel()
+    for _ in accepted:
+        method, _props, _body = channel.basic_get(layout_b.queue_for(b.organ_id))
+        channel.basic_reject(method.delivery_tag, requeue=False)
+    connection.close()
+    dead = layout_b.dead_queue_for(b.organ_id)
+    deadline = time.monotonic() + 20
+    while check_queues(_url(b, vhost), layout_b, [b.organ_id])[dead] != 2:
+        assert time.monotonic() < deadline, "the dead-letter queue did not settle at its bound"
+        time.sleep(0.05)
+    kept = [d.message_id for d in dead_letters(_url(b, vhost), layout_b, b.organ_id)]
+    assert kept == [f"m-{t}" for t in accepted[-2:]]
+
+    held = [pika.BlockingConnection(pika.URLParameters(_url(a, vhost))) for _ in range(2)]
+    try:
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            pika.BlockingConnection(pika.URLParameters(_url(a, vhost)))
+    finally:
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.broker
+def test_bound_policies_reach_queues_declared_without_bounds(
+    bounded: tuple[str, list[BrokerAccount]]
+) -> None:
+    """A queue declared before bounds existed is bounded by the imported policy."""
+    vhost, _ = bounded
+    admin = pika.BlockingConnection(pika.URLParameters(
+        f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"))
+    try:
+        channel = admin.channel()
+        channel.confirm_delivery()
+        channel.queue_declare("edoc.in.OLD", durable=True, arguments={"x-queue-type": "quorum"})
+        outcomes = []
+        for _ in range(6):
+            try:
+                channel.basic_publish("", "edoc.in.OLD", b"x", pika.BasicProperties(
+                    delivery_mode=2), mandatory=True)
+                outcomes.append("ack")
+            except pika.exceptions.NackError:
+                outcomes.append("nack")
+        assert "nack" in outcomes and outcomes.count("ack") <= 4
+    finally:
+        admin.close()
+
+
+@pytest.mark.broker
+def test_an_agency_cannot_read_another_agencys_queue_depth(
+    bounded: tuple[str, list[BrokerAccount]]
+) -> None:
+    """Hole 7: RabbitMQ answers a passive declare without any permission, so B's depth is
+    readable by whoever can name B's queue. With tokens A can name only its own; it still learns
+    that B is on the axis (its publish is routed, not returned)."""
+    vhost, (a, b) = bounded
+    url_a = _url(a, vhost)
+    mine = a.layout(TINY)
+    assert check_queues(url_a, mine, [a.organ_id]) == {
+        mine.queue_for(a.organ_id): 0, mine.dead_queue_for(a.organ_id): 0}
+    for guess in (TINY, mine):  # B's name without a token, or with A's own
+        for queue in (guess.queue_for(b.organ_id), guess.dead_queue_for(b.organ_id)):
+            with pytest.raises(NotFound):
+                check_queues(url_a, Topology(queue_prefix=queue, dead_prefix=queue), [""])
+    # The name is the secret: whoever has it reads the depth (the token travels only to B).
+    layout_b = b.layout(TINY)
+    assert layout_b.queue_for(b.organ_id) in check_queues(url_a, layout_b, [b.organ_id])
+    props = pika.BasicProperties(user_id=a.user, delivery_mode=2)
+    assert _refused(lambda ch: ch.basic_publish("edoc.axis", b.organ_id, b"x", props,
+                                                mandatory=True), url_a) == 0
+    with pytest.raises(pika.exceptions.UnroutableError):
+        _refused(lambda ch: ch.basic_publish("edoc.axis", "T.NOBODY", b"x", props,
+                                             mandatory=True), url_a)

@@ -1,20 +1,30 @@
 """The relay: the outbox handed to the transport Link, and the broker's answers recorded.
 
 Outbox rows stay pending until the broker confirms them: confirmed -> the row is done and a
-document's delivery becomes ``sent``; returned or too large -> ``failed``; a nack -> pending
-again, published again. Both callbacks run in the Link's thread.
+document's delivery becomes ``sent``; returned or too large -> ``failed``; a nack (the
+recipient's queue is full, or the broker could not take it) -> pending again, published again
+after a backoff that doubles with each nack of the row. Both callbacks run in the Link's thread.
 """
 
 from __future__ import annotations
 
+import time
+
+from edoc_axis.log import get_logger
 from edoc_axis.node import state
 from edoc_axis.node.context import Context
 from edoc_axis.store.records import Event
 from edoc_axis.transport.message import Confirmation, OutgoingMessage
 
+log = get_logger(__name__)
+
 # `edoc-axis send` in another process cannot wake the relay: it polls the outbox (one indexed
 # query) this often, which bounds the extra latency of a cross-process submission.
 OUTBOX_POLL_SECONDS = 0.02
+# A nacked row waits this long before it is published again, doubling per nack up to the max:
+# a full queue is not hammered 50 times a second.
+NACK_RETRY_SECONDS = 0.5
+NACK_RETRY_MAX_SECONDS = 30.0
 
 
 class Relay:
@@ -23,10 +33,14 @@ class Relay:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._handed: set[int] = set()  # outbox tokens handed to the Link, not yet settled
+        self._nacked: dict[int, tuple[int, float]] = {}  # token -> (nacks, not before)
 
     def fetch_outgoing(self, limit: int) -> list[OutgoingMessage]:
-        """Up to ``limit`` pending outbox messages not already handed to the Link."""
-        items = self.ctx.store.pending_outbox(limit, exclude=self._handed)
+        """Up to ``limit`` pending outbox messages not already handed to the Link (nor waiting
+        out a nack's backoff)."""
+        now = time.monotonic()
+        waiting = {token for token, (_, due) in self._nacked.items() if due > now}
+        items = self.ctx.store.pending_outbox(limit, exclude=self._handed | waiting)
         self._handed.update(item.token for item in items)
         return [
             OutgoingMessage(
@@ -52,6 +66,7 @@ class Relay:
                         txn.finish_outbox(conf.token, "confirmed", None)
                     elif conf.retryable:
                         txn.finish_outbox(conf.token, "pending", conf.reason)
+                        self._back_off(conf.token, recipient)
                         continue
                     else:
                         txn.finish_outbox(conf.token, "failed", conf.reason)
@@ -72,3 +87,13 @@ class Relay:
             # Settled or not recorded: either way the Link no longer holds these tokens, and
             # rows still pending are fetched (and published) again.
             self._handed.difference_update(tokens)
+            for conf in confirmations:
+                if not conf.retryable:
+                    self._nacked.pop(conf.token, None)
+
+    def _back_off(self, token: int, recipient: str) -> None:
+        nacks = self._nacked.get(token, (0, 0.0))[0] + 1
+        delay = min(NACK_RETRY_MAX_SECONDS, NACK_RETRY_SECONDS * 2.0 ** (nacks - 1))
+        self._nacked[token] = (nacks, time.monotonic() + delay)
+        log.warning("publish_nacked", recipient=recipient, nacks=nacks, retry_in=delay,
+                    hint="the recipient's queue is full or the broker is short of resources")

@@ -242,7 +242,7 @@ class Sandbox:
     def _node_settings(self, role: Role, account: broker.BrokerAccount) -> Settings:
         data_dir = self.dir / role.folder
         ca_dir = self.dir / "ca"
-        url = (f"amqp://{quote(account.user, safe='')}:{quote(account.password, safe='')}"
+        url = (f"amqp://{quote(account.user, safe='')}:{quote(account.password or '', safe='')}"
                f"@{BROKER_ADDRESS}/{quote(self.vhost, safe='')}")
         settings = Settings(
             organ_id=role.organ_id, data_dir=data_dir, broker=BrokerSettings(url=url),
