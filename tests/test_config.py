@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from edoc_axis.config.load import load_settings
+from edoc_axis.config.load import load_settings, stray_variables
 from edoc_axis.config.render import render_config, render_example, write_config
+from edoc_axis.config.schema import CONFIG_ENV, OTHER_VARIABLES
 from edoc_axis.config.settings import BrokerSettings
 from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
 from edoc_axis.errors import ConfigError
@@ -147,7 +152,7 @@ def test_missing_required_key_names_it() -> None:
     assert err.value.code == "CONFIG_MISSING"
     assert "'organ_id' is required" in err.value.message
     assert "'broker.url' is required" in err.value.message
-    assert "EDOC_AXIS_CONFIG" in err.value.message
+    assert err.value.message.count("EDOC_AXIS_CONFIG") == 1
 
 
 def test_unknown_key_rejected(tmp_path: Path) -> None:
@@ -381,3 +386,74 @@ def test_unknown_submit_profile_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "CONFIG_PROFILE"
     assert err.value.element == "validation.submit_profile"
     assert "strict, received" in err.value.message
+
+
+# --- EDOC_AXIS_* variables and the missing config file, as a person meets them -----------------
+
+
+def _cli(cwd: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``edoc-axis ARGV`` run in ``cwd`` with only the EDOC_AXIS_ variables given."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDOC_AXIS_")}
+    return subprocess.run([sys.executable, "-m", "edoc_axis", "--log-text", *argv],
+                          cwd=cwd, env={**clean, **env}, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_misspelt_variable_is_named_with_the_nearest_setting(tmp_path: Path) -> None:
+    """A misspelt EDOC_AXIS_ variable gets a warning naming the variable it resembles, and the
+    missing key it would have set says so; the command goes on to its own answer."""
+    done = _cli(tmp_path, "inbox", "list", EDOC_AXIS_BROKR_URL="amqp://h/",
+                edoc_axis_keys_cert="c.pem")
+    assert done.returncode == 78
+    assert re.search(r"warning.*config_variable_ignored.*did_you_mean=EDOC_AXIS_BROKER_URL"
+                     r".*variable=EDOC_AXIS_BROKR_URL", done.stderr)
+    assert re.search(r"did_you_mean=EDOC_AXIS_KEYS_CERT.*variable=edoc_axis_keys_cert",
+                     done.stderr)
+    assert ("'broker.url' is required (EDOC_AXIS_BROKR_URL is set: did you mean "
+            "EDOC_AXIS_BROKER_URL?)") in done.stderr
+
+
+def test_known_variables_raise_no_warning(tmp_path: Path) -> None:
+    """Settings' variables, EDOC_AXIS_CONFIG and the CLI's own (log level, DMS client, broker
+    admin URL) are known: a command loading a config warns about none of them."""
+    path = _write(tmp_path)
+    done = _cli(tmp_path, "inbox", "list", EDOC_AXIS_CONFIG=str(path), EDOC_AXIS_LOG_LEVEL="info",
+                EDOC_AXIS_DMS_SECRET="x" * 20, EDOC_AXIS_DMS_SYSTEMID="vbdh",
+                EDOC_AXIS_DMS_ENDPOINT="http://127.0.0.1:1/", EDOC_AXIS_BROKER_PREFETCH="8",
+                EDOC_AXIS_BROKER_ADMIN_URL="http://guest:guest@127.0.0.1:15672/")
+    assert done.returncode == 0, done.stderr
+    assert "config_variable_ignored" not in done.stderr
+
+
+def test_no_config_file_hint_is_said_once(tmp_path: Path) -> None:
+    """Without a config file, `inbox list` and `doctor` list every missing key and say once
+    how to name the file."""
+    for argv in (("inbox", "list"), ("doctor", "--no-broker")):
+        done = _cli(tmp_path, *argv)
+        output = done.stdout + done.stderr
+        assert output.count(CONFIG_ENV) == 1, output
+        assert "6 problems in environment (no config file: pass --config or set" in output
+        for key in ("organ_id", "data_dir", "directory", "broker.url", "keys.key", "keys.cert"):
+            assert f"  - '{key}' is required\n" in output
+        assert not output.rstrip().endswith("(organ_id)")
+
+
+def test_stray_variables_compare_names_without_the_prefix() -> None:
+    """Only EDOC_AXIS_ names (any case) that no setting or command reads are stray; the nearest
+    name is found on the part after the prefix, and nothing is offered when nothing is close."""
+    env = {"EDOC_AXIS_SIGNATURE_ALLOW_SHA": "1", "EDOC_AXIS_LOG_LEVEL": "debug",
+           "EDOC_AXIS_BROKER_URL": "amqp://h/", "EDOC_AXIS_ZZZ": "1", "PATH": "/bin",
+           "Edoc_Axis_Data_Dir": "/x"}
+    assert dict(stray_variables(env)) == {
+        "EDOC_AXIS_SIGNATURE_ALLOW_SHA": "EDOC_AXIS_SIGNATURE_ALLOW_SHA1",
+        "EDOC_AXIS_ZZZ": None,
+        "Edoc_Axis_Data_Dir": "EDOC_AXIS_DATA_DIR",
+    }
+
+
+def test_other_variables_are_the_clis_own() -> None:
+    """OTHER_VARIABLES is EDOC_AXIS_CONFIG plus exactly the variables the CLI's options read."""
+    cli = Path(__file__).resolve().parent.parent / "edoc_axis" / "cli"
+    envvars = {name for path in cli.glob("*.py")
+               for name in re.findall(r'envvar="(EDOC_AXIS_\w+)"', path.read_text("utf-8"))}
+    assert envvars | {CONFIG_ENV} == OTHER_VARIABLES

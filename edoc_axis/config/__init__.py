@@ -7,8 +7,9 @@ error listing every problem), ``dms`` (the ``[[dms]]`` tables), ``load`` (``load
 ``render`` (the annotated file ``init`` writes and the shipped example). No re-exports: import
 each name from its module.
 
-A bottom layer: imports only ``errors``, the lxml-free ``edxml.limits``, ``edxml.identifier``
-and ``edxml.profile``, ``trust.policy`` and ``transport.topology`` (the broker's message limit,
-which the package size limit may not pass). Importing any of it loads no lxml, signxml, pika or
-HTTP server (the ``config-light`` contract in setup.cfg, and tests/test_contracts.py at run time).
+A bottom layer: imports only ``errors``, ``log`` (the warning about a misspelt variable), the
+lxml-free ``edxml.limits``, ``edxml.identifier`` and ``edxml.profile``, ``trust.policy`` and
+``transport.topology`` (the broker's message limit, which the package size limit may not pass).
+Importing any of it loads no lxml, signxml, pika or HTTP server (the ``config-light`` contract
+in setup.cfg, and tests/test_contracts.py at run time).
 """

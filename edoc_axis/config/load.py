@@ -4,7 +4,9 @@
 none), lets each key's variable override it, converts every value to its field's type, checks
 what spans several values, and returns ``Settings`` or raises one ``ConfigError`` listing every
 problem: it never returns half-valid settings. Unknown file keys are errors (a typo must not fall
-back to a default silently). Relative paths in the file resolve against the file's folder,
+back to a default silently); an ``EDOC_AXIS_*`` variable that names nothing edoc_axis reads is
+logged as a warning with the nearest known name (the environment may hold variables of other
+tools, so it is not refused). Relative paths in the file resolve against the file's folder,
 those from the environment against the current directory.
 """
 
@@ -14,7 +16,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +27,8 @@ from edoc_axis.config.problems import Problems
 from edoc_axis.config.schema import (
     CONFIG_ENV,
     DMS_TABLE,
+    ENV_PREFIX,
+    OTHER_VARIABLES,
     SECTIONS,
     TOP_KEYS,
     ZERO_ALLOWED,
@@ -36,9 +40,13 @@ from edoc_axis.config.zone import timezone_named
 from edoc_axis.edxml.identifier import is_valid_organ_id
 from edoc_axis.edxml.profile import PROFILES
 from edoc_axis.errors import ConfigError
+from edoc_axis.log import get_logger
 from edoc_axis.transport.topology import MAX_MESSAGE_BYTES
 
+log = get_logger(__name__)
+
 _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+NO_FILE_HINT = f"no config file: pass --config or set {CONFIG_ENV}"
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +59,13 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     if path is None and environ.get(CONFIG_ENV):
         path = Path(environ[CONFIG_ENV])
     keys = all_keys()
+    misspelt: dict[str, str] = {}  # a known variable -> the stray one that looks like it
+    for name, nearest in stray_variables(environ, keys):
+        hint = {"did_you_mean": nearest} if nearest else {}
+        log.warning("config_variable_ignored", variable=name,
+                    reason=f"no setting or option of edoc_axis is named {name}", **hint)
+        if nearest:
+            misspelt.setdefault(nearest, name)
     raw: dict[str, Any] = {}
     base = Path.cwd()
     config_path: Path | None = None
@@ -72,10 +87,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             where, from_env, value_base = dotted, False, base
         else:
             if key.required:
-                hint = (
-                    "" if config_path else f" (no config file: pass --config or set {CONFIG_ENV})"
-                )
-                problems.add("CONFIG_MISSING", dotted, f"'{dotted}' is required{hint}")
+                stray = misspelt.get(key.variable)
+                near = f" ({stray} is set: did you mean {key.variable}?)" if stray else ""
+                problems.add("CONFIG_MISSING", dotted, f"'{dotted}' is required{near}")
             continue
         try:
             values[dotted] = convert(dotted, key.kind, raw_value, value_base,
@@ -84,8 +98,26 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             problems.add("CONFIG_TYPE", dotted, f"{where} {exc}")
     _validate(values, problems)
     dms = dms_systems(dms_raw, values.get("organ_id"), base, problems)
+    if config_path is None and problems.has("CONFIG_MISSING"):
+        problems.hint = NO_FILE_HINT  # said once, not on every missing key
     problems.raise_if_any()
     return _build(values, keys, config_path, dms)
+
+
+def stray_variables(
+    environ: Mapping[str, str], keys: Mapping[str, Key] | None = None
+) -> Iterator[tuple[str, str | None]]:
+    """Each ``EDOC_AXIS_*`` variable (in any case) that is neither a key's variable nor one of
+    ``OTHER_VARIABLES``, with the nearest known name (None when nothing is close)."""
+    known = {key.variable for key in (keys or all_keys()).values()} | OTHER_VARIABLES
+    # Compared without the common prefix, which would make every name look alike.
+    suffixes = {name[len(ENV_PREFIX):]: name for name in known}
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(upper[len(ENV_PREFIX):], list(suffixes), n=1)
+        yield name, suffixes[close[0]] if close else None
 
 
 def broker_url_problem(url: str) -> str | None:

@@ -4,7 +4,8 @@ One table for the loader (``config.load``) and the renderer (``config.render``):
 keys, then one ``[section]`` per settings type (``settings.Settings``' fields), each key named as
 its field unless ``_FILE_NAMES`` keeps an older name (``limits.max_package_bytes`` fills
 ``XmlLimits.max_bytes``). A key's environment variable is ``EDOC_AXIS_`` + the dotted key in
-upper case with ``_`` for the dot.
+upper case with ``_`` for the dot; ``OTHER_VARIABLES`` lists the ``EDOC_AXIS_*`` names read
+elsewhere, so that a name in neither set can be reported as a likely typo.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ from edoc_axis.trust.policy import SignaturePolicy
 
 ENV_PREFIX = "EDOC_AXIS_"
 CONFIG_ENV = "EDOC_AXIS_CONFIG"
+# EDOC_AXIS_* variables that are not settings: the config file's name, and options of the
+# `edoc-axis` commands (click's envvar=; a test keeps this list equal to the CLI's).
+OTHER_VARIABLES = frozenset({
+    CONFIG_ENV,
+    "EDOC_AXIS_LOG_LEVEL",
+    "EDOC_AXIS_BROKER_ADMIN_URL",
+    "EDOC_AXIS_DMS_ENDPOINT",
+    "EDOC_AXIS_DMS_SYSTEMID",
+    "EDOC_AXIS_DMS_SECRET",
+})
 
 SECTIONS: dict[str, type[Any]] = {
     "broker": BrokerSettings,
