@@ -24,7 +24,9 @@ from edoc_axis.errors import ConfigError, UnknownAgency
 
 NATIONAL_CODE = re.compile(r"^[0-9A-Z.]{1,35}$")  # Decision 20/2020/QĐ-TTg identifiers
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
-_BROKER_USER = re.compile(r"^[^\s:/@]{1,255}$")  # anything RabbitMQ and an AMQP URL both carry
+# Anything RabbitMQ and (percent-encoded) an AMQP URL carry, including the ':' of the
+# urn:qcvn102:organid:<OrganId> user an agency's certificate logs in as.
+_BROKER_USER = re.compile(r"^[^\s/@]{1,255}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _REQUIRED = ("organ_id", "code", "name", "broker_user")
 _OPTIONAL_TEXT = ("parent", "email", "phone", "fax")
@@ -306,7 +308,7 @@ def _field_problems(agency: Agency, ids: set[str]) -> Iterator[str]:
     if not _BROKER_USER.match(agency.broker_user):
         yield (
             f"broker_user '{agency.broker_user}' must be 1-255 characters without spaces, "
-            "':', '/' or '@'"
+            "'/' or '@'"
         )
     if agency.parent is not None:
         if agency.parent == agency.organ_id:

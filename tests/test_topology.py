@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from edoc_axis.cli.broker import broker_group
+from edoc_axis.directory import Agency, render_agency
 from edoc_axis.errors import ConfigError, NotFound
 from edoc_axis.transport.deadletter import dead_letters, replay_dead_letter
 from edoc_axis.transport.link import Link
@@ -34,6 +36,7 @@ from edoc_axis.transport.provision import (
     provision,
 )
 from edoc_axis.transport.topology import Topology, queue_token, url_with_vhost, vhost_of
+from edoc_axis.trust.certificate import organ_id_uri
 
 TOPOLOGY = Topology()
 
@@ -420,3 +423,59 @@ def test_an_agency_cannot_read_another_agencys_queue_depth(
     with pytest.raises(pika.exceptions.UnroutableError):
         _refused(lambda ch: ch.basic_publish("edoc.axis", "T.NOBODY", b"x", props,
                                              mandatory=True), url_a)
+
+
+def _directory_file(path: Path, users: dict[str, str]) -> Path:
+    """A directory listing each OrganId with the given broker user."""
+    path.write_text("".join(render_agency(Agency(o, o.replace(".", ""), f"Cơ quan {o}", None, u))
+                            + "\n" for o, u in users.items()), encoding="utf-8")
+    return path
+
+
+def test_cli_certificate_login_maps_each_certificate_to_its_user(
+    tmp_path: Path, pki: Any
+) -> None:
+    """--login certificate: passwordless users named as the certificates log in; --certs maps
+    each agency certificate to its user; a directory naming another user is refused."""
+    g22, h41 = "000.00.00.G22", "000.00.00.H41"
+    users = {o: organ_id_uri(o) for o in (g22, h41)}
+    directory = _directory_file(tmp_path / "directory.toml", users)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for organ_id in (g22, h41):
+        shutil.copy(pki.agencies[organ_id].cert_path, certs / f"{organ_id}.pem")
+    shutil.copy(pki.ca_path, certs / "ca.pem")
+    result = CliRunner().invoke(broker_group, [
+        "definitions", "--login", "certificate", "--directory", str(directory),
+        "--certs", str(certs), "--vhost", "edoc"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {(u["name"], u["password_hash"]) for u in doc["users"]} == {
+        (users[g22], ""), (users[h41], "")}
+    assert f"{g22}.pem -> broker user {users[g22]}" in result.stderr
+
+    wrong = _directory_file(tmp_path / "wrong.toml", {g22: "g22", h41: users[h41]})
+    refused = CliRunner().invoke(broker_group, [
+        "definitions", "--login", "certificate", "--directory", str(wrong)])
+    assert refused.exit_code == 78 and "BROKER_USER_NOT_CERTIFICATE" in refused.stderr
+    stray = CliRunner().invoke(broker_group, [
+        "definitions", "--login", "certificate", "--agency", h41, "--certs", str(certs)])
+    assert stray.exit_code == 78 and "BROKER_CERT_MISMATCH" in stray.stderr
+    assert f"{g22}.pem: issued to {g22}" in stray.stderr
+
+
+def test_cli_queue_key_gives_each_agency_its_token(tmp_path: Path) -> None:
+    """--queue-key is created once; queue names carry each agency's token, which
+    `broker queue-token` prints for the agency's config."""
+    key = tmp_path / "queue.key"
+    args = ["definitions", "--agency", "T.A=a:pw", "--queue-key", str(key)]
+    first = CliRunner().invoke(broker_group, args)
+    assert first.exit_code == 0, first.output
+    assert key.stat().st_mode & 0o777 == 0o600 and "created the queue-naming key" in first.stderr
+    token = CliRunner().invoke(broker_group, ["queue-token", "--queue-key", str(key), "T.A"])
+    assert token.exit_code == 0
+    [(organ_id, value)] = [line.split("\t") for line in token.stdout.splitlines()]
+    assert organ_id == "T.A"
+    again = json.loads(CliRunner().invoke(broker_group, args).stdout)
+    assert {q["name"] for q in again["queues"]} == {f"edoc.in.T.A.{value}",
+                                                    f"edoc.dead.T.A.{value}"}

@@ -38,6 +38,9 @@ from edoc_axis.transport.topology import (
 )
 
 AXIS_TOPOLOGY = Topology()  # the default layout (frozen: safe as an argument default)
+# What one agency user may hold open: a node's Link and a failover twin, doctor, dlq commands.
+USER_MAX_CONNECTIONS = 8
+USER_MAX_CHANNELS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +72,8 @@ class UserLimits:
     connection that publishes faster than the queues take in.
     """
 
-    max_connections: int = 8  # a node's Link and failover twin, doctor, dlq commands
-    max_channels: int = 32
+    max_connections: int = USER_MAX_CONNECTIONS
+    max_channels: int = USER_MAX_CHANNELS
 
     def as_json(self) -> dict[str, int]:
         """The ``limits`` object of a user in the definitions JSON."""

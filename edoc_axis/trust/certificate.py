@@ -47,6 +47,24 @@ def organ_ids_of(cert: x509.Certificate) -> list[str]:
     return [u[len(ORGAN_ID_URI_PREFIX) :] for u in uris if u.startswith(ORGAN_ID_URI_PREFIX)]
 
 
+def organ_id_uri(organ_id: str) -> str:
+    """The SAN URI binding ``organ_id``, e.g. ``urn:qcvn102:organid:000.00.00.G22``: also the
+    broker user of an agency that logs in with its certificate (see ``broker_login_of``)."""
+    return ORGAN_ID_URI_PREFIX + organ_id
+
+
+def broker_login_of(cert: x509.Certificate) -> str | None:
+    """The broker user a certificate logs in as with EXTERNAL: RabbitMQ (3.10+, configured
+    ``ssl_cert_login_from = subject_alternative_name``, ``ssl_cert_login_san_type = uri``,
+    ``ssl_cert_login_san_index = 0``) takes the first SAN URI; None when there is none."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
 def organ_id_of(cert: x509.Certificate) -> str | None:
     """The agency OrganId the certificate is issued to, or None when absent or ambiguous."""
     ids = set(organ_ids_of(cert))
