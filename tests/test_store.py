@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edoc_axis.errors import NotFound, StoreBusy
+from edoc_axis.errors import ConfigError, NotFound, StoreBusy
 from edoc_axis.store import Store
 from edoc_axis.store.migrations import MIGRATIONS
 from edoc_axis.store.records import Event, NewPackage
@@ -306,3 +306,43 @@ def test_one_read_interface_on_the_store_a_transaction_and_a_snapshot(store: Sto
         assert view.package_digest("p1") == digest
         assert view.body("p1") == body
         assert view.audit_rows.head() is None
+
+
+def test_read_only_open_refuses_a_missing_store_and_creates_nothing(tmp_path: Path) -> None:
+    """Opening read-only (or without create) where no store is: STORE_NOT_FOUND, no file made."""
+    for kwargs in ({"read_only": True}, {"create": False}):
+        missing = tmp_path / "absent" / "node.sqlite3"
+        with pytest.raises(ConfigError) as caught:
+            Store(missing, **kwargs)
+        assert caught.value.code == "STORE_NOT_FOUND"
+        assert str(missing) in caught.value.message
+        assert not missing.parent.exists()
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not a database " * 100)
+    with pytest.raises(ConfigError) as caught:
+        Store(junk, read_only=True)
+    assert caught.value.code == "STORE_NOT_FOUND"
+    assert "not an edoc-axis store" in caught.value.message
+    empty = tmp_path / "empty.sqlite3"
+    sqlite3.connect(empty).close()
+    with pytest.raises(ConfigError):
+        Store(empty, read_only=True)
+
+
+def test_read_only_store_reads_and_never_writes(tmp_path: Path) -> None:
+    """A read-only store reads what a writer stored and refuses any write."""
+    path = tmp_path / "node.sqlite3"
+    writer = Store(path)
+    with writer.transaction() as txn:
+        txn.add_package(_pkg("p1"))
+    reader = Store(path, read_only=True)
+    try:
+        assert reader.package("p1").package_id == "p1"
+        assert reader.schema_version == len(MIGRATIONS)
+        with pytest.raises(ValueError, match="read-only"), reader.transaction():
+            pass
+        with pytest.raises(sqlite3.OperationalError):
+            reader.conn.execute("DELETE FROM packages")
+    finally:
+        reader.close()
+        writer.close()

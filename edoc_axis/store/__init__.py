@@ -10,6 +10,11 @@ This module knows tables, not the journey: ``node`` decides what to write and wh
 Hook for the audit chain: ``Store(on_event=...)`` is called as ``hook(txn, event)`` inside the
 transaction that records the fact, so an audit entry commits (or rolls back) with it.
 
+Who only looks never creates: ``Store(path, read_only=True)`` opens the file with SQLite's
+``mode=ro`` (no migration, no write possible) and ``create=False`` opens an existing store to
+write; either refuses a file that is missing or is not a store (``STORE_NOT_FOUND``, a
+``ConfigError``: the config's ``data_dir`` points at the wrong place) and creates nothing.
+
 Modules: this one (the ``Store``: connections, migrations, transactions), ``reads`` (every
 query, once, for a Store, a Transaction and a snapshot), ``transaction`` (the writes),
 ``records`` (the rows going in and out), ``audit_rows`` and ``request_log`` (the audit chain's
@@ -25,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edoc_axis.errors import StoreBusy
+from edoc_axis.errors import ConfigError, StoreBusy
 from edoc_axis.store.migrations import MIGRATIONS
 from edoc_axis.store.reads import Reads, Snapshot
 from edoc_axis.store.transaction import EventHook, Transaction
@@ -37,17 +42,34 @@ def _busy(exc: sqlite3.Error) -> StoreBusy:
     return StoreBusy(f"the store is busy or unavailable: {exc}", code="STORE_BUSY")
 
 
+def _not_found(path: Path, why: str) -> ConfigError:
+    return ConfigError(
+        f"no edoc-axis store at {path}: {why} (check data_dir in the node config; "
+        "`edoc-axis run` creates the store)", code="STORE_NOT_FOUND")
+
+
 class Store(Reads):
     """The node's SQLite file; safe to share between threads (one connection per thread).
 
-    Its reads (``Reads``) run on the calling thread's connection."""
+    Its reads (``Reads``) run on the calling thread's connection. ``read_only`` opens an
+    existing store that this object can never write; ``create=False`` opens an existing store
+    for writing; both refuse a missing store (``STORE_NOT_FOUND``) and create no file."""
 
-    def __init__(self, path: Path, *, on_event: EventHook | None = None) -> None:
+    def __init__(self, path: Path, *, on_event: EventHook | None = None, create: bool = True,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.on_event = on_event
+        self.read_only = read_only
+        self._must_exist = read_only or not create
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        if self._must_exist:
+            if not self.path.is_file():
+                raise _not_found(self.path, "the file does not exist")
+            self._check_existing()
+            if read_only:
+                return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -55,16 +77,37 @@ class Store(Reads):
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=0
-            )
+            if self._must_exist:
+                # A URI with a mode: SQLite never creates the file (ro: never writes it either).
+                mode = "ro" if self.read_only else "rw"
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True,
+                                       isolation_level=None, check_same_thread=False, timeout=0)
+            else:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=0
+                )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise _busy(exc) from exc
         return conn
+
+    def _check_existing(self) -> None:
+        """Refuse a file that is not an edoc-axis store (not SQLite, or never migrated)."""
+        try:
+            version = self.schema_version
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise _not_found(self.path, f"not an edoc-axis store ({exc})") from exc
+        except StoreBusy as exc:
+            self.close()
+            raise _not_found(self.path, f"not an edoc-axis store ({exc.message})") from exc
+        if version == 0:
+            self.close()
+            raise _not_found(self.path, "not an edoc-axis store (no schema)")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -109,6 +152,8 @@ class Store(Reads):
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on error; lock trouble -> StoreBusy."""
+        if self.read_only:
+            raise ValueError(f"the store {self.path} was opened read-only")
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
