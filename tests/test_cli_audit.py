@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import AuditedExchange
+from conftest import AuditedExchange, Pki
 
 from edoc_axis.cli import main
-from edoc_axis.errors import EXIT_INVALID
+from edoc_axis.errors import EXIT_CONFIG, EXIT_INVALID
 
 pytestmark = pytest.mark.broker
 
@@ -169,3 +169,51 @@ def test_seal_and_archive_then_verify(audited_exchange: AuditedExchange, tmp_pat
     code, out, _ = run("audit", "archive", "-c", config, "--before", "2001-01-01",
                        "--out", str(tmp_path / "archive"))
     assert code == 0 and "nothing to archive" in out
+
+
+# --- no broker: a node config written from the session PKI ------------------------------------
+
+
+def node_config(pki: Pki, base: Path, **audit: int) -> Path:
+    """A G22 node config whose data folder is ``base / "data"`` (not created here)."""
+    from edoc_axis.config.render import write_config
+    from edoc_axis.config.settings import (
+        AuditSettings,
+        BrokerSettings,
+        KeySettings,
+        Settings,
+        TrustSettings,
+    )
+
+    settings = Settings(
+        organ_id=G22, data_dir=base / "data", directory_path=base / "directory.toml",
+        broker=BrokerSettings(url="amqp://guest:guest@127.0.0.1:5672/%2F"),
+        keys=KeySettings(key=pki.agencies[G22].key_path, cert=pki.agencies[G22].cert_path),
+        trust=TrustSettings(anchors=(pki.ca_path,), crls=(pki.crl_path,)),
+        audit=AuditSettings(**audit),
+    )
+    path = base / "node.toml"
+    write_config(path, settings, force=True)
+    return path
+
+
+def test_auditor_commands_refuse_a_missing_store_and_create_nothing(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """verify, trail, export, bundle, seal and archive on a node with no store: STORE_NOT_FOUND,
+    exit 78 (configuration), and no store file or data folder appears."""
+    config = str(node_config(pki, tmp_path))
+    commands = (
+        ("verify",), ("verify", "--json"), ("trail", "doc-1"),
+        ("export", "--from", "2026-01-01", "--to", "2026-01-02"),
+        ("bundle", "doc-1", "-o", str(tmp_path / "evidence.zip")), ("seal",),
+        ("archive", "--before", "2026-01-01", "--out", str(tmp_path / "archive")),
+    )
+    for command in commands:
+        code, out, err = run("audit", *command, "-c", config)
+        assert code == EXIT_CONFIG, (command, out, err)
+        assert "STORE_NOT_FOUND" in err and str(tmp_path / "data") in err, (command, err)
+        assert "OK" not in out
+        assert not (tmp_path / "data").exists(), command
+    assert not (tmp_path / "evidence.zip").exists()
+

@@ -83,9 +83,14 @@ class Auditor:
 
     @classmethod
     def open(cls, settings: Settings, trust: TrustStore,
-             identity: SigningIdentity | None = None) -> Auditor:
-        """An auditor of the settings' store (``identity``, the agency key, only to seal)."""
-        return cls(settings, Store(settings.store_path), trust, identity)
+             identity: SigningIdentity | None = None, *, writable: bool = False) -> Auditor:
+        """An auditor of the settings' store (``identity``, the agency key, only to seal).
+
+        The store must exist (``STORE_NOT_FOUND`` otherwise: an auditor never creates one) and
+        is opened read-only unless ``writable`` (to archive) or given ``identity`` (to seal)."""
+        writes = writable or identity is not None
+        return cls(settings, Store(settings.store_path, create=False, read_only=not writes),
+                   trust, identity)
 
     def close(self) -> None:
         """Close the store."""

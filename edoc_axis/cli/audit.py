@@ -1,7 +1,9 @@
 """``edoc-axis audit``: verify, trace, export, bundle and archive the node's audit chain.
 
 Exit codes: 0 when everything checked holds, 65 when the chain, a checkpoint, a receipt or a
-bundle does not hold (the first problem is named), 78 for configuration errors.
+bundle does not hold (the first problem is named), 78 for configuration errors, including no
+store at the config's data_dir (``STORE_NOT_FOUND``: these commands never create one; verify,
+trail and export open it read-only).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def _date(value: dt.datetime) -> dt.date | dt.datetime:
 
 
 @contextmanager
-def _auditor(config_path: Path | None, *, sealing: bool = False) -> Iterator[Auditor]:
+def _auditor(config_path: Path | None, *, sealing: bool = False,
+             writable: bool = False) -> Iterator[Auditor]:
+    """The node's auditor: read-only unless ``writable``; never creates a store."""
     settings = load_settings(config_path)
     identity = load_identity(settings) if sealing else None
-    auditor = Auditor.open(settings, load_trust(settings), identity)
+    auditor = Auditor.open(settings, load_trust(settings), identity, writable=writable)
     try:
         yield auditor
     finally:
@@ -73,7 +77,8 @@ def verify_command(config_path: Path | None, first: int | None, last: int | None
     """Recompute the chain, check every checkpoint and every stored receipt signature.
 
     Names the first entry that does not hold (edited, deleted, inserted, reordered, or a receipt
-    whose signature fails). Exit 0 only when everything holds, 65 otherwise.
+    whose signature fails). Reads the store without changing it; no store at data_dir is an
+    error (78). Exit 0 only when everything holds, 65 otherwise.
     """
     with reported_errors(), _auditor(config_path) as auditor:
         span = auditor.log.span()
@@ -221,7 +226,7 @@ def archive_command(config_path: Path | None, before: dt.datetime, out_dir: Path
 
     The archive ends on the last checkpoint before the date, so its agency signature covers it.
     """
-    with reported_errors(), _auditor(config_path) as auditor:
+    with reported_errors(), _auditor(config_path, writable=True) as auditor:
         span = auditor.log.span()
         with click.progressbar(length=span[1] - span[0] + 1 if span else 0, label="archiving",
                                file=sys.stderr) as bar:
