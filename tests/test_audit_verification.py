@@ -4,6 +4,7 @@ named at the entry where it happened."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -22,8 +23,13 @@ from audit_samples import (
     verify,
 )
 
-from edoc_axis.audit.chain import AuditEntry, Code, Kind, next_entry
-from edoc_axis.audit.checkpoint import CertificateCheck, make_checkpoint, trusted_anchors
+from edoc_axis.audit.chain import AuditEntry, Code, Kind, next_entry, parse_time
+from edoc_axis.audit.checkpoint import (
+    CertificateCheck,
+    CheckpointPolicy,
+    make_checkpoint,
+    trusted_anchors,
+)
 from edoc_axis.audit.verification import TAIL_NOTE, verify_chain
 from edoc_axis.ops import pki as dev_pki
 
@@ -52,7 +58,9 @@ def test_intact_log_verifies(log: Log, check: CertificateCheck) -> None:
     assert report.ok, report.problems
     assert report.entries == len(log.entries) and report.checkpoints == len(log.checkpoints)
     assert report.last_seq == log.entries[-1].seq
-    assert report.unsealed == report.last_seq - log.checkpoints[-1].seq
+    sealed = log.checkpoints[-1].seq
+    assert report.unsealed == sum(1 for e in log.entries
+                                  if e.seq > sealed and e.kind != Kind.CHECKPOINT)
     assert report.to_dict()["unsealed_note"] == (TAIL_NOTE if report.unsealed else None)
 
 
@@ -199,10 +207,11 @@ def test_truncation_before_the_last_checkpoint_is_named(
 def test_truncation_after_the_last_checkpoint_is_only_reported_as_unsealed(
     log: Log, check: CertificateCheck
 ) -> None:
-    """The documented limit: dropping unsealed tail entries cannot be told from a shorter log."""
+    """The documented limit: dropping unsealed tail entries cannot be told from a shorter log
+    (cut right after a checkpoint's own entry, the log looks fully sealed)."""
     end = log.checkpoints[-1].seq + 1
     report = verify(log.entries[:end], log.checkpoints, check, policy=POLICY)
-    assert report.ok and report.unsealed == 1
+    assert report.ok and report.unsealed == 0
     # ... unless a checkpoint held elsewhere (a bundle, an earlier audit) covers more.
     assert verify(log.entries[:end - 3], log.checkpoints, check).first is not None
 
@@ -231,3 +240,48 @@ def test_verification_streams_generators(g22: Any, check: CertificateCheck) -> N
 
     assert verify(list(rows()), log.checkpoints, check).ok
     assert consumed == [e.seq for e in log.entries]
+
+
+def test_unsealed_tail_older_than_the_interval_is_a_finding(g22: Any, check: CertificateCheck,
+                                                            ) -> None:
+    """Entries left unsealed past ``overdue_seconds`` are AUDIT_UNSEALED_TAIL at the oldest,
+    naming how many, since when and the seal command; younger, they are only counted."""
+    policy = CheckpointPolicy(every_entries=5, every_seconds=10)
+    log = make_log(g22.key, g22.cert, 12, policy=policy)
+    tail = [e for e in log.entries if e.seq > log.checkpoints[-1].seq and e.kind != "checkpoint"]
+    assert len(tail) == 3
+    oldest = parse_time(tail[0].at)
+    fresh = verify(log.entries, log.checkpoints, check, policy=policy,
+                   now=oldest + dt.timedelta(seconds=policy.overdue_seconds))
+    assert fresh.ok and fresh.unsealed == 3
+    old = verify(log.entries, log.checkpoints, check, policy=policy,
+                 now=oldest + dt.timedelta(seconds=policy.overdue_seconds + 1))
+    assert first_code(old) == (tail[0].seq, Code.UNSEALED_TAIL)
+    assert old.problem_count == 1 and old.unsealed == 3
+    message = old.problems[0].message
+    assert "3 entries" in message and tail[0].at in message
+    assert "edoc-axis audit seal" in message
+    # without a policy (a range, a bundle) age is not judged
+    assert verify(log.entries, log.checkpoints, check,
+                  now=oldest + dt.timedelta(days=1)).ok
+
+
+def test_a_log_ending_on_its_checkpoint_entry_has_no_unsealed_tail(
+    g22: Any, check: CertificateCheck
+) -> None:
+    """After a seal the checkpoint's own entry is the head: nothing is unsealed, at any age."""
+    policy = CheckpointPolicy(every_entries=5, every_seconds=10)
+    log = make_log(g22.key, g22.cert, 13, policy=policy)
+    assert log.entries[-1].kind == "checkpoint"
+    report = verify(log.entries, log.checkpoints, check, policy=policy,
+                    now=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+    assert report.ok and report.unsealed == 0
+    assert report.to_dict()["unsealed_note"] is None
+
+
+def test_overdue_allows_the_interval_a_timer_period_and_clock_slack() -> None:
+    """The age past which a tail is a finding: interval + timer period + min(60 s, interval)."""
+    assert CheckpointPolicy(1000, 300).timer_seconds == 15
+    assert CheckpointPolicy(1000, 300).overdue_seconds == 375
+    assert CheckpointPolicy(1000, 1).timer_seconds == 0.25
+    assert CheckpointPolicy(1000, 1).overdue_seconds == 2.25

@@ -217,3 +217,37 @@ def test_auditor_commands_refuse_a_missing_store_and_create_nothing(
         assert not (tmp_path / "data").exists(), command
     assert not (tmp_path / "evidence.zip").exists()
 
+
+def test_verify_reports_an_old_unsealed_tail_and_seal_clears_it(pki: Pki, tmp_path: Path) -> None:
+    """Entries left unsealed longer than the interval are a finding (exit 65) naming how many,
+    since when and `edoc-axis audit seal`; after the seal, verify holds and notes nothing."""
+    from edoc_axis.audit.log import AuditLog, key_sealer
+    from edoc_axis.store import Store
+
+    config = node_config(pki, tmp_path, every_entries=1000, every_seconds=300)
+    g22 = pki.agencies[G22]
+    store = Store(tmp_path / "data" / "node.sqlite3")
+    log = AuditLog(store, G22, sealer=key_sealer(g22.key, g22.cert, G22))
+    with store.transaction() as txn:
+        log.append(txn, "submitted", package_id="p1", at="2026-01-05T08:00:00.000000Z")
+    log.seal_now()
+    unsealed = AuditLog(store, G22)  # a writer that died before sealing (no key: never seals)
+    with store.transaction() as txn:
+        for n, at in enumerate(("2026-01-05T08:00:05.000000Z", "2026-01-05T08:00:06.000000Z")):
+            unsealed.append(txn, "published", package_id="p1", counterpart=f"H4{n}", at=at)
+    store.close()
+    code, out, err = run("audit", "verify", "-c", str(config))
+    assert code == EXIT_INVALID, out + err
+    assert "FAILED: seq 3: AUDIT_UNSEALED_TAIL" in err
+    assert "2 entries" in err and "2026-01-05T08:00:05" in err and "edoc-axis audit seal" in err
+    code, out, _ = run("audit", "verify", "-c", str(config), "--json")
+    report = json.loads(out)
+    assert code == EXIT_INVALID and report["unsealed"] == 2
+    assert report["problems"][0]["code"] == "AUDIT_UNSEALED_TAIL"
+    code, out, _ = run("audit", "seal", "-c", str(config))
+    assert code == 0 and "sealed seq 4" in out
+    code, out, err = run("audit", "verify", "-c", str(config))
+    assert code == 0, out + err
+    assert "OK: the audit chain holds" in out and "not sealed" not in out
+    code, out, _ = run("audit", "verify", "-c", str(config), "--json")
+    assert code == 0 and json.loads(out)["unsealed"] == 0

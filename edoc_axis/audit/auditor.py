@@ -103,9 +103,11 @@ class Auditor:
         return trusted_anchors(self.trust, self.organ_id)
 
     def verify(self, first: int | None = None, last: int | None = None, *,
-               receipts: bool = True, progress: Progress | None = None) -> LogReport:
+               receipts: bool = True, progress: Progress | None = None,
+               now: dt.datetime | None = None) -> LogReport:
         """Recompute the chain (archives first when verifying from the start), check every
-        checkpoint and, with ``receipts``, every stored signed package."""
+        checkpoint and, with ``receipts``, every stored signed package. Up to the newest entry,
+        the unsealed tail is judged by the policy as of ``now`` (default: the current time)."""
         report = LogReport(ChainReport())
         if first is None:
             self._verify_archives(report)
@@ -116,7 +118,7 @@ class Auditor:
                 start_seq=start_seq, trust=self.checkpoint_trust(),
                 checkpoints=self.log.checkpoints(start_seq, last),
                 receipt_verifier=self.receipts if receipts else None,
-                progress=progress, policy=self.policy if last is None else None)
+                progress=progress, policy=self.policy if last is None else None, now=now)
         return report
 
     def _verify_archives(self, report: LogReport) -> None:

@@ -159,10 +159,29 @@ def seal(
 
 @dataclass(frozen=True, slots=True)
 class CheckpointPolicy:
-    """Seal the chain after ``every_entries`` new entries or ``every_seconds``, whichever first."""
+    """Seal the chain after ``every_entries`` new entries or ``every_seconds``, whichever first.
+
+    ``due`` is asked at each append and, while a node runs, by its timer every
+    ``timer_seconds`` (``audit.sealing``), so no entry of a running node stays unsealed much
+    longer than the interval; a clean stop seals what is left. ``overdue_seconds`` is the age
+    past which an unsealed entry means sealing did not happen (the node was killed, or
+    checkpoints were removed): the interval, one timer period, and a clock allowance of a
+    minute (no more than the interval itself).
+    """
 
     every_entries: int = 1000
     every_seconds: float = 300.0
+
+    @property
+    def timer_seconds(self) -> float:
+        """How often a running node asks ``due`` without a new entry: a quarter of the
+        interval, between 0.05 and 15 s."""
+        return min(max(self.every_seconds / 4, 0.05), 15.0)
+
+    @property
+    def overdue_seconds(self) -> float:
+        """The age past which an unsealed entry is a finding of ``audit verify``."""
+        return self.every_seconds + self.timer_seconds + min(60.0, self.every_seconds)
 
     def due(
         self, last: Checkpoint | None, head: AuditEntry | None, *, now: dt.datetime | None = None

@@ -16,19 +16,25 @@ What verification catches, and how:
   checkpoint's signed head hash no longer matches, and the attacker cannot re-sign it without the
   agency key (a checkpoint signed with any other key fails the certificate check). Deleting those
   checkpoints instead leaves ``checkpoint`` entries that point at nothing, and deleting those
-  entries too leaves an unsealed tail longer than the policy allows (reported when ``policy`` is
-  given to ``verify_chain``);
-- truncation before the last checkpoint: that checkpoint names a seq beyond the end of the log.
+  entries too leaves an unsealed tail (reported when ``policy`` is given to ``verify_chain``);
+- truncation before the last checkpoint: that checkpoint names a seq beyond the end of the log;
+- an unsealed tail the policy would never have left (``AUDIT_UNSEALED_TAIL``): more entries
+  than ``every_entries``, entries written past the interval after the last checkpoint, or an
+  oldest unsealed entry older than ``policy.overdue_seconds`` at ``now``. A running node seals
+  on a timer and at every clean stop, so such a tail means the node was killed, or the tail
+  was truncated or appended to with its checkpoints removed.
 
-What it cannot catch: removing or rewriting entries *after the last checkpoint* (at most one
-policy interval of entries), together with that checkpoint's chain entry. Nothing inside the
-node's own files can prove that a never-sealed entry existed; only a copy held elsewhere can.
-Evidence bundles and exported checkpoints are such copies: pass them to ``verify_chain`` as
-extra ``checkpoints`` and a truncated or rewritten log no longer matches them.
+What it cannot catch: removing or rewriting entries *after the last checkpoint* while they are
+younger than the interval, together with that checkpoint's chain entry, nor a log cut back to
+exactly an earlier checkpoint (a rolled-back copy of the file). Nothing inside the node's own
+files can prove that a never-sealed entry existed, or that a later checkpoint did; only a copy
+held elsewhere can. Evidence bundles and exported checkpoints are such copies: pass them to
+``verify_chain`` as extra ``checkpoints`` and a truncated or rewritten log no longer matches them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -129,6 +135,7 @@ class _Verifier:
         self.shift: tuple[int, int] | None = None  # (seq, written seq) of the last renumbered row
         self.sealed_until = 0
         self.sealed_at: str | None = None
+        self.sealing_entry = 0  # seq of the entry that records the checkpoint of sealed_until
 
     def diagnose(self, e: AuditEntry, expected: int, computed: str, running: str) -> bool:
         """Name what is wrong with ``e``; False when it is out of order (skip it)."""
@@ -188,6 +195,8 @@ class _Verifier:
                 f"entry {e.seq} records a checkpoint of seq {e.seq - 1} that is not stored "
                 "(it was deleted or replaced)",
             )
+        elif self.sealed_until == e.seq - 1:
+            self.sealing_entry = e.seq
 
     def flag(self, seq: int | None, code: Code, message: str) -> None:
         self.report.problem_count += 1
@@ -268,6 +277,7 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
     progress_every: int = 10_000,
     policy: CheckpointPolicy | None = None,
     clock_slack_seconds: float = 60.0,
+    now: dt.datetime | None = None,
     max_problems: int = 100,
 ) -> ChainReport:
     """Recompute the chain from ``start_prev_hash`` and check every checkpoint, in one pass.
@@ -276,7 +286,9 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
     them ``ORDER BY seq``); both are consumed lazily, so memory stays constant. For a range
     (``audit verify --from N``), pass ``start_seq=N`` and the stored hash of entry ``N-1``.
     ``policy`` (the node's ``CheckpointPolicy``) lets verification notice removed checkpoints
-    through an unsealed tail longer than the policy allows.
+    and a node that stopped without sealing, through an unsealed tail the policy would not have
+    left: longer than it allows, or older than ``policy.overdue_seconds`` at ``now`` (default:
+    the current time).
     """
     report = ChainReport()
     state = _Verifier(report, trust, max_problems)
@@ -287,6 +299,7 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
     running = start_prev_hash
     expected = start_seq
     tail_at: str | None = None
+    tail_first: AuditEntry | None = None  # the oldest entry not (yet) under a checkpoint
     count = 0
     countdown = progress_every
     last: AuditEntry | None = None
@@ -322,6 +335,8 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
                 state.check_checkpoint_entry(e)
         else:
             tail_at = e.at
+            if tail_first is None or tail_first.seq <= state.sealed_until:
+                tail_first = e
             if receipt_verifier is not None and e.content_sha256 is not None:
                 report.receipts += 1
                 why = receipt_verifier(e)
@@ -337,6 +352,9 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
         report.last_seq, report.head_hash = last.seq, last.entry_hash
     _finish(state, cp, pending, start_seq=start_seq, tail_at=tail_at, policy=policy,
             slack=clock_slack_seconds)
+    if policy is not None and tail_first is not None and tail_first.seq > state.sealed_until \
+            and not any(p.code == Code.UNSEALED_TAIL.value for p in report.problems):
+        _check_tail_age(state, policy, tail_first, now or dt.datetime.now(dt.UTC))
     if progress is not None:
         progress(count)
     return report
@@ -360,7 +378,9 @@ def _finish(
     sealed_until, sealed_at = state.sealed_until, state.sealed_at
     if sealed_until >= start_seq:
         report.last_checkpoint_seq, report.last_checkpoint_at = sealed_until, sealed_at
-    report.unsealed = max(0, end - sealed_until)
+    # the entry recording the last checkpoint is not itself waiting for one
+    sealing = 1 if state.sealing_entry and state.sealing_entry == sealed_until + 1 else 0
+    report.unsealed = max(0, end - sealed_until - sealing)
     if policy is not None:
         _check_tail(
             state, policy, end=end, sealed_until=sealed_until, sealed_at=sealed_at,
@@ -373,10 +393,10 @@ def _check_tail(
     sealed_at: str | None, tail_at: str | None, slack: float,
 ) -> None:
     """Flag an unsealed tail the policy would never have left: checkpoints were removed."""
-    unsealed = end - sealed_until
-    if unsealed <= 1:
+    unsealed = state.report.unsealed
+    if not unsealed:
         return
-    if unsealed > policy.every_entries + 1:
+    if unsealed > policy.every_entries:
         state.flag(
             sealed_until + 1, Code.UNSEALED_TAIL,
             f"{unsealed} entries after seq {sealed_until} carry no checkpoint, but the policy "
@@ -395,3 +415,24 @@ def _check_tail(
             f"entries up to {tail_at} carry no checkpoint {gap:.0f} s after the last one, but the "
             f"policy seals every {policy.every_seconds:.0f} s: checkpoints were removed",
         )
+
+
+def _check_tail_age(
+    state: _Verifier, policy: CheckpointPolicy, oldest: AuditEntry, now: dt.datetime
+) -> None:
+    """Flag unsealed entries older than a running node would have left them."""
+    try:
+        age = (now - parse_time(oldest.at)).total_seconds()
+    except ValueError:
+        return
+    if age <= policy.overdue_seconds:
+        return
+    report = state.report
+    state.flag(
+        oldest.seq, Code.UNSEALED_TAIL,
+        f"{report.unsealed} entries (seq {oldest.seq}..{report.last_seq}) are not sealed by a "
+        f"checkpoint since {oldest.at} ({age:.0f} s, the policy seals every "
+        f"{policy.every_seconds:.0f} s): the node stopped without sealing (killed, crashed) or "
+        "checkpoints were removed, and nothing proves these entries unchanged. Seal them as "
+        "they are now with `edoc-axis audit seal`",
+    )

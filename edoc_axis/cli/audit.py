@@ -1,9 +1,9 @@
 """``edoc-axis audit``: verify, trace, export, bundle and archive the node's audit chain.
 
 Exit codes: 0 when everything checked holds, 65 when the chain, a checkpoint, a receipt or a
-bundle does not hold (the first problem is named), 78 for configuration errors, including no
-store at the config's data_dir (``STORE_NOT_FOUND``: these commands never create one; verify,
-trail and export open it read-only).
+bundle does not hold or entries were left unsealed too long (the first problem is named), 78 for
+configuration errors, including no store at the config's data_dir (``STORE_NOT_FOUND``: these
+commands never create one; verify, trail and export open it read-only).
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ def verify_command(config_path: Path | None, first: int | None, last: int | None
                    no_receipts: bool, as_json: bool) -> None:
     """Recompute the chain, check every checkpoint and every stored receipt signature.
 
-    Names the first entry that does not hold (edited, deleted, inserted, reordered, or a receipt
-    whose signature fails). Reads the store without changing it; no store at data_dir is an
-    error (78). Exit 0 only when everything holds, 65 otherwise.
+    Names the first entry that does not hold (edited, deleted, inserted, reordered, a receipt
+    whose signature fails, or entries left unsealed longer than the checkpoint interval: the
+    node was killed, or checkpoints removed). Reads the store without changing it; no store at
+    data_dir is an error (78). Exit 0 only when everything holds, 65 otherwise.
     """
     with reported_errors(), _auditor(config_path) as auditor:
         span = auditor.log.span()
@@ -241,7 +242,11 @@ def archive_command(config_path: Path | None, before: dt.datetime, out_dir: Path
 @audit_group.command("seal")
 @config_option
 def seal_command(config_path: Path | None) -> None:
-    """Sign a checkpoint of the chain's head now (with this agency's key)."""
+    """Sign a checkpoint of the chain's head now (with this agency's key).
+
+    A running node seals on its own (every audit.every_seconds) and at every clean stop; seal by
+    hand after a node was killed, when `audit verify` reports AUDIT_UNSEALED_TAIL.
+    """
     with reported_errors(), _auditor(config_path, sealing=True) as auditor:
         checkpoint = auditor.seal()
     if checkpoint is None:
