@@ -6,20 +6,36 @@ a receipt (status 01) from every recipient.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import Axis
+from test_auditor import rewrite, rows
 from test_node import G22, H41, H42, make_document, publish_raw, wait_for
 
+from edoc_axis.audit.chain import AuditEntry, genesis_hash, next_entry, parse_time
+from edoc_axis.audit.checkpoint import CheckpointPolicy
+from edoc_axis.cli import main as cli_main
 from edoc_axis.config.load import load_settings
+from edoc_axis.config.render import write_config
+from edoc_axis.config.settings import AuditSettings
+from edoc_axis.errors import EXIT_INVALID
 from edoc_axis.node.node import Node
 from edoc_axis.store import Store
+from edoc_axis.store.audit_rows import ENTRY_COLUMNS
 from edoc_axis.trust.signature import sign
 
 pytestmark = pytest.mark.broker
@@ -30,9 +46,12 @@ EDOC_AXIS = [sys.executable, "-m", "edoc_axis"]
 class NodeProcess:
     """One `edoc-axis run` process with its config and log file."""
 
-    def __init__(self, axis: Axis, organ_id: str) -> None:
+    def __init__(self, axis: Axis, organ_id: str, audit: AuditSettings | None = None) -> None:
         self.organ_id = organ_id
         self.config = axis.config(organ_id)
+        if audit is not None:
+            write_config(self.config, replace(load_settings(self.config, env={}), audit=audit),
+                         force=True)
         self.settings = load_settings(self.config, env={})
         self.log = self.config.parent / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -59,12 +78,13 @@ class NodeProcess:
 
 
 @pytest.fixture
-def spawn(axis: Axis) -> Iterator[Callable[[str], NodeProcess]]:
-    """Start `edoc-axis run` processes; every one still running is terminated afterwards."""
+def spawn(axis: Axis) -> Iterator[Callable[..., NodeProcess]]:
+    """Start `edoc-axis run` processes (``audit=`` another checkpoint policy); every one still
+    running is terminated afterwards."""
     made: list[NodeProcess] = []
 
-    def start(organ_id: str) -> NodeProcess:
-        node = NodeProcess(axis, organ_id).start()
+    def start(organ_id: str, audit: AuditSettings | None = None) -> NodeProcess:
+        node = NodeProcess(axis, organ_id, audit).start()
         made.append(node)
         return node
 
@@ -216,3 +236,176 @@ def test_spoofed_sender_is_dead_lettered(spawn: Callable[[str], NodeProcess],
     assert "spoof-user" in out.stdout
     assert "SENDER_SPOOFED" in out.stdout
 
+
+
+# --- the audit chain of processes that stop (issue 11, hole 8) -----------------------------------
+
+SHORT_SEALING = AuditSettings(every_entries=1000, every_seconds=1)
+
+
+def audit_verify(config: Path) -> tuple[int, dict[str, Any], str]:
+    """`edoc-axis audit verify --json` in this process: (exit code, report, stderr)."""
+    result = CliRunner().invoke(cli_main, ["audit", "verify", "-c", str(config), "--json"],
+                                catch_exceptions=False)
+    return result.exit_code, json.loads(result.stdout), result.stderr
+
+
+def exchange(spawn: Callable[..., NodeProcess], audit: AuditSettings | None = None,
+             ) -> dict[str, NodeProcess]:
+    """G22 sends two documents to H41 and H42 (one through `edoc-axis send`); every receipt is
+    back. The three nodes are left running."""
+    g22, h41, h42 = spawn(G22, audit), spawn(H41, audit), spawn(H42, audit)
+    path = g22.config.parent / "doc.xml"
+    path.write_bytes(make_document(G22, (H41, H42), 900))
+    out = subprocess.run([*EDOC_AXIS, "send", "-c", str(g22.config), str(path)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    documents = [out.stdout.split()[1], *submit_many(g22, (H41, H42), range(901, 902))]
+    assert_complete(g22, {H41: h41, H42: h42}, documents)
+    return {G22: g22, H41: h41, H42: h42}
+
+
+def test_clean_stop_seals_every_entry(spawn: Callable[..., NodeProcess]) -> None:
+    """With the default policy, SIGTERM and SIGINT stop a node only after sealing: every entry
+    of every node is under a checkpoint, and `audit verify` holds."""
+    nodes = exchange(spawn)
+    for node, sig in zip(nodes.values(), (signal.SIGTERM, signal.SIGINT, signal.SIGTERM),
+                         strict=True):
+        assert node.stop(sig) == 0
+        code, report, err = audit_verify(node.config)
+        assert code == 0, (node.organ_id, report, err)
+        assert report["entries"] >= 5
+        assert report["unsealed"] == 0, (node.organ_id, report)
+        store = node.store()
+        head = store.audit_rows.head()
+        store.close()
+        assert head is not None and head[2] == "checkpoint"
+
+
+def test_idle_running_node_seals_within_the_interval(spawn: Callable[..., NodeProcess]) -> None:
+    """A node that goes idle seals its tail on its timer (interval 1 s) while still running."""
+    nodes = exchange(spawn, SHORT_SEALING)
+    for node in nodes.values():
+        wait_for(lambda n=node: audit_verify(n.config)[1]["unsealed"] == 0, 10,
+                 f"{node.organ_id} sealed while idle")
+        assert node.proc is not None and node.proc.poll() is None
+
+
+def _copy_store(source: Path, target_config: Path) -> Path:
+    """Copy a node's store (SQLite backup) into the data folder of another config."""
+    target = load_settings(target_config, env={}).store_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return target
+
+
+def _rehashed(entries: list[AuditEntry]) -> list[AuditEntry]:
+    """Entries renumbered from 1 and every hash recomputed (what an attacker without the key
+    can do to make the chain self-consistent again)."""
+    out: list[AuditEntry] = []
+    for n, e in enumerate(entries, start=1):
+        draft = replace(e, seq=n, prev_hash=out[-1].entry_hash if out else genesis_hash(G22))
+        out.append(replace(draft, entry_hash=draft.computed_hash()))
+    return out
+
+
+def _status(entries: list[AuditEntry]) -> int:
+    """The index of the first status_received entry."""
+    return next(i for i, e in enumerate(entries) if e.kind == "status_received")
+
+
+def _edit(e: AuditEntry) -> AuditEntry:
+    return replace(e, detail=(e.detail or "").replace('"01"', '"03"'))
+
+
+def _truncate_with_checkpoints(entries: list[AuditEntry], conn: sqlite3.Connection) -> None:
+    end = _status(entries) + 1  # a status entry is the new end: no checkpoint entry after it
+    conn.execute("DELETE FROM audit_checkpoint WHERE seq >= ?", (entries[end].seq - 1,))
+    rewrite(conn, entries[:end])
+
+
+def _append_forged(entries: list[AuditEntry], conn: sqlite3.Connection) -> None:
+    forged = next_entry(entries[-1], kind="status_received", genesis=genesis_hash(G22),
+                        at=entries[_status(entries)].at, document_id="forged", counterpart=H41,
+                        detail='{"code":"03"}')
+    rewrite(conn, [*entries, forged])
+
+
+ATTACKS: dict[str, Callable[[list[AuditEntry], sqlite3.Connection], None]] = {
+    "edit a status": lambda es, conn: rewrite(
+        conn, [_edit(e) if i == _status(es) else e for i, e in enumerate(es)]),
+    "edit a status, recompute the tail": lambda es, conn: rewrite(conn, _rehashed(
+        [_edit(e) if i == _status(es) else e for i, e in enumerate(es)])),
+    "insert an entry, recompute": lambda es, conn: rewrite(conn, _rehashed(
+        [*es[:_status(es)], _edit(es[_status(es)]), *es[_status(es):]])),
+    "delete an entry, recompute": lambda es, conn: rewrite(
+        conn, _rehashed([e for i, e in enumerate(es) if i != _status(es)])),
+    "reorder two entries, recompute": lambda es, conn: rewrite(conn, _rehashed(
+        [*es[:_status(es) - 1], es[_status(es)], es[_status(es) - 1], *es[_status(es) + 1:]])),
+    "truncate the tail": lambda es, conn: rewrite(conn, es[:-3]),
+    "truncate the tail and its checkpoints": _truncate_with_checkpoints,
+    "append a forged entry": _append_forged,
+    "recompute everything without checkpoints": lambda es, conn: (
+        conn.execute("DELETE FROM audit_checkpoint"),
+        rewrite(conn, _rehashed([e for e in es if e.kind != "checkpoint"]))),
+}
+
+
+def test_tampering_with_a_cleanly_stopped_node_is_caught(
+    spawn: Callable[..., NodeProcess], axis: Axis
+) -> None:
+    """Nine attacks by someone with the store file and no key, on the log of a node stopped
+    cleanly (recompute hashes, insert, delete, reorder, truncate, append, drop checkpoints):
+    `audit verify` exits 65 on every one, once the tail is older than the interval."""
+    g22 = exchange(spawn, SHORT_SEALING)[G22]
+    assert g22.stop() == 0
+    with closing(sqlite3.connect(g22.settings.store_path)) as conn:
+        newest = AuditEntry(*conn.execute(
+            f"SELECT {ENTRY_COLUMNS} FROM audit_entry ORDER BY seq DESC LIMIT 1").fetchone())  # noqa: S608
+    overdue = CheckpointPolicy(1000, SHORT_SEALING.every_seconds).overdue_seconds
+    wait_for(lambda: (dt.datetime.now(dt.UTC) - parse_time(newest.at)).total_seconds()
+             > overdue + 0.5, 20, "the exchange older than the sealing interval")
+    code, report, _ = audit_verify(g22.config)
+    assert code == 0 and report["unsealed"] == 0, report
+    for n, (name, attack) in enumerate(ATTACKS.items()):
+        config = axis.config(G22, f"attack-{n}")
+        write_config(config, replace(load_settings(config, env={}), audit=SHORT_SEALING),
+                     force=True)
+        with closing(sqlite3.connect(_copy_store(g22.settings.store_path, config),
+                                     isolation_level=None)) as conn:
+            attack(rows(conn), conn)
+        code, report, _ = audit_verify(config)
+        assert code == EXIT_INVALID, (name, report)
+        assert report["problems"], name
+
+
+def test_killed_node_leaves_an_unsealed_tail_that_verify_reports_once_old(
+    spawn: Callable[..., NodeProcess],
+) -> None:
+    """SIGKILL leaves the tail unsealed: fresh, `audit verify` only notes it (a running node
+    looks the same); older than the interval it is AUDIT_UNSEALED_TAIL, exit 65, naming how many
+    entries, since when and `edoc-axis audit seal`; after the seal verify holds again."""
+    nodes = exchange(spawn)
+    g22 = nodes[G22]
+    assert g22.stop(signal.SIGKILL) == -signal.SIGKILL
+    code, report, _ = audit_verify(g22.config)
+    assert code == 0 and report["unsealed"] >= 2, report
+    unsealed = report["unsealed"]
+    # age it: the same log judged under a 1 s interval
+    write_config(g22.config, replace(g22.settings, audit=SHORT_SEALING), force=True)
+    code, report, _ = wait_for(
+        lambda: (found := audit_verify(g22.config))[0] == EXIT_INVALID and found, 20,
+        "the unsealed tail reported")
+    problem = report["problems"][0]
+    assert problem["code"] == "AUDIT_UNSEALED_TAIL"
+    assert f"{unsealed} entries" in problem["message"]
+    assert "edoc-axis audit seal" in problem["message"]
+    sealed = subprocess.run([*EDOC_AXIS, "audit", "seal", "-c", str(g22.config)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert "sealed seq" in sealed.stdout
+    code, report, _ = audit_verify(g22.config)
+    assert code == 0 and report["unsealed"] == 0, report

@@ -2,7 +2,9 @@
 
 ``AuditLog.on_event`` is the store's ``on_event`` hook: it turns each ``Event`` of the node into
 a ``next_entry`` linked to the head, appends it in the same transaction, and when the
-``CheckpointPolicy`` is due appends the signed checkpoint and its chain entry too. Signing is a
+``CheckpointPolicy`` is due appends the signed checkpoint and its chain entry too; between
+entries a running node asks ``seal_if_due`` on a timer (``audit.sealing``), and a process that
+wrote entries seals them before it lets go of the store (``seal_written``). Signing is a
 ``Sealer`` callable built around the agency key (``key_sealer``), so the log never holds the key
 itself. Reads stream entries and checkpoints in ``seq`` order for ``verify_chain`` and the
 evidence modules. The SQL is the store's (``store.audit_rows``); this module decides what an
@@ -111,6 +113,7 @@ class AuditLog:
         self.policy = policy or CheckpointPolicy()
         self.sealer = sealer
         self.own_fingerprint = own_fingerprint
+        self._written = False  # this object appended entries not yet sealed
 
     @classmethod
     def of_settings(
@@ -159,6 +162,7 @@ class AuditLog:
         head = self.head(txn)
         entry = next_entry(head, kind=kind, genesis=self.genesis, **fields)
         txn.audit_rows.add_entry(_entry_row(entry))
+        self._written = True
         if self.sealer is not None and self.policy.due(self.last_checkpoint(txn), entry):
             self._seal(txn, entry)
         return entry
@@ -172,6 +176,7 @@ class AuditLog:
             checkpoint.algorithm, checkpoint.signature, checkpoint.cert_der,
         ))
         txn.audit_rows.add_entry(_entry_row(entry))
+        self._written = False
         return checkpoint
 
     def seal_now(self) -> Checkpoint | None:
@@ -181,6 +186,30 @@ class AuditLog:
             if head is None or head.kind == Kind.CHECKPOINT:
                 return None
             return self._seal(txn, head)
+
+    def seal_if_due(self, now: dt.datetime | None = None) -> Checkpoint | None:
+        """Seal the head when the policy is due at ``now`` without a new entry (a running
+        node's timer); None when there is no key, nothing unsealed, or it is not due yet. Only
+        reads unless there is something to seal."""
+        if self.sealer is None:
+            return None
+        moment = now or dt.datetime.now(dt.UTC)
+        if not self.policy.due(self.last_checkpoint(), self.head(), now=moment):
+            return None
+        with self.store.transaction() as txn:
+            head = self.head(txn)
+            if head is None or not self.policy.due(self.last_checkpoint(txn), head, now=moment):
+                return None
+            return self._seal(txn, head)
+
+    def seal_written(self) -> Checkpoint | None:
+        """Seal the head if this object appended entries that are still unsealed (``send``
+        or ``dlq replay`` while the node is stopped); None otherwise, or without a key."""
+        if self.sealer is None or not self._written:
+            return None
+        checkpoint = self.seal_now()
+        self._written = False
+        return checkpoint
 
     def record(self, event: Event) -> None:
         """Record an event that has no other store write (e.g. a dead letter replayed)."""

@@ -12,6 +12,7 @@ trust, identity, limits, policies):
 
 from __future__ import annotations
 
+from edoc_axis.audit.sealing import seal_before_exit
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
 from edoc_axis.edxml.parsed import ParsedPackage
@@ -70,8 +71,12 @@ class Node:
                    load_trust(settings), load_identity(settings))
 
     def close(self) -> None:
-        """Close the store's connections."""
-        self.store.close()
+        """Seal the audit entries this process wrote, if still unsealed (``send`` while the
+        node is stopped), then close the store's connections."""
+        try:
+            seal_before_exit(self.audit, only_written=True)
+        finally:
+            self.store.close()
 
     def submit(self, data: bytes | ParsedPackage) -> SubmitResult:
         """Validate, sign (by policy) and store a package for sending; wake the relay.

@@ -1,11 +1,13 @@
 """Running a node: its Link in a thread until stopped (``edoc-axis run``, the sandbox, tests),
-and reading a package file for submission."""
+with its audit chain sealed on a timer and at the stop, and reading a package file for
+submission."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+from edoc_axis.audit.sealing import SealTimer
 from edoc_axis.errors import NotFound
 from edoc_axis.log import get_logger
 from edoc_axis.node.node import Node
@@ -14,24 +16,28 @@ log = get_logger(__name__)
 
 
 class Runner:
-    """Runs a node's Link in a thread until ``stop``."""
+    """Runs a node's Link in a thread until ``stop``, and its audit ``SealTimer`` beside it."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.link = node.link()
+        self.sealing = SealTimer(node.audit)
         self._thread = threading.Thread(target=self.link.run, name=f"link-{node.organ_id}",
                                         daemon=True)
 
     def start(self) -> Runner:
-        """Start the Link thread."""
+        """Start the Link thread and the seal timer."""
         self._thread.start()
+        self.sealing.start()
         log.info("node_started", organ_id=self.node.organ_id)
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop consuming, wait briefly for confirms, close the connection, join the thread."""
+        """Stop consuming, wait briefly for confirms, close the connection, join the thread,
+        then seal every audit entry still unsealed (a clean stop leaves no unsealed tail)."""
         self.link.stop()
         self._thread.join(timeout)
+        self.sealing.stop()
         log.info("node_stopped", organ_id=self.node.organ_id,
                  outbox=self.node.store.outbox_counts()["pending"])
 
