@@ -184,7 +184,7 @@ def main() -> None:  # noqa: PLR0915 - one linear benchmark
         server = hosted.server
     else:
         api = ApiSettings(listen="127.0.0.1:0")
-        server = DmsServer(CountingBackend(), [system], api, max_connections=args.clients + 4)
+        server = DmsServer(CountingBackend(), [system], api)
         server.start()
     numbers = itertools.count(1)
     latencies: list[list[float]] = [[] for _ in range(args.clients)]

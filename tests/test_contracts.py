@@ -13,7 +13,7 @@ import pytest
 import edoc_axis
 
 ROOT = Path(__file__).resolve().parent.parent
-WATCHED = ("lxml", "signxml", "pika", "sqlite3", "xmlschema", "http.server",
+WATCHED = ("lxml", "signxml", "pika", "sqlite3", "xmlschema", "http.server", "aiohttp",
            "edoc_axis.gateway.server")
 
 
@@ -36,9 +36,9 @@ def test_config_loads_no_xml_signature_broker_or_database_library() -> None:
 
 
 def test_dms_client_loads_no_http_server() -> None:
-    """The DMS client and its conformance kit load neither http.server nor the gateway's server."""
+    """The DMS client and its conformance kit load neither an HTTP server nor the gateway's."""
     loaded = _loaded_after_import("edoc_axis.gateway.client", "edoc_axis.gateway.conformance")
-    assert not loaded & {"http.server", "edoc_axis.gateway.server", "pika", "sqlite3"}
+    assert not loaded & {"http.server", "aiohttp", "edoc_axis.gateway.server", "pika", "sqlite3"}
 
 
 @pytest.mark.parametrize(("module", "library"), [

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import Axis
+from prometheus_client.parser import text_string_to_metric_families
 from test_e2e import NodeProcess
 from test_node import G22, H41, H42, make_document, wait_for
 
@@ -406,12 +407,13 @@ def test_agencies_metrics_and_health(gateways: Callable[[str], GatewayNode]) -> 
     wait_for(lambda: a.runner.link.connected and a.node.store.outbox_counts()["pending"] == 0,
              what="the outbox relayed")
     status, body = get(a.hosted.url, "/metrics")
-    text = body.decode()
     assert status == 200
-    assert "edoc_axis_packages_out_total 1\n" in text
-    assert "edoc_axis_outbox_depth 0\n" in text
-    assert "edoc_axis_broker_connected 1\n" in text
-    assert 'edoc_axis_dms_requests_total{call="sendEdoc",result="OK"} 1' in text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    assert samples[("edoc_axis_packages_out_total", ())] == 1
+    assert samples[("edoc_axis_outbox_depth", ())] == 0
+    assert samples[("edoc_axis_broker_connected", ())] == 1
+    assert samples[("edoc_axis_dms_requests_total", (("call", "sendEdoc"), ("result", "OK")))] == 1
     status, body = get(a.hosted.url, "/healthz")
     assert status == 200
     assert json.loads(body) == {"status": "OK", "version": json.loads(body)["version"],

@@ -7,6 +7,7 @@ a mistake worth reporting). Relative paths resolve against the given base folder
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 def convert(dotted: str, kind: Any, value: Any, base: Path, *, from_env: bool,
             allow_zero: bool = False) -> Any:
-    """``value`` of key ``dotted`` as ``kind`` (bool, int, str, Path or a tuple of paths)."""
+    """``value`` of key ``dotted`` as ``kind`` (bool, int, str, Path, an optional Path or a
+    tuple of paths)."""
+    if isinstance(kind, types.UnionType):  # ``Path | None``: a value given is the Path
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     if kind is bool:
         return _bool(value, from_env)
     if kind is int:

@@ -87,12 +87,25 @@ _DOCS: dict[str, str] = {
     "builds a fresh SDK object per call. Timestamps more than 300 s ahead are always refused.",
     "api.timezone": "Time zone of the DMS host's clock: the SDK's timestamp carries no zone.\n"
     "An IANA name (Asia/Ho_Chi_Minh, UTC) or an offset (+07:00). List times are answered in it.",
+    "api.tls_cert": "Serve HTTPS with this certificate (PEM, the server certificate first,\n"
+    "then its intermediates) and tls_key. Unset: plain HTTP.",
+    "api.tls_key": "The private key (PEM) of tls_cert.",
+    "api.tls_client_ca": "Also require a client certificate from every DMS, issued by a CA in\n"
+    "this PEM file (needs tls_cert). Unset: HMAC only.",
     "audit": "The tamper-evident audit chain: how often its head is signed (a checkpoint).\n"
     "Entries after the last checkpoint are not yet sealed; `edoc-axis audit seal` forces one.",
     "audit.every_entries": "Sign a checkpoint after this many new entries.",
     "audit.every_seconds": "... or when the last checkpoint is this many seconds old: checked at\n"
     "each new entry and, while the node runs, on a timer (a quarter of this, at most 15 s). A\n"
     "clean stop seals the rest; `audit verify` reports entries left unsealed much longer.",
+}
+
+
+# What an optional key left unset (None) is shown with, commented out.
+_UNSET_EXAMPLES = {
+    "api.tls_cert": "tls/gateway.cert.pem",
+    "api.tls_key": "tls/gateway.key.pem",
+    "api.tls_client_ca": "tls/dms-client-ca.pem",
 }
 
 
@@ -135,7 +148,12 @@ def render_config(settings: Settings, *, base_dir: Path | None = None) -> str:
         out.append(f"\n{_comment(_DOCS[section])}[{section}]\n")
         for key in section_keys(section):
             name = key.dotted.split(".", 1)[1]
-            value = _toml_value(getattr(obj, key.attr), base_dir)
+            current = getattr(obj, key.attr)
+            if current is None:  # an optional key left unset: shown commented out
+                unset = f"# {name} = {_toml_value(_UNSET_EXAMPLES[key.dotted], None)}\n"
+                out.append(f"{_comment(_DOCS[key.dotted])}{unset}")
+                continue
+            value = _toml_value(current, base_dir)
             out.append(f"{_comment(_DOCS[key.dotted])}{name} = {value}\n")
     out.append(_render_dms(settings))
     return "".join(out)

@@ -94,12 +94,16 @@ class ValidationSettings:
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    """The DMS gateway (``edoc_axis.gateway``): where it listens and how it reads timestamps."""
+    """The DMS gateway (``edoc_axis.gateway``): where it listens, how it reads timestamps, and
+    its TLS certificate when it serves HTTPS."""
 
     listen: str = DEFAULT_LISTEN
     enabled: bool = False  # also served without this when [[dms]] systems are configured
     max_timestamp_age: int = 0  # seconds; 0 = no limit (SDK objects that keep one timestamp)
     timezone: str = DEFAULT_TIMEZONE  # the zone of the SDK's zone-less timestamp
+    tls_cert: Path | None = None  # PEM certificate (chain) of the gateway: serve HTTPS
+    tls_key: Path | None = None  # its private key (PEM)
+    tls_client_ca: Path | None = None  # require DMS client certificates issued by this CA
 
     def address(self) -> tuple[str, int]:
         """``listen`` as (host, port); raises ConfigError naming the key."""

@@ -25,6 +25,10 @@ the spec is silent:
   (unpadded-per-byte hex as the SDK writes it, or the normal 64 characters). SDK 2.0.1 appends
   CRLF after the file and may label it multipart; the raw body, the body less a trailing CRLF and
   a ``file_doc`` multipart part are tried, in that order.
+- **JSON in headers** (the sign-header, sendEdoc's ``to``) is flat. ``header_json`` refuses
+  nesting deeper than ``MAX_HEADER_JSON_DEPTH`` with ``HEADER_JSON_TOO_DEEP`` (400) before
+  Python's json, which recurses once per level, sees it: a header nested 5,000 deep raised
+  RecursionError there.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ from edoc_axis.gateway.sdk import (
 )
 
 MAX_CLOCK_SKEW_SECONDS = 300  # how far ahead of the node's clock a timestamp may be
+MAX_HEADER_JSON_DEPTH = 8  # the protocol's header JSON is one level deep
+# A whole JSON string (escapes included), or one bracket: what nesting depth is counted over.
+_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{\]}]')
 
 Charset = Literal["utf-8", "latin-1"]
 
@@ -71,6 +78,34 @@ class SignedRequest(Protocol):
 
 def _refused(code: str, message: str, *, element: str | None = None) -> RequestRefused:
     return RequestRefused(message, code=code, element=element)
+
+
+def header_json(text: str, header: str, **options: Any) -> Any:
+    """``json.loads(text, **options)`` for a header's value, after a bounded scan refusing
+    nesting deeper than ``MAX_HEADER_JSON_DEPTH`` (``HEADER_JSON_TOO_DEEP``); a malformed value
+    still raises ValueError."""
+    depth = 0
+    for match in _JSON_NESTING.finditer(text):
+        bracket = match.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > MAX_HEADER_JSON_DEPTH:
+                raise _too_deep(header)
+        elif bracket in "]}":
+            depth -= 1
+    try:
+        return json.loads(text, **options)
+    except RecursionError as exc:  # not reached after the scan; kept as the last line of defence
+        raise _too_deep(header) from exc
+
+
+def _too_deep(header: str) -> RequestRefused:
+    return _refused(
+        "HEADER_JSON_TOO_DEEP",
+        f"{header} nests JSON more than {MAX_HEADER_JSON_DEPTH} levels deep (the protocol's "
+        "header JSON is flat)",
+        element=header,
+    )
 
 
 # --- checking a request ------------------------------------------------------------------------
@@ -214,6 +249,31 @@ def _verified_charset(secret: str, sign_header: str, given: str) -> Charset:
     raise _refused("AUTH_BAD_HMAC", "XroadVnpt-hash-header is not the HMAC of sign-header")
 
 
+def mangled_headers(head: bytes) -> RequestRefused | None:
+    """``AUTH_HEADER_ENCODING`` naming the signed headers of a raw request ``head`` that hold a
+    control character, or None when none does. The Java SDK's low-byte writing turns some text
+    beyond ISO-8859-1 into control characters (đ arrives as 0x11), which HTTP parsers refuse
+    before any header reaches authentication: the server explains such a refusal with this."""
+    names = []
+    for raw_line in head.split(b"\n")[1:]:
+        line = raw_line.rstrip(b"\r")
+        if not line:
+            break
+        name, sep, value = line.partition(b":")
+        if sep and any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in value):
+            names.append(name.strip().decode("latin-1"))
+    signed = [name for name in names if name.lower().startswith(PREFIX)]
+    if not signed:
+        return None
+    return _refused(
+        "AUTH_HEADER_ENCODING",
+        f"{', '.join(signed)} arrived with control characters: the Java SDK writes the low "
+        "byte of each character, so text beyond ISO-8859-1 (Vietnamese đ, ư, ậ, ...) is not "
+        "what was signed and cannot be verified; " + ENCODING_ADVICE,
+        element=signed[0],
+    )
+
+
 def _shows_low_bytes(text: str) -> bool:
     """Characters no correct client sends: a raw control character (JSON escapes them, Gson
     too), or bytes that are not UTF-8 although not signed as ISO-8859-1 either."""
@@ -231,7 +291,7 @@ def _low_byte_mangled(sign_header: str) -> list[str]:
     if not _shows_low_bytes(sign_header):
         return []
     try:
-        data = json.loads(sign_header, strict=False)
+        data = header_json(sign_header, "XroadVnpt-sign-header", strict=False)
     except ValueError:
         return ["XroadVnpt-sign-header"]
     if not isinstance(data, dict):
@@ -263,7 +323,7 @@ def _parse_sign_header(text: str, key_list: str) -> dict[str, str]:
         return out
 
     try:
-        data = json.loads(text, object_pairs_hook=pairs_hook)
+        data = header_json(text, "XroadVnpt-sign-header", object_pairs_hook=pairs_hook)
     except ValueError as exc:
         raise _refused("AUTH_BAD_SIGN_HEADER", f"XroadVnpt-sign-header is not JSON: {exc}") from exc
     if not isinstance(data, dict):

@@ -1,112 +1,103 @@
-"""The gateway's counters and their Prometheus text exposition on ``/metrics``.
+"""The gateway's metrics on ``/metrics``, exposed with prometheus-client.
 
-``GatewayMetrics`` counts protocol calls by result, time spent per call and refusals by code
-(thread-safe: the HTTP server answers on a thread per connection); ``render`` writes them with
-the node's own numbers (``protocol.NodeMetrics``) in the text format 0.0.4.
+``GatewayMetrics`` owns one registry per gateway (several gateways may live in one process, as in
+the tests): protocol calls by result (``edoc_axis_dms_requests_total``), the time spent answering
+them (``edoc_axis_dms_request_seconds``, a histogram per call), request body bytes the gateway
+read (``edoc_axis_dms_body_bytes_total``: a request refused from its headers reads none), and,
+asked of the node at each scrape, its numbers (``protocol.NodeMetrics``) with refusals by code
+and source (``edoc_axis_rejections_total{source="api"|"node"}``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from edoc_axis.gateway.protocol import NodeMetrics
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+class _NodeNumbers(Collector):
+    """The node's numbers and refusals by code, collected when scraped."""
+
+    def __init__(self, node: Callable[[], NodeMetrics | None]) -> None:
+        self._node = node
+        self._lock = threading.Lock()
+        self._refused: dict[str, int] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # nothing to check at registration; the node is asked only when scraped
+
+    def refused(self, code: str) -> None:
+        with self._lock:
+            self._refused[code] = self._refused.get(code, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        node = self._node()
+        with self._lock:
+            refused = sorted(self._refused.items())
+        rejections = CounterMetricFamily(
+            "edoc_axis_rejections", "Refused requests and packages by code.",
+            labels=("source", "code"))
+        for code, count in refused:
+            rejections.add_metric(("api", code), count)
+        for code, count in sorted((node.rejections if node else {}).items()):
+            rejections.add_metric(("node", code), count)
+        yield rejections
+        if node is None:  # the node did not answer: its lines are left out
+            return
+        yield CounterMetricFamily("edoc_axis_packages_in", "Packages received from the axis.",
+                                  value=node.packages_in)
+        yield CounterMetricFamily("edoc_axis_packages_out", "Packages submitted for sending.",
+                                  value=node.packages_out)
+        yield GaugeMetricFamily("edoc_axis_outbox_depth",
+                                "Messages waiting in the outbox for the broker.",
+                                value=node.outbox_depth)
+        yield GaugeMetricFamily("edoc_axis_queue_lag_seconds",
+                                "Age of the oldest unsent outbox message.",
+                                value=node.queue_lag_seconds)
+        if node.broker_connected is not None:
+            yield GaugeMetricFamily("edoc_axis_broker_connected", "1 when the broker link is up.",
+                                    value=int(node.broker_connected))
 
 
 class GatewayMetrics:
-    """Counters of one gateway since it started."""
+    """The metrics of one gateway since it started (thread-safe)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str], int] = {}
-        self._rejections: dict[str, int] = {}
-        self._seconds: dict[str, float] = {}
+    def __init__(self, node: Callable[[], NodeMetrics | None]) -> None:
+        """``node`` returns the node's numbers at scrape time, or None when it does not answer."""
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "edoc_axis_dms_requests", "DMS protocol calls by result.", ("call", "result"),
+            registry=self.registry)
+        self._seconds = Histogram(
+            "edoc_axis_dms_request_seconds", "Time spent answering DMS protocol calls.",
+            ("call",), registry=self.registry)
+        self._body_bytes = Counter(
+            "edoc_axis_dms_body_bytes", "Request body bytes the gateway read, by call.",
+            ("call",), registry=self.registry)
+        self._node = _NodeNumbers(node)
+        self.registry.register(self._node)
 
     def count(self, call: str, result: str, seconds: float) -> None:
         """One answered protocol call (``result`` OK or FAIL) and the time it took."""
-        with self._lock:
-            key = (call, result)
-            self._requests[key] = self._requests.get(key, 0) + 1
-            self._seconds[call] = self._seconds.get(call, 0.0) + seconds
+        self._requests.labels(call, result).inc()
+        self._seconds.labels(call).observe(seconds)
+
+    def body_read(self, call: str, size: int) -> None:
+        """``size`` bytes of a ``call``'s body were read."""
+        self._body_bytes.labels(call).inc(size)
 
     def refused(self, code: str) -> None:
         """One refusal with ``code``."""
-        with self._lock:
-            self._rejections[code] = self._rejections.get(code, 0) + 1
+        self._node.refused(code)
 
-    def render(self, node: NodeMetrics | None) -> bytes:
-        """Prometheus text exposition of these counters and the node's numbers (None: the node
-        did not answer; its lines are left out)."""
-        lines: list[str] = []
-
-        def metric(
-            name: str, kind: str, help_text: str, samples: Iterable[tuple[str, Any]]
-        ) -> None:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.extend(f"{name}{labels} {value}" for labels, value in samples)
-
-        with self._lock:
-            requests = sorted(self._requests.items())
-            rejections = sorted(self._rejections.items())
-            seconds = sorted(self._seconds.items())
-        if node is not None:
-            metric(
-                "edoc_axis_packages_in_total",
-                "counter",
-                "Packages received from the axis.",
-                [("", node.packages_in)],
-            )
-            metric(
-                "edoc_axis_packages_out_total",
-                "counter",
-                "Packages submitted for sending.",
-                [("", node.packages_out)],
-            )
-            metric(
-                "edoc_axis_outbox_depth",
-                "gauge",
-                "Messages waiting in the outbox for the broker.",
-                [("", node.outbox_depth)],
-            )
-            metric(
-                "edoc_axis_queue_lag_seconds",
-                "gauge",
-                "Age of the oldest unsent outbox message.",
-                [("", node.queue_lag_seconds)],
-            )
-        node_rejections = sorted((node.rejections if node else {}).items())
-        metric(
-            "edoc_axis_rejections_total",
-            "counter",
-            "Refused requests and packages by code.",
-            [(f'{{source="api",code="{_label(c)}"}}', n) for c, n in rejections]
-            + [(f'{{source="node",code="{_label(c)}"}}', n) for c, n in node_rejections],
-        )
-        metric(
-            "edoc_axis_dms_requests_total",
-            "counter",
-            "DMS protocol calls by result.",
-            [(f'{{call="{c}",result="{r}"}}', n) for (c, r), n in requests],
-        )
-        metric(
-            "edoc_axis_dms_request_seconds_total",
-            "counter",
-            "Time spent answering DMS protocol calls.",
-            [(f'{{call="{c}"}}', f"{s:.6f}") for c, s in seconds],
-        )
-        if node is not None and node.broker_connected is not None:
-            metric(
-                "edoc_axis_broker_connected",
-                "gauge",
-                "1 when the broker link is up.",
-                [("", int(node.broker_connected))],
-            )
-        return ("\n".join(lines) + "\n").encode("utf-8")
+    def render(self) -> bytes:
+        """The exposition (``CONTENT_TYPE``); asks the node for its numbers."""
+        return generate_latest(self.registry)

@@ -167,6 +167,10 @@ STATUS_BY_CODE = {
     "LENGTH_REQUIRED": 411,
     "BODY_TOO_LARGE": 413,
     "HEADER_TOO_LARGE": 431,
+    "HEADER_JSON_TOO_DEEP": 400,
+    "BODY_INCOMPLETE": 400,
+    "REQUEST_TIMEOUT": 408,
+    "TOO_MANY_CONNECTIONS": 429,
     "SERVER_BUSY": 503,
     "INTERNAL_ERROR": 500,
 }
@@ -258,8 +262,8 @@ def error_response(exc: EdocAxisError, call: str | None) -> Response:
     where = ", ".join(str(w) for w in (exc.element, exc.line and f"line {exc.line}") if w)
     desc = f"{exc.message} ({where})" if where else exc.message
     response = json_response(status, fail_payload(exc.code, desc, call))
-    if status in (409, 503):
-        response.headers["Retry-After"] = "1" if status == 409 else "5"
+    if status in (409, 429, 503):
+        response.headers["Retry-After"] = "5" if status == 503 else "1"
     return response
 
 

@@ -35,7 +35,7 @@ from edoc_axis import __version__
 from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
 from edoc_axis.edxml.limits import DEFAULT_MAX_BYTES
 from edoc_axis.errors import EdocAxisError
-from edoc_axis.gateway.auth import Authenticated, Authenticator, extract_package
+from edoc_axis.gateway.auth import Authenticated, Authenticator, extract_package, header_json
 from edoc_axis.gateway.ledger import MemoryLedger, RequestLedger, RequestRecord
 from edoc_axis.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edoc_axis.gateway.metrics import GatewayMetrics
@@ -114,7 +114,7 @@ def _recipients(signed: Mapping[str, str]) -> list[str] | None:
     if not raw.startswith("["):
         return [raw]
     try:
-        value = json.loads(raw)
+        value = header_json(raw, "XroadVnpt-to")
     except ValueError as exc:
         raise refused("BAD_REQUEST", f"header to is not a JSON list: {exc}") from exc
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -152,7 +152,7 @@ class DmsGateway:
         self.timezone = self.api.zone()
         self.auth = Authenticator(systems, self.api, clock)
         self.ledger = ledger or MemoryLedger()
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(self._node_numbers)
         self._lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()
         self._openapi: bytes | None = None
@@ -165,28 +165,28 @@ class DmsGateway:
         """Refuse before the body is read: unknown path, wrong method, length missing or too big."""
         call = call_name(path)
         if call is None and path not in SERVICE_PATHS:
-            return self._refuse(refused("NOT_FOUND", f"no such call {path!r}"), None, close=True)
+            return self.refuse(refused("NOT_FOUND", f"no such call {path!r}"), None, close=True)
         if call is None:
             if method not in ("GET", "HEAD"):
-                return self._refuse(
+                return self.refuse(
                     refused("METHOD_NOT_ALLOWED", f"{path} answers GET"), None, close=True
                 )
             return None
         if method not in ("POST", "GET"):
-            return self._refuse(
+            return self.refuse(
                 refused("METHOD_NOT_ALLOWED", "protocol calls are POST"), call, close=True
             )
         lengths = headers.get("content-length", [])
         if headers.get("transfer-encoding"):
-            return self._refuse(
+            return self.refuse(
                 refused("LENGTH_REQUIRED", "send a Content-Length, not chunked transfer"),
                 call,
                 close=True,
             )
         if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
-            return self._refuse(refused("BAD_HEADER", "bad Content-Length"), call, close=True)
+            return self.refuse(refused("BAD_HEADER", "bad Content-Length"), call, close=True)
         if lengths and int(lengths[0]) > self.max_body_bytes:
-            return self._refuse(
+            return self.refuse(
                 refused(
                     "BODY_TOO_LARGE",
                     f"body of {int(lengths[0])} bytes exceeds {self.max_body_bytes}",
@@ -197,35 +197,56 @@ class DmsGateway:
         return None
 
     def handle(self, request: Request) -> Response:
-        """Answer one request; never raises, never leaks a traceback."""
+        """Answer one request whose body is in hand; never raises, never leaks a traceback."""
         early = self.precheck(request.method, request.path, request.headers)
         if early is not None:
             return early
-        if request.path == "/healthz":
+        call = call_name(request.path)
+        if call is None:
+            return self.serve_path(request.path)
+        outcome = self.authenticate(call, request)
+        if isinstance(outcome, Response):
+            return outcome
+        return self.answer(call, outcome, request)
+
+    def serve_path(self, path: str) -> Response:
+        """``/healthz``, ``/metrics`` or ``/openapi.json`` (asks the node: blocking)."""
+        if path == "/healthz":
             return self._healthz()
-        if request.path == "/metrics":
+        if path == "/metrics":
             return Response(200, self.render_metrics(), METRICS_CONTENT_TYPE)
-        if request.path == "/openapi.json":
-            if self._openapi is None:
-                document = openapi_document(STATUS_BY_CODE)
-                self._openapi = json.dumps(document, ensure_ascii=True).encode()
-            return Response(200, self._openapi)
-        call = cast(str, call_name(request.path))
+        if self._openapi is None:
+            document = openapi_document(STATUS_BY_CODE)
+            self._openapi = json.dumps(document, ensure_ascii=True).encode()
+        return Response(200, self._openapi)
+
+    def authenticate(self, call: str, request: Request) -> Authenticated | Response:
+        """Who is calling, from the headers alone, or the refusal to send. The HMAC covers every
+        signed header, ``hash-file`` included, so a server refuses a request before reading a
+        byte of its body; ``answer`` then checks the body against ``hash-file``."""
         started = time.perf_counter()
         try:
-            auth = self.auth.authenticate(call, request)
+            return self.auth.authenticate(call, request)
+        except EdocAxisError as exc:
+            response = self.refuse(exc, call)
+        except Exception:  # a bug or an unexpected library error: log it, answer generically
+            response = self._crashed(call)
+        self.metrics.count(call, "FAIL", time.perf_counter() - started)
+        return response
+
+    def answer(self, call: str, auth: Authenticated, request: Request) -> Response:
+        """Apply an authenticated call, body in hand, to the node (blocking: a server runs it
+        on a worker thread); never raises, never leaks a traceback."""
+        started = time.perf_counter()
+        try:
             if call in MUTATING_CALLS:
                 response = self._answer_once(call, auth, request)
             else:
                 response = json_response(200, self._dispatch(call, auth, request))
         except EdocAxisError as exc:
-            response = self._refuse(exc, call)
+            response = self.refuse(exc, call)
         except Exception:  # a bug or an unexpected library error: log it, answer generically
-            ref = uuid.uuid4().hex[:12]
-            log.exception("dms_call_crashed", call=call, ref=ref)
-            response = self._refuse(
-                refused("INTERNAL_ERROR", f"internal error; see the node log (ref {ref})"), call
-            )
+            response = self._crashed(call)
         result = "OK" if response.status == 200 else "FAIL"
         self.metrics.count(call, result, time.perf_counter() - started)
         return response
@@ -360,15 +381,26 @@ class DmsGateway:
         return json_response(200, payload)
 
     def render_metrics(self) -> bytes:
-        """Prometheus text exposition of gateway counters and the node's numbers."""
+        """The Prometheus exposition of the gateway's and the node's numbers (blocking)."""
+        return self.metrics.render()
+
+    def _node_numbers(self) -> NodeMetrics | None:
         try:
-            node: NodeMetrics | None = self.backend.metrics()
+            return self.backend.metrics()
         except Exception as exc:  # metrics must not fail because the node is sick
             log.warning("dms_metrics_failed", error=type(exc).__name__)
-            node = None
-        return self.metrics.render(node)
+            return None
 
-    def _refuse(self, exc: EdocAxisError, call: str | None, *, close: bool = False) -> Response:
+    def _crashed(self, call: str) -> Response:
+        ref = uuid.uuid4().hex[:12]
+        log.exception("dms_call_crashed", call=call, ref=ref)
+        return self.refuse(
+            refused("INTERNAL_ERROR", f"internal error; see the node log (ref {ref})"), call
+        )
+
+    def refuse(self, exc: EdocAxisError, call: str | None, *, close: bool = False) -> Response:
+        """The protocol's answer to a refusal, counted and logged (``close``: end the
+        connection after it, as when a body is left unread)."""
         self.metrics.refused(exc.code)
         log.warning("dms_request_refused", call=call, code=exc.code, reason=exc.message)
         response = error_response(exc, call)
