@@ -15,7 +15,9 @@ Without quirks every call carries only its own headers, a fresh timestamp and a 
 headers are UTF-8.
 
 ``timezone`` is the zone of the DMS host's clock the timestamp is written in (the SDK writes
-local time without a zone); a node reads it in its ``[api] timezone``.
+local time without a zone); a node reads it in its ``[api] timezone``. An ``https`` endpoint is
+verified with ``ssl_context`` (the default context when None: the system's CAs); a gateway that
+requires client certificates needs one loaded into it.
 
 A client is not thread-safe (like the SDK object): give each thread its own.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, cast
@@ -61,6 +64,7 @@ class DmsClient:
         timeout: float = 30.0,
         now: Callable[[], datetime] | None = None,
         timezone: tzinfo = VN_TZ,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -72,6 +76,7 @@ class DmsClient:
         self._port = parts.port
         self._base = parts.path.rstrip("/")
         self._timeout = timeout
+        self._ssl_context = ssl_context
         self._systemid = systemid
         self._secret = secret
         self.sdk_quirks = sdk_quirks
@@ -245,12 +250,12 @@ class DmsClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = (
-                http.client.HTTPSConnection
-                if self._scheme == "https"
-                else http.client.HTTPConnection
-            )
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
+            if self._scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self._timeout, context=self._ssl_context)
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port,
+                                                        timeout=self._timeout)
         return self._conn
 
     def close(self) -> None:

@@ -4,21 +4,24 @@ Agency signing certificates are RSA-2048/3072 or P-256, key usage digitalSignatu
 nonRepudiation (critical), basicConstraints CA=false, valid 2 years by default, and bind the
 agency's OrganId as the one subjectAltName URI ``urn:qcvn102:organid:<OrganId>`` that
 ``trust.certificate.organ_id_of`` reads. CAs are self-signed roots (optionally with one
-intermediate) with keyCertSign + cRLSign. Everything here returns objects or PEM bytes; writing
-files is the caller's job. Validating what this issues is ``trust``'s; this module builds on
-``trust.certificate`` and production code never imports it.
+intermediate) with keyCertSign + cRLSign. TLS certificates (``issue_tls_certificate``) name a
+server's host names and addresses, or a client, for HTTPS to the DMS gateway. Everything here
+returns objects or PEM bytes; writing files is the caller's job. Validating what this issues
+is ``trust``'s; this module builds on ``trust.certificate`` and production code never imports
+it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edoc_axis.errors import TrustError
 from edoc_axis.trust.certificate import ORGAN_ID_URI_PREFIX, PrivateKey
@@ -203,6 +206,50 @@ def issue_agency_certificate(
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def issue_tls_certificate(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    name: str,
+    *,
+    hosts: Sequence[str] = (),
+    client: bool = False,
+    key_type: str = "rsa2048",
+    days: int = DEFAULT_AGENCY_DAYS,
+) -> tuple[PrivateKey, x509.Certificate]:
+    """A TLS certificate with a new key: a server's (``hosts``, DNS names or IP addresses, in
+    its subjectAltName; extended key usage serverAuth) or, with ``client``, a client's
+    (clientAuth)."""
+    key = generate_key(key_type)
+    start = _now() - dt.timedelta(minutes=5)
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([_host_name(h) for h in hosts]), critical=False)
+    return key, builder.sign(ca_key, hashes.SHA256())
 
 
 @dataclass(frozen=True, slots=True)
