@@ -34,7 +34,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from edoc_axis.edxml.identifier import VN_TZ
-from edoc_axis.errors import EdocAxisError, RequestRefused, TemporaryFailure
+from edoc_axis.errors import EdocAxisError, ErrorCode, RequestRefused, TemporaryFailure
 from edoc_axis.gateway.sdk import (
     format_sdk_timestamp,
     low_byte_text,
@@ -189,9 +189,11 @@ class DmsClient:
             body = b"{}" if self.sdk_quirks else b""
         status, answer = self.send(name, headers, body, content_type)
         if answer.get("status") != "OK" or str(answer.get("ErrorCode")) != "0":
-            code = str(answer.get("ErrorCode") or "FAIL")
+            text = str(answer.get("ErrorCode") or "FAIL")
             desc = str(answer.get("ErrorDesc") or "refused")
-            raise RequestRefused(f"{name} refused (HTTP {status}): {desc}", code=code)
+            code = ErrorCode.lookup(text)
+            unknown = "" if code == text else f" [code {text}]"
+            raise RequestRefused(f"{name} refused (HTTP {status}): {desc}{unknown}", code=code)
         return answer
 
     def send(
