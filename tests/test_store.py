@@ -246,6 +246,34 @@ def test_lock_held_too_long_is_store_busy(store: Store) -> None:
         blocker.close()
 
 
+def test_waiting_for_the_write_lock_keeps_the_busy_timeout(store: Store) -> None:
+    """The write lock is polled with the busy timeout off; afterwards (taken or not) every
+    other statement has the connection's busy timeout again."""
+    configured = store.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    blocker = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.05, lambda: blocker.execute("ROLLBACK"))
+    release.start()
+    try:
+        with store.transaction() as txn:  # waits the 50 ms out, then writes
+            txn.add_package(_pkg("after-wait"))
+    finally:
+        release.join()
+        blocker.close()
+    assert store.package("after-wait") is not None
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == configured
+    store.conn.execute("PRAGMA busy_timeout = 50")
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreBusy), store.transaction():
+            pass
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 50
+
+
 def test_warnings_are_stored_with_the_package(store: Store) -> None:
     """A package's accepted warnings come back as stored; a package without any has none."""
     warning = {"code": "EMPTY_ELEMENT", "severity": "warning", "message": "ResponseFor is empty",
