@@ -12,6 +12,17 @@ In a throwaway vhost with a throwaway PKI, sender 000.00.00.G22 and recipient 00
              submit() call to the 01 being recorded at the sender: p50 / p99.
   baseline   raw pika publish (confirms) and consume (acks) of same-size bodies, from
              scripts/bench_transport.py, in the same vhost and run.
+  cpu        CPU seconds per document of each process over the e2e run (the submitting
+             process, the two nodes, and the broker, which other users of it share), from
+             /proc; and in process, broker out of the loop, each journey's CPU per document
+             (the stable number to compare changes by on a loaded machine).
+  ceiling    the signature work no node can avoid, on these documents: sign the document,
+             verify it at the recipient, sign the 01, verify the 01 (signxml, trees already
+             parsed), CPU per operation; the throughput it alone allows on this machine's
+             cores, and the e2e rate as a share of it.
+
+The load average is printed first and last: the machine is shared, and wall-clock rates move
+with it (CPU per document much less).
 
     .venv/bin/python scripts/bench_node.py [--count 1000] [--big-count 40] [--rate 50]
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -47,14 +60,19 @@ from edoc_axis.edxml.model import (
     PromulgationInfo,
     TraceHeader,
 )
+from edoc_axis.edxml.parser import parse_xml
+from edoc_axis.edxml.read import parse
+from edoc_axis.edxml.status import new_status
 from edoc_axis.edxml.write import build
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node
 from edoc_axis.ops import pki
 from edoc_axis.store import Store
 from edoc_axis.transport import provision, topology
+from edoc_axis.transport.message import Confirmation, IncomingMessage
 from edoc_axis.trust import certificate as trust
-from edoc_axis.trust.signature import sign
+from edoc_axis.trust.chain import TrustStore
+from edoc_axis.trust.signature import sign, sign_tree, verify_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDER, RECIPIENT, BASELINE = "000.00.00.G22", "000.00.00.H41", "000.00.00.B01"
@@ -64,6 +82,29 @@ def rabbitmqctl(*args: str, check: bool = True) -> None:
     exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     subprocess.run([exe, "-q", *args], check=check, capture_output=True, timeout=120)
 
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The Erlang VM listening on 127.0.0.1:5672 (the broker the bench uses), if found."""
+    try:
+        found = subprocess.run(["ss", "-ltnpH", "sport = :5672"], capture_output=True,
+                               text=True, check=False, timeout=10).stdout
+    except OSError:
+        return None
+    match = re.search(r"pid=(\d+)", found)
+    return int(match.group(1)) if match else None
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def signed_documents(
@@ -86,6 +127,7 @@ def signed_documents(
             add_attachment(pkg, "phu-luc.bin", os.urandom(filler))
         out.append(sign(build(pkg), key, cert))
     return out
+
 
 class Bench:
     def __init__(self, base: Path) -> None:
@@ -117,7 +159,7 @@ class Bench:
         except Exception:  # rabbitmqctl may not read the temp file: provision step by step
             provision.declare_topology(self.admin_url, layout, [SENDER, RECIPIENT])
             for a in self.accounts:
-                rabbitmqctl("add_user", a.user, a.password)
+                rabbitmqctl("add_user", a.user, a.password or "")
                 rabbitmqctl("set_permissions", "-p", self.vhost, a.user, "^$",
                             topology.write_pattern(layout),
                             topology.read_pattern(layout, a.organ_id))
@@ -173,12 +215,13 @@ def receipts(store: Store) -> dict[str, float]:
 
 
 def wait_all(store: Store, count: int, timeout: float) -> dict[str, float]:
+    # The receipts carry their own times: polling seldom costs the nodes no CPU and no accuracy.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done = receipts(store)
         if len(done) >= count:
             return done
-        time.sleep(0.05)
+        time.sleep(0.25)
     raise SystemExit(f"timed out: {len(receipts(store))}/{count} receipts")
 
 
@@ -197,11 +240,17 @@ def run_pipeline(bench: Bench, docs: list[bytes], name: str) -> float:
 
 def run_e2e(
     bench: Bench, docs: list[bytes], name: str, rate: float | None
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[float], dict[str, float]]:
+    """Docs/s, latencies, and CPU seconds per document of each process over the run."""
     sender_cfg, recipient_cfg = bench.config(SENDER, name), bench.config(RECIPIENT, name)
     submitter = Node.from_settings(load_settings(sender_cfg, env={}))
     bench.start([sender_cfg, recipient_cfg])
     time.sleep(2.0)  # let both links connect before the clock starts
+    broker = broker_pid()
+    pids = {"sender node": bench.procs[0].pid, "recipient node": bench.procs[1].pid,
+            "broker": broker or 0}
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cpu0["submitter"] = time.process_time()
     started: dict[str, float] = {}
     t0 = time.time()
     for i, data in enumerate(docs):
@@ -212,10 +261,85 @@ def run_e2e(
         begin = time.time()
         started[submitter.submit(data).document_id] = begin
     done = wait_all(submitter.store, len(docs), 600)
+    cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    cpu["submitter"] = time.process_time() - cpu0["submitter"]
+    if broker is None or broker_pid() != broker or cpu["broker"] < 0:
+        del cpu["broker"]  # not found, or restarted by someone else meanwhile: unknown
     bench.stop()
     submitter.close()
     latencies = sorted(done[d] - started[d] for d in started)
-    return len(docs) / (max(done.values()) - t0), latencies
+    return (len(docs) / (max(done.values()) - t0), latencies,
+            {name: seconds / len(docs) for name, seconds in cpu.items()})
+
+
+def deliver(source: Node) -> list[IncomingMessage]:
+    """What ``source``'s relay hands the Link now, confirmed, as the broker would deliver it."""
+    out = source.fetch_outgoing(10_000)
+    source.on_confirmed([Confirmation(m.token, True) for m in out])
+    return [IncomingMessage(body=m.body, message_id=m.message_id, user_id=source.broker_user,
+                            type=m.type, headers=dict(m.headers), redelivered=False,
+                            delivery_count=1, routing_key=m.routing_key) for m in out]
+
+
+def in_process(bench: Bench, docs: list[bytes], name: str) -> dict[str, float]:
+    """CPU seconds per document of each journey, both nodes in this process, no broker: the
+    relay's output handed to the other node's ``handle_batch`` in batches of the prefetch."""
+    sender = Node.from_settings(load_settings(bench.config(SENDER, name), env={}))
+    recipient = Node.from_settings(load_settings(bench.config(RECIPIENT, name), env={}))
+    prefetch = recipient.settings.broker.prefetch
+    cpu: dict[str, float] = {}
+
+    def timed(label: str, work: Callable[[], object]) -> None:
+        begin = time.process_time()
+        work()
+        cpu[label] = (time.process_time() - begin) / len(docs)
+
+    def batches(node: Node, messages: list[IncomingMessage]) -> None:
+        for i in range(0, len(messages), prefetch):
+            node.handle_batch(messages[i:i + prefetch])
+
+    try:
+        timed("submit", lambda: [sender.submit(data) for data in docs])
+        outgoing: list[IncomingMessage] = []
+        timed("relay (document)", lambda: outgoing.extend(deliver(sender)))
+        timed("receive + 01", lambda: batches(recipient, outgoing))
+        statuses: list[IncomingMessage] = []
+        timed("relay (01)", lambda: statuses.extend(deliver(recipient)))
+        timed("01 at sender", lambda: batches(sender, statuses))
+    finally:
+        sender.close()
+        recipient.close()
+    return cpu
+
+
+def signature_work(bench: Bench, data: bytes) -> dict[str, float]:
+    """CPU seconds of each signature operation a document costs (trees already parsed)."""
+    key, cert = bench.keys[SENDER]
+    recipient_key, recipient_cert = bench.keys[RECIPIENT]
+    store = TrustStore.from_pem([(bench.base / "ca.pem").read_bytes()],
+                                [(bench.base / "crl.pem").read_bytes()])
+    document = parse(data)
+    assert isinstance(document, DocumentPackage)
+    unsigned = parse_xml(build(document)).getroot()
+    signed = parse_xml(data).getroot()
+    status = new_status(Organization(RECIPIENT, RECIPIENT), document, "01")
+    status_unsigned = parse_xml(build(status)).getroot()
+    status_signed = parse_xml(sign(build(status), recipient_key, recipient_cert)).getroot()
+    ops: dict[str, Callable[[], object]] = {
+        "sign document": lambda: sign_tree(unsigned, key, cert),
+        "verify document": lambda: verify_tree(signed, store),
+        "sign 01": lambda: sign_tree(status_unsigned, recipient_key, recipient_cert),
+        "verify 01": lambda: verify_tree(status_signed, store),
+    }
+    out = {}
+    for label, op in ops.items():
+        op()
+        count, begin = 0, time.process_time()
+        while (spent := time.process_time() - begin) < 0.5 or count < 3:
+            op()
+            count += 1
+        out[label] = spent / count
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -234,6 +358,10 @@ def baseline(bench: Bench, size: int, count: int) -> tuple[float, float]:
     return pub, con
 
 
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="5 KB documents per run")
@@ -242,6 +370,8 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     args = parser.parse_args()
     configure_logging("warning")
+    cores = os.cpu_count() or 1
+    print(f"{cores} cores, {load()}")
     base = Path(tempfile.mkdtemp(prefix="edoc-bench-"))
     bench = Bench(base)
     try:
@@ -252,13 +382,29 @@ def main() -> int:
             rate = run_pipeline(bench, docs, f"pipe-{size}")
             print(f"pipeline (outbox preloaded, relay->receive->01 recorded): {rate:8.1f} docs/s")
             docs = bench.documents(count, size, 100_000)
-            rate, lat = run_e2e(bench, docs, f"e2e-{size}", None)
+            rate, lat, cpu = run_e2e(bench, docs, f"e2e-{size}", None)
             print(f"end to end (submit + relay + receive + 01 recorded):   {rate:8.1f} docs/s"
                   f"   (p50 {pct(lat, .5):.0f} ms, p99 {pct(lat, .99):.0f} ms under full load)")
+            total = sum(cpu.values())
+            print(f"  CPU per document over that run (broker shared): {ms(total)} = "
+                  + ", ".join(f"{name} {ms(sec)}" for name, sec in cpu.items())
+                  + f"; {cores} cores / {ms(total)} = {cores / total:.0f} docs/s")
+            work = signature_work(bench, docs[0])
+            unavoidable = sum(work.values())
+            ceiling = cores / unavoidable
+            print("  signature work (signxml, CPU per operation): "
+                  + ", ".join(f"{name} {ms(sec)}" for name, sec in work.items()))
+            print(f"  2 signs + 2 verifies = {ms(unavoidable)} per document -> ceiling "
+                  f"{ceiling:.0f} docs/s on {cores} cores; end to end is "
+                  f"{100 * rate / ceiling:.0f}% of it")
+            journeys = in_process(bench, bench.documents(min(count, 400), size, 300_000),
+                                  f"cpu-{size}")
+            print(f"  in process, no broker: {ms(sum(journeys.values()))} CPU per document = "
+                  + ", ".join(f"{name} {ms(sec)}" for name, sec in journeys.items()))
             if size < 100_000:
                 n = int(args.rate * args.latency_seconds)
                 docs = bench.documents(n, size, 200_000)
-                _, lat = run_e2e(bench, docs, f"lat-{size}", args.rate)
+                _, lat, _ = run_e2e(bench, docs, f"lat-{size}", args.rate)
                 print(f"latency at {args.rate:.0f} docs/s (n={n}): p50 {pct(lat, .5):.1f} ms, "
                       f"p99 {pct(lat, .99):.1f} ms, max {lat[-1] * 1000:.1f} ms")
             pub, con = baseline(bench, len(docs[0]), max(200, count * 2))
@@ -267,6 +413,7 @@ def main() -> int:
     finally:
         bench.close()
         shutil.rmtree(base, ignore_errors=True)
+    print(load())
     return 0
 
 
