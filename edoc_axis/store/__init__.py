@@ -129,12 +129,15 @@ class Store(Reads):
         """Refuse a file that is not an edoc-axis store (not SQLite, or never migrated)."""
         try:
             version = self.schema_version
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # locked, or unreadable here: not its content
+            self.close()
+            raise _busy(exc) from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database"
             self.close()
             raise _not_found(self.path, f"not an edoc-axis store ({exc})") from exc
-        except StoreBusy as exc:
+        except StoreBusy:
             self.close()
-            raise _not_found(self.path, f"not an edoc-axis store ({exc.message})") from exc
+            raise
         if version == 0:
             self.close()
             raise _not_found(self.path, "not an edoc-axis store (no schema)")
