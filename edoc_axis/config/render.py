@@ -77,7 +77,8 @@ _DOCS: dict[str, str] = {
     "DMS gateway): \"strict\" refuses every finding; \"received\" lets the harmless ones through.",
     "api": "HTTP API for document management software (DMS).",
     "api.listen": "HOST:PORT the DMS gateway listens on (keep it on loopback or a private\n"
-    "network: DMS systems authenticate by HMAC, but the traffic is plain HTTP).",
+    "network unless tls_cert is set: DMS systems authenticate by HMAC, but plain HTTP is\n"
+    "readable on the way).",
     "api.enabled": "Serve the gateway even when no [[dms]] system is configured (health and\n"
     "metrics only). It is always served when [[dms]] tables exist.",
     "api.max_timestamp_age": "Oldest accepted request timestamp, in seconds. 0 = no limit: the\n"
