@@ -77,7 +77,8 @@ class _HttpProtocol(RequestHandler):
         guard = self.guards.of(self)
         mangled = mangled_headers(guard.head) if guard is not None and status < 500 else None
         if status >= 500:
-            log.error("dms_http_error", error=type(exc).__name__ if exc else None)
+            # Not a client's fault but ours (a bug past the handler's own guard): keep the trace.
+            log.error("dms_http_error", error=type(exc).__name__ if exc else None, exc_info=exc)
             refusal = refused("INTERNAL_ERROR", "internal error; see the node log")
         elif mangled is not None:
             refusal = mangled
