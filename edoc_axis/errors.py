@@ -424,6 +424,8 @@ class ErrorCode(StrEnum):
     CONFIG_MISSING = auto(), ConfigError, 500, "a required setting is missing: add the key named"
     CONFIG_ORGAN_ID = auto(), ConfigError, 500, "organ_id is not an agency code like 000.00.00.G22"
     CONFIG_BROKER_URL = auto(), ConfigError, 500, "broker.url is not a usable amqp(s):// URL"
+    CONFIG_BROKER_LOGIN = auto(), ConfigError, 500, (
+        "broker.login is unknown, or certificate login lacks amqps://USER@ without a password")
     CONFIG_LIMIT = auto(), ConfigError, 500, (
         "limits.max_package_bytes exceeds what one broker message may carry: lower it")
     CONFIG_PROFILE = auto(), ConfigError, 500, "validation.submit_profile is not strict or received"

@@ -50,7 +50,8 @@ def test_example_config_loads() -> None:
     """The shipped annotated example loads as it is and names the Government Office."""
     settings = load_settings(EXAMPLE, env={})
     assert settings.organ_id == "000.00.00.G22"
-    assert settings.broker.user == "000.00.00.G22"
+    assert settings.broker.user == "urn:qcvn102:organid:000.00.00.G22"
+    assert settings.broker.certificate_login
     assert settings.broker.vhost == "edoc"
     assert settings.directory_path == EXAMPLE.parent / "directory.example.toml"
     assert settings.signature.require_signature is True

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import click
 from cryptography import x509
@@ -20,7 +21,13 @@ from cryptography import x509
 from edoc_axis.cli.base import config_option, echo_json, reported_errors
 from edoc_axis.config.load import broker_url_problem, load_settings
 from edoc_axis.config.render import write_config
-from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
+from edoc_axis.config.settings import (
+    BROKER_LOGINS,
+    BrokerSettings,
+    KeySettings,
+    Settings,
+    TrustSettings,
+)
 from edoc_axis.directory import CertificateFacts, Directory
 from edoc_axis.edxml.identifier import is_valid_organ_id
 from edoc_axis.errors import EXIT_CONFIG, ConfigError, EdocAxisError
@@ -56,6 +63,9 @@ class InitRequest:
     ca_dir: Path | None = None
     key_type: str = "rsa2048"
     broker_passwords: Path | None = None
+    broker_login: str = "password"
+    broker_ca: tuple[Path, ...] = ()
+    broker_queue_token: str = ""
     force: bool = False
 
 
@@ -96,6 +106,11 @@ def init_node(request: InitRequest) -> InitResult:
     if problem:
         raise ConfigError(f"--broker-url {problem}", code="CONFIG_BROKER_URL",
                           element="broker.url")
+    if request.broker_login == "certificate":
+        url = _certificate_url(url, organ_id, given=request.broker_url is not None)
+        notes.append(f"broker user {trust.organ_id_uri(organ_id)}: the agency certificate "
+                     "logs in as it (EXTERNAL, no password); the broker administrator creates "
+                     "it with `edoc-axis broker definitions --login certificate`")
     ca_dir = (request.ca_dir or data_dir / "pki" / "ca").expanduser().absolute()
     if request.dev:
         anchor, crl = ca_dir / CA_CERT, ca_dir / CA_CRL
@@ -105,7 +120,9 @@ def init_node(request: InitRequest) -> InitResult:
     settings = Settings(
         organ_id=organ_id,
         data_dir=data_dir,
-        broker=BrokerSettings(url=url),
+        broker=BrokerSettings(url=url, login=request.broker_login,
+                              ca_files=tuple(p.expanduser().absolute() for p in request.broker_ca),
+                              queue_token=request.broker_queue_token.strip()),
         keys=KeySettings(key=data_dir / "keys" / AGENCY_KEY, cert=data_dir / "keys" / AGENCY_CERT,
                          chain=chain if request.dev else ()),
         trust=TrustSettings(anchors=(anchor,), crls=(crl,)),
@@ -123,6 +140,22 @@ def init_node(request: InitRequest) -> InitResult:
     write_config(output, settings, force=request.force)
     # What we wrote must load: a config that init itself cannot read is a bug, not a user error.
     return InitResult(load_settings(output, env={}), notes)
+
+
+def _certificate_url(url: str, organ_id: str, *, given: bool) -> str:
+    """``url`` naming the user the agency certificate logs in as (certificate login)."""
+    parts = urlsplit(url)
+    user = trust.organ_id_uri(organ_id)
+    if not given or parts.scheme != "amqps" or parts.password is not None:
+        raise ConfigError("--broker-login certificate needs --broker-url amqps://HOST:PORT/VHOST "
+                          "(no password: the certificate is the login)",
+                          code="CONFIG_BROKER_LOGIN", element="broker.url")
+    if parts.username and unquote(parts.username) != user:
+        raise ConfigError(f"the agency certificate logs in as {user}, not "
+                          f"{unquote(parts.username)}", code="CONFIG_BROKER_LOGIN",
+                          element="broker.url")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{quote(user, safe='')}@{host}").geturl()
 
 
 @click.command("init")
@@ -143,6 +176,15 @@ def init_node(request: InitRequest) -> InitResult:
               "new one created here when missing (default: DATA_DIR/pki/ca).")
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa2048",
               show_default=True, help="Key type of the dev signing key.")
+@click.option("--broker-login", type=click.Choice(BROKER_LOGINS), default="password",
+              show_default=True,
+              help="certificate: log in to the broker (amqps) as the agency certificate, no "
+              "password; --broker-url then names no user (it is the certificate's).")
+@click.option("--broker-ca", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CA certificate(s) the broker's TLS certificate must chain to (default: the "
+              "trust anchors).")
+@click.option("--broker-queue-token", default="",
+              help="This agency's queue token, from the broker administrator.")
 @click.option("--broker-passwords", type=click.Path(dir_okay=False, path_type=Path),
               help="--dev: USER=PASSWORD file the dev broker password is taken from or added "
               f"to (default: {DEV_PASSWORDS} next to the directory file).")

@@ -22,9 +22,9 @@ from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
 from edoc_axis.gateway.backend import host
 from edoc_axis.node.node import Node
 from edoc_axis.node.runner import Runner, data_file
+from edoc_axis.node.wiring import broker_endpoint, broker_topology
 from edoc_axis.store import Store
 from edoc_axis.transport.deadletter import dead_letters, replay_dead_letter
-from edoc_axis.transport.topology import Topology
 
 # --- run and send ------------------------------------------------------------------------------
 
@@ -149,8 +149,8 @@ def dlq_list(config_path: Path | None, as_json: bool, limit: int) -> None:
     """Peek at dead letters (nothing is removed), with the node's recorded reason."""
     with reported_errors():
         settings = load_settings(config_path)
-        letters = dead_letters(settings.broker.url, _topology(settings), settings.organ_id,
-                               limit)
+        letters = dead_letters(broker_endpoint(settings), broker_topology(settings),
+                               settings.organ_id, limit)
         reasons = _reasons(settings)
     rows = [{"message_id": d.message_id, "user_id": d.user_id, "type": d.type,
              "death": d.reason, "count": d.count, "size": len(d.body),
@@ -171,8 +171,8 @@ def dlq_show(config_path: Path | None, message_id: str, body: bool) -> None:
     """Show one dead letter: headers, death reason and why the node refused it."""
     with reported_errors():
         settings = load_settings(config_path)
-        letters = dead_letters(settings.broker.url, _topology(settings), settings.organ_id,
-                               10_000)
+        letters = dead_letters(broker_endpoint(settings), broker_topology(settings),
+                               settings.organ_id, 10_000)
         found = [d for d in letters if d.message_id == message_id]
         if not found:
             raise NotFound(f"no dead letter with message id {message_id}")
@@ -195,8 +195,8 @@ def dlq_replay(config_path: Path | None, message_id: str) -> None:
     """Put a dead letter back on this agency's queue (after fixing the cause)."""
     with reported_errors():
         settings = load_settings(config_path)
-        if not replay_dead_letter(settings.broker.url, _topology(settings), settings.organ_id,
-                                  message_id, settings.broker.user):
+        if not replay_dead_letter(broker_endpoint(settings), broker_topology(settings),
+                                  settings.organ_id, message_id, settings.broker.user):
             raise NotFound(f"no dead letter with message id {message_id}")
         node = Node.from_settings(settings)
         try:
@@ -204,10 +204,6 @@ def dlq_replay(config_path: Path | None, message_id: str) -> None:
         finally:
             node.close()
     click.echo(f"replayed {message_id}")
-
-
-def _topology(settings: Settings) -> Topology:
-    return Topology(delivery_limit=settings.broker.delivery_limit)
 
 
 def _reasons(settings: Settings) -> dict[str, str]:

@@ -35,7 +35,7 @@ from edoc_axis.config.schema import (
     Key,
     all_keys,
 )
-from edoc_axis.config.settings import DmsSystemSettings, Settings
+from edoc_axis.config.settings import BROKER_LOGINS, DmsSystemSettings, Settings
 from edoc_axis.config.zone import timezone_named
 from edoc_axis.edxml.identifier import is_valid_organ_id
 from edoc_axis.edxml.profile import PROFILES
@@ -196,6 +196,16 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
         problem = broker_url_problem(url)
         if problem:
             problems.add("CONFIG_BROKER_URL", "broker.url", f"broker.url {problem}")
+    login = values.get("broker.login", "password")
+    if login not in BROKER_LOGINS:
+        problems.add("CONFIG_BROKER_LOGIN", "broker.login",
+                     f"broker.login '{login}' must be one of {', '.join(BROKER_LOGINS)}")
+    elif login == "certificate" and isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.scheme != "amqps" or parts.password is not None or not parts.username:
+            problems.add("CONFIG_BROKER_LOGIN", "broker.url",
+                         "broker.login = \"certificate\" needs amqps://USER@HOST:PORT/VHOST, "
+                         "USER being the user the certificate logs in as, and no password")
     max_bytes = values.get("limits.max_package_bytes")
     # The package limit may not pass the broker's message limit (larger packages: a later issue).
     if isinstance(max_bytes, int) and max_bytes > MAX_MESSAGE_BYTES:

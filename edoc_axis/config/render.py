@@ -39,7 +39,9 @@ _DOCS: dict[str, str] = {
     "broker": "RabbitMQ connection.",
     "broker.url": "amqp:// or amqps:// URL: amqp://USER:PASSWORD@HOST:PORT/VHOST (vhost %2F = /).\n"
     "USER is this agency's broker user; it must equal broker_user in the directory, because\n"
-    "RabbitMQ stamps it on every message as user_id and recipients check it against From.",
+    "RabbitMQ stamps it on every message as user_id and recipients check it against From.\n"
+    "With login = \"certificate\": amqps://USER@HOST:5671/VHOST, no password; USER is what the\n"
+    "certificate logs in as, urn%3Aqcvn102%3Aorganid%3A<OrganId> (':' written %3A).",
     "broker.heartbeat": "AMQP heartbeat in seconds: a dead connection is noticed within ~2x this.",
     "broker.blocked_connection_timeout": "Seconds to wait while the broker blocks publishers\n"
     "(memory or disk alarm) before dropping the connection and reconnecting.",
@@ -47,6 +49,14 @@ _DOCS: dict[str, str] = {
     "broker.publish_window": "Published messages awaiting a publisher confirm at once.",
     "broker.delivery_limit": "Deliveries of one message before it is dead-lettered (poison\n"
     "messages); must match the queue's x-delivery-limit.",
+    "broker.login": "\"password\" (the URL's USER:PASSWORD; the dev bench) or \"certificate\":\n"
+    "over amqps, log in as this agency's certificate ([keys] cert and key; RabbitMQ's EXTERNAL\n"
+    "mechanism): no broker password exists, the broker user is the certificate's identity.",
+    "broker.ca_files": "CA certificates (PEM) the broker's TLS certificate must chain to, for\n"
+    "amqps. Empty: the [trust] anchors. The system's CA store is never used.",
+    "broker.queue_token": "The token ending this agency's queue names, from the broker's\n"
+    "administrator (`edoc-axis broker queue-token`): without it another agency could read this\n"
+    "agency's queue depth. Empty: the plain names edoc.in.<OrganId> (dev bench).",
     "keys": "This agency's signing identity (PEM files).",
     "keys.key": "Private key signing packages and receipts. Keep it readable by the node only.",
     "keys.cert": "Certificate of that key; carries this agency's OrganId.",
@@ -189,7 +199,10 @@ def example_settings(base_dir: Path) -> Settings:
         organ_id="000.00.00.G22",
         data_dir=Path("/var/lib/edoc-axis"),
         directory_path=base_dir / "directory.example.toml",
-        broker=BrokerSettings(url="amqps://000.00.00.G22:CHANGE-ME@broker.example.gov.vn:5671/edoc"),
+        broker=BrokerSettings(
+            url="amqps://urn%3Aqcvn102%3Aorganid%3A000.00.00.G22@broker.example.gov.vn:5671/edoc",
+            login="certificate",
+            queue_token="CHANGE-ME-ask-the-broker-administrator"),  # noqa: S106 - a placeholder
         keys=KeySettings(
             key=base_dir / "keys" / "agency.key.pem", cert=base_dir / "keys" / "agency.cert.pem"
         ),

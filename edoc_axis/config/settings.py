@@ -23,9 +23,19 @@ STORE_FILENAME = "node.sqlite3"
 DEFAULT_LISTEN = "127.0.0.1:8470"
 
 
+BROKER_LOGINS = ("password", "certificate")
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
-    """How this node reaches RabbitMQ; the URL's user is the agency's broker user."""
+    """How this node reaches RabbitMQ; the URL's user is the agency's broker user.
+
+    ``login = "certificate"``: over ``amqps://`` the node logs in as its agency certificate
+    ([keys] cert and key; EXTERNAL, no password) and the URL's user (no password) names the
+    user the certificate logs in as. ``ca_files`` verify the broker's TLS certificate (empty:
+    the [trust] anchors). ``queue_token`` ends this agency's queue names (from the broker's
+    administrator; empty: the guessable names of a dev bench).
+    """
 
     url: str
     heartbeat: int = 30
@@ -33,14 +43,22 @@ class BrokerSettings:
     prefetch: int = 64
     publish_window: int = 256
     delivery_limit: int = 5
+    login: str = "password"
+    ca_files: tuple[Path, ...] = ()
+    queue_token: str = field(default="", repr=False)
 
     def __repr__(self) -> str:  # the URL holds a password: never let it reach a log
         return (
             f"BrokerSettings(url={self.redacted_url!r}, heartbeat={self.heartbeat}, "
             f"blocked_connection_timeout={self.blocked_connection_timeout}, "
             f"prefetch={self.prefetch}, publish_window={self.publish_window}, "
-            f"delivery_limit={self.delivery_limit})"
+            f"delivery_limit={self.delivery_limit}, login={self.login!r})"
         )
+
+    @property
+    def certificate_login(self) -> bool:
+        """True when the node logs in as its certificate (EXTERNAL) rather than a password."""
+        return self.login == "certificate"
 
     @property
     def user(self) -> str:

@@ -22,7 +22,7 @@ from edoc_axis.edxml.parsed import ParsedPackage
 from edoc_axis.edxml.read import from_tree
 from edoc_axis.edxml.write import build_tree
 from edoc_axis.errors import ConfigError
-from edoc_axis.node.wiring import Identity, audit_log
+from edoc_axis.node.wiring import Identity, audit_log, broker_topology
 from edoc_axis.store import Store
 from edoc_axis.transport.topology import Topology
 from edoc_axis.trust.chain import TrustStore
@@ -65,7 +65,7 @@ class Context:
         if store.on_event is None:
             log.attach()
         return cls(settings, store, directory, trust, identity,
-                   topology or Topology(delivery_limit=settings.broker.delivery_limit), me, log,
+                   topology or broker_topology(settings), me, log,
                    settings.limits, policy, policy.for_status())
 
     @property

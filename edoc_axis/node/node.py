@@ -21,9 +21,10 @@ from edoc_axis.node.receipt import Receipts
 from edoc_axis.node.receive import Receiver
 from edoc_axis.node.relay import OUTBOX_POLL_SECONDS, Relay
 from edoc_axis.node.submit import Submitter
-from edoc_axis.node.wiring import Identity, load_identity, load_trust
+from edoc_axis.node.wiring import Identity, broker_endpoint, load_identity, load_trust
 from edoc_axis.store import Store
 from edoc_axis.store.records import Event
+from edoc_axis.transport.connection import Endpoint
 from edoc_axis.transport.link import Link
 from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
 from edoc_axis.transport.topology import Topology
@@ -110,11 +111,11 @@ class Node:
         """Chain an operator's dead-letter replay (``edoc-axis dlq replay``) into the audit log."""
         self.audit.record(Event("replayed", None, None, None, None, {"message_id": message_id}))
 
-    def link(self, url: str | None = None) -> Link:
+    def link(self, url: str | Endpoint | None = None) -> Link:
         """The transport Link that consumes this agency's queue and relays its outbox."""
         broker = self.settings.broker
-        link = Link(url or broker.url, self.topology, user_id=self.broker_user,
-                    queue=self.topology.queue_for(self.organ_id),
+        link = Link(url or broker_endpoint(self.settings), self.topology,
+                    user_id=self.broker_user, queue=self.topology.queue_for(self.organ_id),
                     handle_batch=self.handle_batch, fetch_outgoing=self.fetch_outgoing,
                     on_confirmed=self.on_confirmed, prefetch=broker.prefetch,
                     window=broker.publish_window, heartbeat=broker.heartbeat,

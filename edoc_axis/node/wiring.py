@@ -1,5 +1,5 @@
-"""Reading a node's parts from its settings: the signing identity, the trust store, and the
-audit log sealed with that identity.
+"""Reading a node's parts from its settings: the signing identity, the trust store, the
+audit log sealed with that identity, and how to reach the broker.
 
 What ``Node.from_settings`` (and the auditor) need before any journey runs; a file that cannot
 be read is a ``ConfigError`` naming it.
@@ -15,6 +15,8 @@ from edoc_axis.audit.log import AuditLog, Sealer, key_sealer
 from edoc_axis.config.settings import Settings
 from edoc_axis.errors import ConfigError
 from edoc_axis.store import Store
+from edoc_axis.transport.connection import Endpoint
+from edoc_axis.transport.topology import Topology
 from edoc_axis.trust.certificate import (
     PrivateKey,
     load_certificates,
@@ -52,6 +54,22 @@ def load_trust(settings: Settings) -> TrustStore:
     except OSError as exc:
         raise ConfigError(f"cannot read trust anchors or CRLs: {exc}",
                           code="TRUST_UNREADABLE") from exc
+
+
+def broker_endpoint(settings: Settings) -> Endpoint:
+    """The broker as this node reaches it: for amqps, the broker's certificate verified against
+    ``broker.ca_files`` (else the trust anchors), the agency certificate as the TLS client
+    certificate, and with ``login = "certificate"`` the login as that certificate."""
+    broker = settings.broker
+    return Endpoint(broker.url, ca_files=broker.ca_files or settings.trust.anchors,
+                    cert_file=settings.keys.cert, key_file=settings.keys.key,
+                    external=broker.certificate_login)
+
+
+def broker_topology(settings: Settings) -> Topology:
+    """The axis layout as this node sees it: its queues' names (with its token) and limits."""
+    return Topology(delivery_limit=settings.broker.delivery_limit,
+                    queue_token=settings.broker.queue_token)
 
 
 def audit_sealer(identity: Identity, organ_id: str) -> Sealer:

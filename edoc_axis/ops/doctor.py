@@ -2,7 +2,9 @@
 
 Config, data dir and store, signing key and certificate (match, OrganId, expiry, fingerprint
 listed in the directory), directory, trust anchors, CRLs, the own chain as peers would judge it,
-and the broker (connect with the node's credentials, find the exchange and the agency's queues).
+for amqps the broker's TLS (its CA certificates; with certificate login the user the certificate
+logs in as and how long it still can; whether the queue names are secret), and the broker
+(connect as the node does, find the exchange and the agency's queues).
 ``diagnose`` returns the checks; printing them is the command's job (``cli/admin.py``).
 """
 
@@ -15,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -22,8 +25,8 @@ from edoc_axis.config.load import load_settings
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
 from edoc_axis.errors import ConfigError, EdocAxisError
+from edoc_axis.node.wiring import broker_endpoint, broker_topology
 from edoc_axis.transport.provision import check_queues
-from edoc_axis.transport.topology import Topology
 from edoc_axis.trust import certificate as trust
 from edoc_axis.trust.chain import TrustStore
 
@@ -49,13 +52,12 @@ class Check:
 def broker_check(settings: Settings) -> str | None:
     """Why the broker is not usable by this node (None when it is): connect with the node's
     credentials, and find the axis exchange and the agency's queue and dead-letter queue."""
-    topology = Topology(delivery_limit=settings.broker.delivery_limit)
     # pika logs a refused login as ERROR with a traceback; the check line already says why.
     pika_log = logging.getLogger("pika")
     level = pika_log.level
     pika_log.setLevel(logging.CRITICAL)
     try:
-        check_queues(settings.broker.url, topology, [settings.organ_id])
+        check_queues(broker_endpoint(settings), broker_topology(settings), [settings.organ_id])
     except EdocAxisError as exc:
         return str(exc)
     finally:
@@ -85,15 +87,61 @@ class _Doctor:
         cert = self._keys(settings)
         self._directory(settings, cert)
         self._trust(settings, cert)
+        if urlsplit(settings.broker.url).scheme == "amqps":
+            self._broker_tls(settings, cert)
         if check_broker is None:
             self.add("broker", SKIP, "not checked (--no-broker)")
         else:
             reason = check_broker(settings)
-            queue = Topology().queue_for(settings.organ_id)
-            where = f"{settings.broker.redacted_url} as {settings.broker.user}"
+            queue = broker_topology(settings).queue_for(settings.organ_id)
+            login = "certificate" if settings.broker.certificate_login else "password"
+            where = f"{settings.broker.redacted_url} as {settings.broker.user} ({login} login)"
             self.add("broker", FAIL if reason else OK,
                      reason or f"{where}: exchange, {queue} and its dead-letter queue found")
         return self.checks
+
+    def _broker_tls(self, settings: Settings, cert: x509.Certificate | None) -> None:
+        """The CA certificates verifying the broker; with certificate login, the user the
+        agency certificate logs in as and how long it still can; secret queue names."""
+        broker = settings.broker
+        cas = broker.ca_files or settings.trust.anchors
+        unreadable = [f"{p} ({exc})" for p in cas for exc in _read_error(p)]
+        if not cas or unreadable:
+            self.add("broker tls", FAIL, "no CA certificates to verify the broker with"
+                     if not cas else "cannot read " + ", ".join(unreadable))
+        else:
+            source = "broker.ca_files" if broker.ca_files else "the trust anchors"
+            self.add("broker tls", OK, f"the broker's certificate is verified against {source}")
+        if broker.certificate_login:
+            self._broker_login(settings, cert)
+        if broker.queue_token:
+            self.add("queue names", OK, "this agency's queue names end in its secret token")
+        else:
+            self.add("queue names", WARN, "broker.queue_token is empty: the queue names are "
+                     "guessable, and any agency can read this agency's queue depth and "
+                     "consumers; ask the broker administrator for the token")
+
+    def _broker_login(self, settings: Settings, cert: x509.Certificate | None) -> None:
+        if cert is None:
+            self.add("broker login", FAIL, "no readable certificate to log in with")
+            return
+        login = trust.broker_login_of(cert)
+        user = settings.broker.user
+        if login != user:
+            self.add("broker login", FAIL, f"{settings.keys.cert} logs in as "
+                     f"{login or 'nobody (no subjectAltName URI)'}, but broker.url names {user}")
+            return
+        left = cert.not_valid_after_utc - self.now
+        when = f"{cert.not_valid_after_utc:%Y-%m-%d}"
+        if left.total_seconds() <= 0:
+            self.add("broker login", FAIL, f"the TLS client certificate expired on {when}: the "
+                     "broker refuses it")
+        elif left.days < EXPIRY_WARNING_DAYS:
+            self.add("broker login", WARN, f"the TLS client certificate expires in {left.days} "
+                     f"days ({when}); after that the broker refuses this node: renew it")
+        else:
+            self.add("broker login", OK, f"the certificate logs in as {user} (valid until "
+                     f"{when})")
 
     def _data_dir(self, settings: Settings) -> None:
         folder = settings.data_dir
@@ -254,6 +302,17 @@ class _Doctor:
                     status = WARN if hours < 24 else OK
                     self.add("crls", status, f"{label} fresh until {next_update:%Y-%m-%d %H:%M}Z")
         return loaded
+
+
+def _read_error(path: Path) -> list[str]:
+    """Why a PEM file of certificates cannot be used (empty when it can)."""
+    try:
+        trust.load_certificates(path.read_bytes())
+    except OSError as exc:
+        return [exc.strerror or str(exc)]
+    except EdocAxisError as exc:
+        return [exc.message]
+    return []
 
 
 def _common_name(name: x509.Name) -> str:

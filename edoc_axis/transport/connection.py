@@ -80,8 +80,12 @@ def parameters(target: str | Endpoint, **settings: Any) -> Any:
     """pika connection parameters of ``target`` with ``settings`` set on them (a bad URL or
     unusable TLS files: ConfigError)."""
     endpoint = target if isinstance(target, Endpoint) else Endpoint(target)
+    url = endpoint.url
+    if endpoint.external:  # the URL's user only names the certificate's; pika wants no user
+        parts = urlsplit(url)
+        url = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
     try:
-        params = pika.URLParameters(endpoint.url)
+        params = pika.URLParameters(url)
     except Exception as exc:  # pika raises assorted errors for a bad URL
         raise ConfigError(f"invalid broker URL: {exc}", code="BROKER_URL_INVALID") from exc
     if endpoint.external and not endpoint.tls:
@@ -103,14 +107,17 @@ def tls_failure(exc: BaseException) -> ConfigError | None:
     """The node's error for a connection failure that TLS caused, else None: the broker's
     certificate does not verify (``BROKER_TLS_UNTRUSTED``), or the broker refused ours
     (``BROKER_TLS_REFUSED``: not issued by a CA it trusts, expired, or none sent). pika reports
-    both only as text inside its connection errors."""
+    both only as text inside its connection errors. Under TLS 1.3 the broker judges the client
+    certificate after the client's handshake is done, so its refusal may reach the client as
+    the alert or, in a race, as the connection simply ending (an SSL EOF) as it opens."""
     text = repr(exc)
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return ConfigError(
             f"the broker's TLS certificate does not verify against the configured CA "
             f"certificates (broker.ca_files, else the trust anchors): {exc}",
             code="BROKER_TLS_UNTRUSTED")
-    if "TLSV1_ALERT" in text or "SSLV3_ALERT" in text or "CERTIFICATE_REQUIRED" in text:
+    if any(mark in text for mark in ("TLSV1_ALERT", "SSLV3_ALERT", "CERTIFICATE_REQUIRED",
+                                     "SSLEOFError", "EOF occurred in violation of protocol")):
         return ConfigError(
             f"the broker refused this node's TLS client certificate (issued by a CA it does "
             f"not trust, expired, or missing): {exc}", code="BROKER_TLS_REFUSED")
