@@ -19,7 +19,9 @@ Decisions the protocol leaves open:
   signed ``messagetype`` must match the package (``MESSAGETYPE_MISMATCH``); the optional ``to``
   list must name only recipients the package itself addresses (OrganIds, or directory ``code``
   values), else ``TO_NOT_IN_PACKAGE`` — routing always follows the signed package, never ``to``.
-  Both are checked before anything is stored.
+  Both are checked before anything is stored, on the package as read once here
+  (``edxml.parsed.read_package``: its claims, no model), and that value is what ``Node.submit``
+  judges, verifies and stores: the bytes are parsed and hashed once per sendEdoc.
 - **getReceivedEdocList** lists received packages whose pickup is not ``done`` (``new``,
   ``processing`` and ``fail``: a failed pickup is offered again), oldest first, at most
   ``list_limit``. ``status`` is the pickup state, ``status_desc`` the DMS's last description.
