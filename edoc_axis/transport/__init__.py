@@ -2,9 +2,10 @@
 dead-letter admin, topology and provisioning.
 
 ``message`` (what travels), ``link`` (the Link), ``supervisor`` (one connection kept alive),
-``window`` (publisher-confirm bookkeeping), ``connection`` (URL parameters, short blocking
-channels), ``deadletter`` (peek, replay), ``topology`` (names, arguments, permissions),
-``provision`` (definitions, ``rabbitmqctl``, declare, check).
+``window`` (publisher-confirm bookkeeping), ``connection`` (the ``Endpoint``: URL, amqps
+verified against given CAs, login as the client certificate; short blocking channels),
+``deadletter`` (peek, replay recording the broker's user_id), ``topology`` (names, queue tokens,
+bounds, permissions), ``provision`` (definitions, ``rabbitmqctl``, declare, check).
 
 The only pika importer. Imports only ``errors`` and ``log`` of edoc_axis.
 """
