@@ -20,9 +20,10 @@ COMMANDS = (
                 "The tamper-evident audit chain: every package and receipt, hash-linked and "
                 "signed."),
     LazyCommand("broker", "edoc_axis.cli.broker:broker_group",
-                "The axis on RabbitMQ: exchange edoc.axis, per agency a quorum queue "
-                "edoc.in.<OrganId>, a dead-letter queue edoc.dead.<OrganId> (via edoc.dlx) and "
-                "a user that may only publish to the axis and read its own queues."),
+                "The axis on RabbitMQ: exchange edoc.axis, per agency a bounded quorum queue "
+                "edoc.in.<OrganId>, a bounded dead-letter queue edoc.dead.<OrganId> (via "
+                "edoc.dlx) and a user that may only publish to the axis and read its own "
+                "queues."),
     LazyCommand("directory", "edoc_axis.cli.admin:directory_group",
                 "List, show and check the agency directory (agencies, broker users, "
                 "certificates)."),
