@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edoc_axis.edxml.identifier import is_valid_organ_id, organ_parent
-from edoc_axis.errors import ConfigError, UnknownAgency
+from edoc_axis.errors import ConfigError, ErrorCode, UnknownAgency
 
 NATIONAL_CODE = re.compile(r"^[0-9A-Z.]{1,35}$")  # Decision 20/2020/QĐ-TTg identifiers
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -87,11 +87,11 @@ class Directory:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(
-                f"agency directory {path} does not exist", code="DIRECTORY_NOT_FOUND"
+                f"agency directory {path} does not exist", code=ErrorCode.DIRECTORY_NOT_FOUND
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
-                f"cannot read agency directory {path}: {exc}", code="DIRECTORY_NOT_FOUND"
+                f"cannot read agency directory {path}: {exc}", code=ErrorCode.DIRECTORY_NOT_FOUND
             ) from exc
         return cls.parse(text, source=str(path))
 
@@ -102,7 +102,8 @@ class Directory:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
-                f"agency directory {source} is not valid TOML: {exc}", code="DIRECTORY_SYNTAX"
+                f"agency directory {source} is not valid TOML: {exc}",
+                code=ErrorCode.DIRECTORY_SYNTAX
             ) from exc
         return cls.from_data(data, source=source)
 
@@ -343,11 +344,12 @@ def _cycles(agencies: list[Agency]) -> list[str]:
 
 def _error(problems: list[str], source: str) -> ConfigError:
     if len(problems) == 1:
-        return ConfigError(f"agency directory {source}: {problems[0]}", code="DIRECTORY_INVALID")
+        return ConfigError(f"agency directory {source}: {problems[0]}",
+                           code=ErrorCode.DIRECTORY_INVALID)
     lines = "\n".join(f"  - {p}" for p in problems)
     return ConfigError(
         f"agency directory {source} has {len(problems)} problems:\n{lines}",
-        code="DIRECTORY_INVALID",
+        code=ErrorCode.DIRECTORY_INVALID,
     )
 
 

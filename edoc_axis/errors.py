@@ -46,7 +46,7 @@ class EdocAxisError(Exception):
         self,
         message: str,
         *,
-        code: ErrorCode | str | None = None,
+        code: ErrorCode | None = None,
         agency: str | None = None,
         package_id: str | None = None,
         element: str | None = None,

@@ -12,10 +12,9 @@ import pytest
 from audit_samples import G22, GENESIS, Log, make_log, rewrite_member
 
 from edoc_axis.audit.archive import archive_segment, verify_archive
-from edoc_axis.audit.chain import Code
 from edoc_axis.audit.checkpoint import CertificateCheck, trusted_anchors
 from edoc_axis.audit.verification import verify_chain
-from edoc_axis.errors import EdocAxisError
+from edoc_axis.errors import EdocAxisError, ErrorCode
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def test_verification_continues_across_archive_boundaries(
     assert live.ok
     skipped = verify_archive(second, trust=store, start_prev_hash=GENESIS, start_seq=1)
     assert not skipped.ok
-    assert next(p.code for p in skipped.all_problems()) == Code.DELETED
+    assert next(p.code for p in skipped.all_problems()) == ErrorCode.AUDIT_DELETED
 
 
 def test_archive_must_end_on_a_checkpoint_and_detects_edits(
@@ -77,6 +76,6 @@ def test_archive_must_end_on_a_checkpoint_and_detects_edits(
     )
     edited = rewrite_member(data, "entries.jsonl", lambda b: b.replace(b'"pkg-3"', b'"pkg-X"'))
     report = verify_archive(edited, trust=pki.trust_store())
-    assert next(p.code for p in report.all_problems()) == Code.EDITED
+    assert next(p.code for p in report.all_problems()) == ErrorCode.AUDIT_EDITED
     manifest = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
     assert manifest["last_seq"] == cut and manifest["head_hash"] == log.entries[cut - 1].entry_hash

@@ -16,10 +16,10 @@ from edoc_axis.audit.bundle import (
     bundle_ranges,
     verify_bundle,
 )
-from edoc_axis.audit.chain import AuditEntry, Code, Kind, next_entry
+from edoc_axis.audit.chain import AuditEntry, Kind, next_entry
 from edoc_axis.audit.checkpoint import Checkpoint, make_checkpoint, seal
 from edoc_axis.audit.export import checkpoints_from_jsonl, to_jsonl
-from edoc_axis.errors import EdocAxisError, SignatureInvalid
+from edoc_axis.errors import EdocAxisError, ErrorCode, SignatureInvalid
 from edoc_axis.ops import pki as dev_pki
 from edoc_axis.trust import signature
 
@@ -129,7 +129,7 @@ def test_tampered_bundles_are_named(exchange: Any, pki: Any) -> None:
     assert codes(rewrite_member(data, "packages/status-01.xml", flip)) == ["AUDIT_BUNDLE_PACKAGE"]
     edit_entry = rewrite_member(data, "entries.jsonl", lambda b: b.replace(b'"published"',
                                                                      b'"publish_failed"'))
-    assert codes(edit_entry)[0] == Code.EDITED
+    assert codes(edit_entry)[0] == ErrorCode.AUDIT_EDITED
     rogue_key, rogue = dev_pki.init_ca("Rogue", key_type="p256")
 
     def forge(body: bytes) -> bytes:
@@ -138,10 +138,12 @@ def test_tampered_bundles_are_named(exchange: Any, pki: Any) -> None:
         fake = [make_checkpoint(by_seq[c.seq], rogue_key, rogue, G22) for c in cps]
         return "".join(to_jsonl(fake)).encode()
 
-    assert codes(rewrite_member(data, "checkpoints.jsonl", forge))[0] == Code.CHECKPOINT_SIGNATURE
+    assert codes(rewrite_member(data, "checkpoints.jsonl",
+                                forge))[0] == ErrorCode.AUDIT_CHECKPOINT_SIGNATURE
     assert codes(b"not a zip") == ["AUDIT_BUNDLE_MALFORMED"]
     other_anchor = [dev_pki.cert_to_pem(rogue)]
-    assert verify_bundle(data, other_anchor).problems[0].code == Code.CHECKPOINT_SIGNATURE
+    assert verify_bundle(data,
+                         other_anchor).problems[0].code == ErrorCode.AUDIT_CHECKPOINT_SIGNATURE
 
 
 def test_bundle_needs_a_sealed_chain(exchange: Any) -> None:

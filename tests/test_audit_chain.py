@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from audit_samples import GENESIS, H41, T0
 
-from edoc_axis.audit.chain import Code, format_time, genesis_hash, next_entry
-from edoc_axis.errors import EdocAxisError
+from edoc_axis.audit.chain import format_time, genesis_hash, next_entry
+from edoc_axis.errors import EdocAxisError, ErrorCode
 
 
 def test_entry_encoding_is_unambiguous_and_bound_to_the_node() -> None:
@@ -29,6 +29,6 @@ def test_next_entry_refuses_unknown_kinds_and_bad_hashes() -> None:
     """Only the closed set of kinds and 64-hex digests get into the chain."""
     with pytest.raises(EdocAxisError) as err:
         next_entry(None, kind="deleted_quietly", genesis=GENESIS)
-    assert err.value.code == Code.MALFORMED
+    assert err.value.code == ErrorCode.AUDIT_MALFORMED
     with pytest.raises(EdocAxisError):
         next_entry(None, kind="received", genesis=GENESIS, content_sha256="ABC")

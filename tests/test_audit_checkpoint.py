@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from audit_samples import G22, GENESIS, H41, T0, first_code
 
-from edoc_axis.audit.chain import Code, Kind, format_time, genesis_hash, next_entry
+from edoc_axis.audit.chain import Kind, format_time, genesis_hash, next_entry
 from edoc_axis.audit.checkpoint import (
     ECDSA_SHA256,
     Checkpoint,
@@ -20,7 +20,7 @@ from edoc_axis.audit.checkpoint import (
     verify_checkpoint_signature,
 )
 from edoc_axis.audit.verification import verify_chain
-from edoc_axis.errors import SignatureInvalid
+from edoc_axis.errors import ErrorCode, SignatureInvalid
 from edoc_axis.trust import certificate as trust
 
 
@@ -38,7 +38,7 @@ def test_ecdsa_checkpoints_and_fingerprint_trust(pki: Any) -> None:
     wrong = trusted_fingerprints(["00" * 32], H41)
     report = verify_chain([head, sealed], start_prev_hash=genesis, trust=wrong,
                                 checkpoints=[cp])
-    assert first_code(report) == (1, Code.CHECKPOINT_SIGNATURE)
+    assert first_code(report) == (1, ErrorCode.AUDIT_CHECKPOINT_SIGNATURE)
     with pytest.raises(SignatureInvalid):
         verify_checkpoint_signature(replace(cp, signature=b"\x00" + cp.signature[1:]))
 

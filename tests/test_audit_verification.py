@@ -23,7 +23,7 @@ from audit_samples import (
     verify,
 )
 
-from edoc_axis.audit.chain import AuditEntry, Code, Kind, next_entry, parse_time
+from edoc_axis.audit.chain import AuditEntry, Kind, next_entry, parse_time
 from edoc_axis.audit.checkpoint import (
     CertificateCheck,
     CheckpointPolicy,
@@ -31,6 +31,7 @@ from edoc_axis.audit.checkpoint import (
     trusted_anchors,
 )
 from edoc_axis.audit.verification import TAIL_NOTE, verify_chain
+from edoc_axis.errors import ErrorCode
 from edoc_axis.ops import pki as dev_pki
 
 
@@ -69,7 +70,7 @@ def test_edited_field_is_named(log: Log, check: CertificateCheck) -> None:
     entries = list(log.entries)
     entries[7] = replace(entries[7], detail="02")
     report = verify(entries, log.checkpoints, check)
-    assert first_code(report) == (entries[7].seq, Code.EDITED)
+    assert first_code(report) == (entries[7].seq, ErrorCode.AUDIT_EDITED)
     assert report.problem_count == 1  # the checkpoint signed the original, stored hash
 
 
@@ -77,7 +78,7 @@ def test_deleted_row_is_named(log: Log, check: CertificateCheck) -> None:
     """Deleting a row leaves a gap named at the entry after it."""
     entries = log.entries[:9] + log.entries[10:]
     report = verify(entries, log.checkpoints, check)
-    assert first_code(report) == (11, Code.DELETED)
+    assert first_code(report) == (11, ErrorCode.AUDIT_DELETED)
     assert "entries 10..10 are missing" in report.problems[0].message
 
 
@@ -87,7 +88,7 @@ def test_deleted_row_with_renumbering_is_named(
     """Deleting a row and renumbering the rest is still named a deletion."""
     entries = renumbered(log.entries[:10] + log.entries[11:], 10)
     report = verify(entries, log.checkpoints, check)
-    assert first_code(report) == (11, Code.DELETED)
+    assert first_code(report) == (11, ErrorCode.AUDIT_DELETED)
     assert "written as seq 12" in report.problems[0].message
 
 
@@ -98,10 +99,10 @@ def test_inserted_entry_is_named(log: Log, check: CertificateCheck) -> None:
         counterpart=H41, content_sha256="ab" * 32, detail="03",
     )
     duplicate = [*log.entries[:9], forged, *log.entries[9:]]
-    assert first_code(verify(duplicate, log.checkpoints, check)) == (10, Code.INSERTED)
+    assert first_code(verify(duplicate, log.checkpoints, check)) == (10, ErrorCode.AUDIT_INSERTED)
     shifted = renumbered(duplicate, 10)
     report = verify(shifted, log.checkpoints, check)
-    assert first_code(report) == (11, Code.INSERTED)
+    assert first_code(report) == (11, ErrorCode.AUDIT_INSERTED)
     assert "written as seq 10" in report.problems[0].message
 
 
@@ -109,11 +110,11 @@ def test_reordered_entries_are_named(log: Log, check: CertificateCheck) -> None:
     """Swapping two rows, by position or by their seq values, is named a reorder."""
     swapped = list(log.entries)
     swapped[3], swapped[4] = swapped[4], swapped[3]
-    assert first_code(verify(swapped, log.checkpoints, check)) == (5, Code.REORDERED)
+    assert first_code(verify(swapped, log.checkpoints, check)) == (5, ErrorCode.AUDIT_REORDERED)
     by_seq = list(log.entries)
     by_seq[3], by_seq[4] = replace(log.entries[4], seq=4), replace(log.entries[3], seq=5)
     report = verify(by_seq, log.checkpoints, check)
-    assert first_code(report) == (4, Code.REORDERED)
+    assert first_code(report) == (4, ErrorCode.AUDIT_REORDERED)
     assert "swapped" in report.problems[0].message
 
 
@@ -126,7 +127,7 @@ def test_recomputed_later_hashes_break_the_signed_checkpoint(
     entries = rehash_from(entries, 8)
     report = verify(entries, log.checkpoints, check)
     covering = next(c for c in log.checkpoints if c.seq >= 9)
-    assert first_code(report) == (covering.seq, Code.CHECKPOINT_HEAD)
+    assert first_code(report) == (covering.seq, ErrorCode.AUDIT_CHECKPOINT_HEAD)
     assert "later hashes recomputed" in report.problems[0].message
 
 
@@ -142,7 +143,7 @@ def test_receipt_verifier_pinpoints_the_rewritten_entry(
         return None if e.content_sha256 in log.bodies else "no stored signed bytes match"
 
     report = verify(entries, log.checkpoints, check, receipt_verifier=receipts)
-    assert first_code(report) == (9, Code.RECEIPT_INVALID)
+    assert first_code(report) == (9, ErrorCode.AUDIT_RECEIPT_INVALID)
     assert report.receipts > 0
 
 
@@ -162,7 +163,7 @@ def test_checkpoint_forged_with_another_key_is_named(
         forged = [make_checkpoint(by_seq[c.seq], key, cert, organ) for c in log.checkpoints]
         report = verify(entries, forged, check)
         assert report.first is not None
-        assert report.first.code == Code.CHECKPOINT_SIGNATURE, report.first
+        assert report.first.code == ErrorCode.AUDIT_CHECKPOINT_SIGNATURE, report.first
 
 
 def test_tampered_checkpoint_signature_is_named(
@@ -171,7 +172,8 @@ def test_tampered_checkpoint_signature_is_named(
     """A checkpoint whose signed fields were changed no longer verifies."""
     cps = list(log.checkpoints)
     cps[1] = replace(cps[1], at="2030-01-01T00:00:00.000000Z")
-    assert first_code(verify(log.entries, cps, check)) == (cps[1].seq, Code.CHECKPOINT_SIGNATURE)
+    assert first_code(verify(log.entries, cps, check)) == (cps[1].seq,
+                                                           ErrorCode.AUDIT_CHECKPOINT_SIGNATURE)
 
 
 def test_deleted_checkpoints_are_missed_by_their_chain_entries(
@@ -180,7 +182,7 @@ def test_deleted_checkpoints_are_missed_by_their_chain_entries(
     """Removing checkpoints leaves chained ``checkpoint`` entries pointing at nothing."""
     cps = log.checkpoints[:2]
     report = verify(log.entries, cps, check)
-    assert first_code(report) == (log.checkpoints[2].seq + 1, Code.CHECKPOINT_MISSING)
+    assert first_code(report) == (log.checkpoints[2].seq + 1, ErrorCode.AUDIT_CHECKPOINT_MISSING)
 
 
 def test_rewrite_after_removing_checkpoints_exceeds_the_policy(
@@ -191,7 +193,7 @@ def test_rewrite_after_removing_checkpoints_exceeds_the_policy(
     stripped = [e for e in log.entries if e.kind != Kind.CHECKPOINT or e.seq <= keep[-1].seq + 1]
     stripped = rehash_from(renumbered(stripped, 0), keep[-1].seq + 1)
     report = verify(stripped, keep, check, policy=POLICY)
-    assert first_code(report) == (keep[-1].seq + 1, Code.UNSEALED_TAIL)
+    assert first_code(report) == (keep[-1].seq + 1, ErrorCode.AUDIT_UNSEALED_TAIL)
     assert verify(stripped, keep, check).ok  # without the policy this is undetectable
 
 
@@ -201,7 +203,7 @@ def test_truncation_before_the_last_checkpoint_is_named(
     """Cutting the log short of a stored checkpoint names the truncation."""
     cut = log.checkpoints[-1].seq - 3
     report = verify(log.entries[:cut], log.checkpoints, check)
-    assert first_code(report) == (log.checkpoints[-1].seq, Code.TRUNCATED)
+    assert first_code(report) == (log.checkpoints[-1].seq, ErrorCode.AUDIT_TRUNCATED)
 
 
 def test_truncation_after_the_last_checkpoint_is_only_reported_as_unsealed(
@@ -256,7 +258,7 @@ def test_unsealed_tail_older_than_the_interval_is_a_finding(g22: Any, check: Cer
     assert fresh.ok and fresh.unsealed == 3
     old = verify(log.entries, log.checkpoints, check, policy=policy,
                  now=oldest + dt.timedelta(seconds=policy.overdue_seconds + 1))
-    assert first_code(old) == (tail[0].seq, Code.UNSEALED_TAIL)
+    assert first_code(old) == (tail[0].seq, ErrorCode.AUDIT_UNSEALED_TAIL)
     assert old.problem_count == 1 and old.unsealed == 3
     message = old.problems[0].message
     assert "3 entries" in message and tail[0].at in message

@@ -203,3 +203,60 @@ def test_every_code_raised_in_the_tree_is_registered() -> None:
         if const.value not in ErrorCode._value2member_map_
     ]
     assert unregistered == []
+
+
+def test_no_code_is_left_as_a_free_string() -> None:
+    """Raise sites, tables and comparisons name ErrorCode members, never a code's text
+    (docstrings aside)."""
+    free = []
+    for where, tree in _sources():
+        docs = _docstrings(tree)
+        free += [f"{where}:{node.lineno} {node.value!r}" for node in ast.walk(tree)
+                 if _is_text(node) and node.value in ErrorCode._value2member_map_
+                 and id(node) not in docs]
+    assert free == []
+
+
+def _helpers(trees: list[ast.AST]) -> dict[str, type[EdocAxisError]]:
+    """Functions that build an error from a ``code`` parameter: name -> the class they build."""
+    found: dict[str, set[type[EdocAxisError]]] = {}
+    for tree in trees:
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            params = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+            for node in ast.walk(fn):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id in ERROR_CLASSES
+                        and any(kw.arg == "code" and isinstance(kw.value, ast.Name)
+                                and kw.value.id in params for kw in node.keywords)):
+                    found.setdefault(fn.name, set()).add(ERROR_CLASSES[node.func.id])
+    return {name: next(iter(classes)) for name, classes in found.items() if len(classes) == 1}
+
+
+def test_each_code_is_raised_as_its_registered_class() -> None:
+    """An error built with a registered code (directly, or through a helper such as
+    ``structure.invalid``) is of the class the registry names for it."""
+    sources = list(_sources())
+    helpers = _helpers([tree for _, tree in sources])
+    assert {"invalid", "_fail", "_refused", "evidence_error"} <= set(helpers)
+    wrong, checked = [], 0
+    for where, tree in sources:
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call):
+                continue
+            name = (call.func.id if isinstance(call.func, ast.Name)
+                    else call.func.attr if isinstance(call.func, ast.Attribute) else "")
+            cls = ERROR_CLASSES.get(name) or helpers.get(name)
+            if cls is None:
+                continue
+            for arg in [*call.args, *(kw.value for kw in call.keywords if kw.arg == "code")]:
+                if (isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name)
+                        and arg.value.id == "ErrorCode"):
+                    code = ErrorCode[arg.attr]
+                    checked += 1
+                    if code.error is not cls:
+                        wrong.append(f"{where}:{call.lineno} {code} raised as {cls.__name__}, "
+                                     f"registered as {code.error.__name__}")
+    assert wrong == []
+    assert checked > 200

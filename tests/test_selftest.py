@@ -12,9 +12,8 @@ from click.testing import CliRunner
 from conftest import EDOC_AXIS_EXE, RunningSandbox
 
 from edoc_axis.cli import main
-from edoc_axis.errors import RequestRefused
+from edoc_axis.errors import ErrorCode, RequestRefused
 from edoc_axis.gateway.conformance import HINTS, explain
-from edoc_axis.gateway.protocol import STATUS_BY_CODE
 
 pytestmark = pytest.mark.broker
 
@@ -109,7 +108,7 @@ def test_missing_secret_is_a_usage_error(tmp_path: Path) -> None:
 def test_every_refusal_of_a_signed_call_has_a_hint_that_fits_idempotent_repeats() -> None:
     """Each AUTH_* code and REQUEST_IN_PROGRESS is explained; AUTH_REPLAY no longer tells the DMS
     to sign every call afresh (exact repeats are answered again), only a changed body is."""
-    codes = {c for c in STATUS_BY_CODE if c.startswith("AUTH_")} | {"REQUEST_IN_PROGRESS"}
+    codes = {c for c in ErrorCode if c.startswith("AUTH_")} | {ErrorCode.REQUEST_IN_PROGRESS}
     assert codes <= set(HINTS)
     replay = explain(RequestRefused("already answered", code="AUTH_REPLAY"), "vbdh")
     assert "afresh" not in replay

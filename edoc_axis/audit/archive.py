@@ -24,6 +24,7 @@ from edoc_axis.audit.checkpoint import Checkpoint, trusted_anchors
 from edoc_axis.audit.evidence import evidence_error, open_zip, read_manifest, read_member
 from edoc_axis.audit.export import checkpoints_from_jsonl, entries_from_jsonl, to_jsonl
 from edoc_axis.audit.verification import ChainReport, Problem, verify_chain
+from edoc_axis.errors import ErrorCode
 from edoc_axis.trust.chain import TrustStore
 
 ARCHIVE_FORMAT = "edoc-axis/audit-archive/1"
@@ -51,17 +52,18 @@ def write_archive(
             for e in entries:
                 if last is not None and e.seq != last.seq + 1:
                     raise evidence_error(
-                        f"archive entries jump from {last.seq} to {e.seq}", "AUDIT_GAP"
+                        f"archive entries jump from {last.seq} to {e.seq}", ErrorCode.AUDIT_GAP
                     )
                 first = first or e
                 last = e
                 count += 1
                 sink.write(next(to_jsonl([e])).encode("utf-8"))
         if first is None or last is None:
-            raise evidence_error("nothing to archive", "AUDIT_EMPTY")
+            raise evidence_error("nothing to archive", ErrorCode.AUDIT_EMPTY)
         if not any(c.seq == last.seq and c.head_hash == last.entry_hash for c in checkpoint_list):
             raise evidence_error(
-                f"an archive must end on a checkpoint; seq {last.seq} has none", "AUDIT_NOT_SEALED"
+                f"an archive must end on a checkpoint; seq {last.seq} has none",
+                ErrorCode.AUDIT_NOT_SEALED
             )
         zf.writestr("checkpoints.jsonl", "".join(to_jsonl(checkpoint_list)))
         manifest = {
@@ -128,10 +130,10 @@ def verify_archive(
     m_first, m_prev = manifest.get("first_seq"), manifest.get("start_prev_hash")
     if not isinstance(m_first, int) or not isinstance(m_prev, str):
         raise evidence_error(
-            "archive manifest lacks first_seq/start_prev_hash", "AUDIT_BUNDLE_MALFORMED"
+            "archive manifest lacks first_seq/start_prev_hash", ErrorCode.AUDIT_BUNDLE_MALFORMED
         )
     if start_seq is not None and m_first != start_seq:
-        problems.append(Problem(m_first, "AUDIT_DELETED", (
+        problems.append(Problem(m_first, ErrorCode.AUDIT_DELETED, (
             f"the archive starts at seq {m_first}, the previous one ended before {start_seq}"
         )))
     checkpoints = list(
@@ -147,12 +149,12 @@ def verify_archive(
     report = ArchiveReport(chain, chain.first_seq, chain.last_seq, chain.head_hash, problems)
     if chain.last_seq is not None and chain.last_checkpoint_seq != chain.last_seq:
         problems.append(Problem(
-            chain.last_seq, "AUDIT_NOT_SEALED",
+            chain.last_seq, ErrorCode.AUDIT_NOT_SEALED,
             f"the archive's last entry {chain.last_seq} has no valid checkpoint",
         ))
     if manifest.get("head_hash") != chain.head_hash or manifest.get("count") != chain.entries:
         problems.append(Problem(
-            chain.last_seq, "AUDIT_ARCHIVE_MANIFEST",
+            chain.last_seq, ErrorCode.AUDIT_ARCHIVE_MANIFEST,
             "the archive manifest does not describe its entries (count or head hash differs)",
         ))
     return report

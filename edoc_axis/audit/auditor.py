@@ -18,14 +18,14 @@ from typing import IO, Any
 
 from edoc_axis.audit.archive import verify_archive, write_archive
 from edoc_axis.audit.bundle import build_bundle, bundle_ranges
-from edoc_axis.audit.chain import SIGNED_KINDS, AuditEntry, Code, format_time
+from edoc_axis.audit.chain import SIGNED_KINDS, AuditEntry, format_time
 from edoc_axis.audit.checkpoint import CertificateCheck, Checkpoint, trusted_anchors
 from edoc_axis.audit.export import write_export
 from edoc_axis.audit.log import AuditLog, SigningIdentity
 from edoc_axis.audit.receipt import StoredReceipts
 from edoc_axis.audit.verification import ChainReport, Problem, verify_chain
 from edoc_axis.config.settings import Settings
-from edoc_axis.errors import NotFound
+from edoc_axis.errors import ErrorCode, NotFound
 from edoc_axis.store import Store
 from edoc_axis.store.audit_rows import ArchiveRecord
 from edoc_axis.trust.chain import TrustStore
@@ -128,13 +128,13 @@ class Auditor:
                                     "last_seq": record.last_seq, "checked": False}
             report.archives.append(info)
             if record.first_seq != start:
-                report.problems.append(Problem(record.first_seq, Code.DELETED.value, (
+                report.problems.append(Problem(record.first_seq, ErrorCode.AUDIT_DELETED, (
                     f"archive {record.path} starts at seq {record.first_seq}, expected {start}")))
             path = Path(record.path)
             if path.is_file():
                 data = path.read_bytes()
                 if hashlib.sha256(data).hexdigest() != record.sha256:
-                    report.problems.append(Problem(record.last_seq, Code.EDITED.value, (
+                    report.problems.append(Problem(record.last_seq, ErrorCode.AUDIT_EDITED, (
                         f"archive file {path} was altered (its SHA-256 is not the recorded one)")))
                 else:
                     result = verify_archive(
@@ -160,7 +160,7 @@ class Auditor:
             })
         if not events:
             raise NotFound(f"no audit entry about document {document_id!r}",
-                           code="AUDIT_NO_DOCUMENT")
+                           code=ErrorCode.AUDIT_NO_DOCUMENT)
         return events
 
     def export(self, since: dt.date | dt.datetime, until: dt.date | dt.datetime, fmt: str,
@@ -184,7 +184,7 @@ class Auditor:
     def seal(self) -> Checkpoint | None:
         """Sign the head now (needs the identity)."""
         if self.identity is None:
-            raise NotFound("sealing needs the node's signing key", code="AUDIT_NO_KEY")
+            raise NotFound("sealing needs the node's signing key", code=ErrorCode.AUDIT_NO_KEY)
         return self.log.seal_now()
 
     def bundle(self, document_id: str) -> bytes:
@@ -192,7 +192,7 @@ class Auditor:
         involved = self.log.document_entries(document_id)
         if not involved:
             raise NotFound(f"no audit entry about document {document_id!r}",
-                           code="AUDIT_NO_DOCUMENT")
+                           code=ErrorCode.AUDIT_NO_DOCUMENT)
         seqs = self.log.checkpoint_seqs()
         if not seqs or seqs[-1] < involved[-1].seq:
             self.seal()

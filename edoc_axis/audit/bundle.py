@@ -44,7 +44,7 @@ from edoc_axis.audit.evidence import evidence_error, open_zip, read_manifest, re
 from edoc_axis.audit.export import checkpoints_from_jsonl, entries_from_jsonl, to_jsonl
 from edoc_axis.audit.receipt import check_signed_bytes
 from edoc_axis.audit.verification import Problem, verify_chain
-from edoc_axis.errors import EdocAxisError, NotFound
+from edoc_axis.errors import EdocAxisError, ErrorCode, NotFound
 from edoc_axis.trust.certificate import fingerprint, load_certificates
 from edoc_axis.trust.chain import TrustStore
 from edoc_axis.trust.policy import SignaturePolicy
@@ -68,7 +68,7 @@ def bundle_ranges(involved: Iterable[int], checkpoint_seqs: Sequence[int]) -> li
         if at == len(checkpoint_seqs):
             raise evidence_error(
                 f"entry {seq} is not covered by a checkpoint yet; seal the chain first",
-                "AUDIT_NOT_SEALED",
+                ErrorCode.AUDIT_NOT_SEALED,
             )
         end = checkpoint_seqs[at]
         if ranges and seq <= ranges[-1][1] + 1:
@@ -100,7 +100,7 @@ def build_bundle(
     for name, data in packages:
         if not _SAFE_NAME.fullmatch(name) or name in seen:
             raise evidence_error(
-                f"unusable or duplicate package file name {name!r}", "AUDIT_BUNDLE_NAME"
+                f"unusable or duplicate package file name {name!r}", ErrorCode.AUDIT_BUNDLE_NAME
             )
         seen.add(name)
         described.append(
@@ -191,7 +191,8 @@ def _verify_bundle(
     manifest = read_manifest(zf, BUNDLE_FORMAT)
     document_id, organ_id = manifest.get("document_id"), manifest.get("organ_id")
     if not isinstance(document_id, str) or not isinstance(organ_id, str):
-        raise evidence_error("manifest lacks document_id/organ_id", "AUDIT_BUNDLE_MALFORMED")
+        raise evidence_error("manifest lacks document_id/organ_id",
+                             ErrorCode.AUDIT_BUNDLE_MALFORMED)
     report.document_id, report.organ_id = document_id, organ_id
     extra = [read_member(zf, n) for n in zf.namelist() if n.startswith("certs/")]
     store = TrustStore.from_pem(anchors, intermediates=extra)
@@ -214,7 +215,7 @@ def _verify_bundle(
         report.checkpoints += chain.checkpoints
         if chain.ok and chain.last_checkpoint_seq != last:
             report.problems.append(Problem(
-                last, "AUDIT_BUNDLE_UNSEALED",
+                last, ErrorCode.AUDIT_BUNDLE_UNSEALED,
                 f"chain segment {first}..{last} does not end on a valid checkpoint",
             ))
         elif chain.ok:
@@ -224,7 +225,7 @@ def _verify_bundle(
     report.events = [e for e in entries if e.document_id == document_id]
     if not report.events:
         report.problems.append(
-            Problem(None, "AUDIT_BUNDLE_EMPTY", f"no entry about document {document_id}")
+            Problem(None, ErrorCode.AUDIT_BUNDLE_EMPTY, f"no entry about document {document_id}")
         )
     _check_packages(zf, manifest, sealed, receipt_verifier, report)
 
@@ -238,13 +239,13 @@ def _check_packages(
 ) -> None:
     listed = manifest.get("packages")
     if not isinstance(listed, list):
-        raise evidence_error("manifest lacks its package list", "AUDIT_BUNDLE_MALFORMED")
+        raise evidence_error("manifest lacks its package list", ErrorCode.AUDIT_BUNDLE_MALFORMED)
     covered: set[str] = set()
     for item in listed:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
             raise evidence_error(
-                f"bad package entry in manifest: {item!r}", "AUDIT_BUNDLE_MALFORMED"
+                f"bad package entry in manifest: {item!r}", ErrorCode.AUDIT_BUNDLE_MALFORMED
             )
         body = read_member(zf, f"packages/{name}")
         digest = hashlib.sha256(body).hexdigest()
@@ -252,7 +253,7 @@ def _check_packages(
         row: dict[str, Any] = {"name": name, "sha256": digest, "ok": entry is not None}
         if entry is None:
             report.problems.append(Problem(
-                None, "AUDIT_BUNDLE_PACKAGE",
+                None, ErrorCode.AUDIT_BUNDLE_PACKAGE,
                 f"package {name} (sha256 {digest[:16]}...) matches no sealed entry of the "
                 "document: it was altered or does not belong here",
             ))
@@ -263,7 +264,7 @@ def _check_packages(
             if why:
                 row["ok"] = False
                 report.problems.append(Problem(
-                    entry.seq, "AUDIT_RECEIPT_INVALID", f"package {name}: {why}"
+                    entry.seq, ErrorCode.AUDIT_RECEIPT_INVALID, f"package {name}: {why}"
                 ))
         report.packages.append(row)
     for e in report.events:
@@ -308,7 +309,8 @@ def anchors_from(paths: list[Path]) -> list[bytes]:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise NotFound(f"cannot read {path}: {exc.strerror}", code="FILE_UNREADABLE") from exc
+            raise NotFound(f"cannot read {path}: {exc.strerror}",
+                           code=ErrorCode.FILE_UNREADABLE) from exc
         load_certificates(data)
         out.append(data)
     return out

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from edoc_axis.errors import EdocAxisError
+from edoc_axis.errors import EdocAxisError, ErrorCode
 
 FORMAT_VERSION = 1
 ZERO_HASH = "0" * 64
@@ -63,23 +63,6 @@ INCOMING_KINDS = frozenset({Kind.RECEIVED.value, Kind.STATUS_RECEIVED.value})
 SIGNED_KINDS = OUTGOING_KINDS | INCOMING_KINDS
 
 
-class Code(StrEnum):
-    """Stable codes of the problems verification names."""
-
-    EDITED = "AUDIT_EDITED"
-    DELETED = "AUDIT_DELETED"
-    INSERTED = "AUDIT_INSERTED"
-    REORDERED = "AUDIT_REORDERED"
-    LINK_BROKEN = "AUDIT_LINK_BROKEN"
-    CHECKPOINT_SIGNATURE = "AUDIT_CHECKPOINT_SIGNATURE"
-    CHECKPOINT_HEAD = "AUDIT_CHECKPOINT_HEAD"
-    CHECKPOINT_MISSING = "AUDIT_CHECKPOINT_MISSING"
-    TRUNCATED = "AUDIT_TRUNCATED"
-    UNSEALED_TAIL = "AUDIT_UNSEALED_TAIL"
-    RECEIPT_INVALID = "AUDIT_RECEIPT_INVALID"
-    MALFORMED = "AUDIT_MALFORMED"
-
-
 def genesis_hash(organ_id: str) -> str:
     """The ``prev_hash`` of a node's first entry, bound to its OrganId."""
     return hashlib.sha256(_GENESIS_TAG + organ_id.encode("utf-8")).hexdigest()
@@ -102,7 +85,7 @@ def parse_time(text: str) -> dt.datetime:
 
 def malformed(message: str) -> EdocAxisError:
     """The error of an unreadable entry, checkpoint or line (``AUDIT_MALFORMED``)."""
-    return EdocAxisError(message, code=Code.MALFORMED.value)
+    return EdocAxisError(message, code=ErrorCode.AUDIT_MALFORMED)
 
 
 # --- entries ----------------------------------------------------------------------------------

@@ -25,14 +25,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edoc_axis.audit.chain import (
     AuditEntry,
-    Code,
     Kind,
     format_time,
     malformed,
     next_entry,
     parse_time,
 )
-from edoc_axis.errors import SignatureInvalid
+from edoc_axis.errors import ErrorCode, SignatureInvalid
 from edoc_axis.trust.certificate import PrivateKey, fingerprint, organ_id_of
 from edoc_axis.trust.chain import TrustStore
 
@@ -208,7 +207,7 @@ def verify_checkpoint_signature(checkpoint: Checkpoint) -> x509.Certificate:
     Raises ``SignatureInvalid(AUDIT_CHECKPOINT_SIGNATURE)``. Whether the certificate is
     trusted is a separate question (a ``CertificateCheck``).
     """
-    code = Code.CHECKPOINT_SIGNATURE.value
+    code = ErrorCode.AUDIT_CHECKPOINT_SIGNATURE
     try:
         cert = x509.load_der_x509_certificate(checkpoint.cert_der)
         public = cert.public_key()
@@ -241,12 +240,12 @@ def trusted_fingerprints(fingerprints: Iterable[str], organ_id: str) -> Certific
         if checkpoint.organ_id != organ_id:
             raise SignatureInvalid(
                 f"checkpoint is of {checkpoint.organ_id}, not {organ_id}",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
+                code=ErrorCode.AUDIT_CHECKPOINT_SIGNATURE, agency=checkpoint.organ_id,
             )
         if fingerprint(cert) not in allowed:
             raise SignatureInvalid(
                 f"checkpoint signed by certificate {fingerprint(cert)}, not one of the node's",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
+                code=ErrorCode.AUDIT_CHECKPOINT_SIGNATURE, agency=checkpoint.organ_id,
             )
 
     return check
@@ -265,7 +264,7 @@ def trusted_anchors(store: TrustStore, organ_id: str | None = None) -> Certifica
         except ValueError as exc:
             raise SignatureInvalid(
                 f"checkpoint time {checkpoint.at!r} is malformed",
-                code=Code.CHECKPOINT_SIGNATURE.value,
+                code=ErrorCode.AUDIT_CHECKPOINT_SIGNATURE,
             ) from exc
         store.validate(cert, crl_required=False, at=when)
         bound = organ_id_of(cert)
@@ -274,7 +273,7 @@ def trusted_anchors(store: TrustStore, organ_id: str | None = None) -> Certifica
             raise SignatureInvalid(
                 f"checkpoint certificate binds OrganId {bound}, checkpoint says "
                 f"{checkpoint.organ_id}",
-                code=Code.CHECKPOINT_SIGNATURE.value, agency=checkpoint.organ_id,
+                code=ErrorCode.AUDIT_CHECKPOINT_SIGNATURE, agency=checkpoint.organ_id,
             )
 
     return check

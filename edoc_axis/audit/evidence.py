@@ -15,13 +15,13 @@ import json
 import zipfile
 from typing import IO, Any
 
-from edoc_axis.errors import EdocAxisError
+from edoc_axis.errors import EdocAxisError, ErrorCode
 
 MAX_MEMBERS = 10_000
 MAX_BUNDLE_BYTES = 1 << 30  # uncompressed total a bundle may claim
 
 
-def evidence_error(message: str, code: str) -> EdocAxisError:
+def evidence_error(message: str, code: ErrorCode) -> EdocAxisError:
     """The error of an evidence file that does not hold (``code`` names how)."""
     return EdocAxisError(message, code=code)
 
@@ -32,10 +32,11 @@ def open_zip(data: bytes | IO[bytes]) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise evidence_error(f"not a readable zip file ({exc})", "AUDIT_BUNDLE_MALFORMED") from exc
+        raise evidence_error(f"not a readable zip file ({exc})",
+                             ErrorCode.AUDIT_BUNDLE_MALFORMED) from exc
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_BUNDLE_BYTES:
-        raise evidence_error("the zip file is absurdly large", "AUDIT_BUNDLE_MALFORMED")
+        raise evidence_error("the zip file is absurdly large", ErrorCode.AUDIT_BUNDLE_MALFORMED)
     return zf
 
 
@@ -44,9 +45,10 @@ def read_member(zf: zipfile.ZipFile, name: str) -> bytes:
     try:
         return zf.read(name)
     except KeyError as exc:
-        raise evidence_error(f"the file has no {name}", "AUDIT_BUNDLE_MALFORMED") from exc
+        raise evidence_error(f"the file has no {name}", ErrorCode.AUDIT_BUNDLE_MALFORMED) from exc
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise evidence_error(f"{name} is damaged ({exc})", "AUDIT_BUNDLE_MALFORMED") from exc
+        raise evidence_error(f"{name} is damaged ({exc})",
+                             ErrorCode.AUDIT_BUNDLE_MALFORMED) from exc
 
 
 def read_manifest(zf: zipfile.ZipFile, expected_format: str) -> dict[str, Any]:
@@ -55,8 +57,8 @@ def read_manifest(zf: zipfile.ZipFile, expected_format: str) -> dict[str, Any]:
         manifest = json.loads(read_member(zf, "manifest.json"))
     except ValueError as exc:
         raise evidence_error(
-            f"manifest.json is not JSON ({exc})", "AUDIT_BUNDLE_MALFORMED"
+            f"manifest.json is not JSON ({exc})", ErrorCode.AUDIT_BUNDLE_MALFORMED
         ) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
-        raise evidence_error(f"not an {expected_format} file", "AUDIT_BUNDLE_MALFORMED")
+        raise evidence_error(f"not an {expected_format} file", ErrorCode.AUDIT_BUNDLE_MALFORMED)
     return manifest

@@ -2,9 +2,9 @@
 
 ``verify_chain`` streams entries (``audit.chain``) and checkpoints (``audit.checkpoint``), read
 back in ``seq`` order, in one pass and constant memory, and returns a ``ChainReport`` whose
-problems carry ``chain.Code`` codes. Which certificates may sign checkpoints is the caller's
-``CertificateCheck``; whether the signed bytes behind an entry hold is its ``ReceiptVerifier``
-(``audit.receipt``).
+problems carry registered codes (``ErrorCode.AUDIT_*``). Which certificates may sign
+checkpoints is the caller's ``CertificateCheck``; whether the signed bytes behind an entry
+hold is its ``ReceiptVerifier`` (``audit.receipt``).
 
 What verification catches, and how:
 
@@ -40,14 +40,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from edoc_axis.audit.chain import AuditEntry, Code, Kind, canonical_entry, hash_entry, parse_time
+from edoc_axis.audit.chain import AuditEntry, Kind, canonical_entry, hash_entry, parse_time
 from edoc_axis.audit.checkpoint import (
     CertificateCheck,
     Checkpoint,
     CheckpointPolicy,
     verify_checkpoint_signature,
 )
-from edoc_axis.errors import SignatureInvalid
+from edoc_axis.errors import ErrorCode, SignatureInvalid
 
 _NEVER = 1 << 62  # "no further checkpoint" in verify_chain's integer comparisons
 
@@ -57,7 +57,7 @@ class Problem:
     """One thing in the chain that does not hold: where (seq), what (code) and why."""
 
     seq: int | None
-    code: str
+    code: ErrorCode
     message: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,7 +141,8 @@ class _Verifier:
         """Name what is wrong with ``e``; False when it is out of order (skip it)."""
         seq = e.seq
         if seq > expected:
-            self.flag(seq, Code.DELETED, f"entries {expected}..{seq - 1} are missing (deleted)")
+            self.flag(seq, ErrorCode.AUDIT_DELETED,
+                      f"entries {expected}..{seq - 1} are missing (deleted)")
         elif seq < expected:
             self.out_of_order(e, expected)
             return seq == expected - 1
@@ -150,7 +151,7 @@ class _Verifier:
                 self.mismatch(e)
         else:
             self.flag(
-                seq, Code.LINK_BROKEN,
+                seq, ErrorCode.AUDIT_LINK_BROKEN,
                 f"entry {seq} does not link to entry {seq - 1}: an entry was inserted before it, "
                 f"or entry {seq - 1} was rewritten",
             )
@@ -162,7 +163,8 @@ class _Verifier:
         """Skip checkpoints whose entry never came (flagging them); return the next one."""
         while cp is not None and cp.seq < seq:
             if cp.seq >= start_seq and self.checkpoint_valid(cp):
-                self.flag(cp.seq, Code.DELETED, f"checkpoint at seq {cp.seq} has no entry")
+                self.flag(cp.seq, ErrorCode.AUDIT_DELETED,
+                          f"checkpoint at seq {cp.seq} has no entry")
             cp = next(pending, None)
         return cp
 
@@ -175,7 +177,7 @@ class _Verifier:
             if self.checkpoint_valid(cp):
                 if cp.head_hash != e.entry_hash:
                     self.flag(
-                        seq, Code.CHECKPOINT_HEAD,
+                        seq, ErrorCode.AUDIT_CHECKPOINT_HEAD,
                         f"the checkpoint signed {cp.at} says the head at seq {seq} is "
                         f"{cp.head_hash[:16]}..., the log has {e.entry_hash[:16]}...: an entry "
                         f"in {self.sealed_until + 1}..{seq} was changed and later hashes "
@@ -191,20 +193,20 @@ class _Verifier:
         """A ``checkpoint`` entry must name a checkpoint of the previous seq that is stored."""
         if not (self.cp_seq == e.seq - 1 and e.content_sha256 in self.cp_digests):
             self.flag(
-                e.seq, Code.CHECKPOINT_MISSING,
+                e.seq, ErrorCode.AUDIT_CHECKPOINT_MISSING,
                 f"entry {e.seq} records a checkpoint of seq {e.seq - 1} that is not stored "
                 "(it was deleted or replaced)",
             )
         elif self.sealed_until == e.seq - 1:
             self.sealing_entry = e.seq
 
-    def flag(self, seq: int | None, code: Code, message: str) -> None:
+    def flag(self, seq: int | None, code: ErrorCode, message: str) -> None:
         self.report.problem_count += 1
         if len(self.report.problems) < self.max_problems:
-            self.report.problems.append(Problem(seq, code.value, message))
+            self.report.problems.append(Problem(seq, code, message))
 
-    def replace_last(self, seq: int, code: Code, message: str) -> None:
-        self.report.problems[-1] = Problem(seq, code.value, message)
+    def replace_last(self, seq: int, code: ErrorCode, message: str) -> None:
+        self.report.problems[-1] = Problem(seq, code, message)
 
     def checkpoint_valid(self, cp: Checkpoint) -> bool:
         if cp.seq != self.cp_seq:
@@ -215,7 +217,7 @@ class _Verifier:
             self.trust(cert, cp)
         except SignatureInvalid as exc:
             self.flag(
-                cp.seq, Code.CHECKPOINT_SIGNATURE,
+                cp.seq, ErrorCode.AUDIT_CHECKPOINT_SIGNATURE,
                 f"checkpoint at seq {cp.seq} (signed {cp.at}) does not hold: {exc.message}",
             )
             return False
@@ -224,41 +226,42 @@ class _Verifier:
     def out_of_order(self, e: AuditEntry, expected: int) -> None:
         seq = e.seq
         if seq == expected - 1:
-            self.flag(seq, Code.INSERTED, f"a second entry carries seq {seq}: one was inserted")
+            self.flag(seq, ErrorCode.AUDIT_INSERTED,
+                      f"a second entry carries seq {seq}: one was inserted")
             return
         last = self.report.problems[-1] if self.report.problems else None
         message = f"entry {seq} ({e.kind}) comes after entry {expected - 1}: entries were reordered"
-        if last is not None and last.code == Code.DELETED.value and last.seq is not None \
+        if last is not None and last.code == ErrorCode.AUDIT_DELETED and last.seq is not None \
                 and last.seq > seq:
-            self.replace_last(last.seq, Code.REORDERED, message)
+            self.replace_last(last.seq, ErrorCode.AUDIT_REORDERED, message)
         else:
-            self.flag(seq, Code.REORDERED, message)
+            self.flag(seq, ErrorCode.AUDIT_REORDERED, message)
 
     def mismatch(self, e: AuditEntry) -> None:
         seq = e.seq
         written = None if self.report.problem_count >= self.max_problems else _written_seq(e)
         if written is None:
             self.flag(
-                seq, Code.EDITED,
+                seq, ErrorCode.AUDIT_EDITED,
                 f"entry {seq} ({e.kind}, package {e.package_id}) was edited: its stored hash "
                 "does not match its fields",
             )
         elif written > seq:
             self.flag(
-                seq, Code.DELETED,
+                seq, ErrorCode.AUDIT_DELETED,
                 f"entry at seq {seq} was written as seq {written}: entries before it were "
                 "deleted and later ones renumbered",
             )
         elif self.shift == (seq - 1, seq) and self.report.problems:
             self.replace_last(
-                seq - 1, Code.REORDERED,
+                seq - 1, ErrorCode.AUDIT_REORDERED,
                 f"entries {seq - 1} and {seq} were swapped (each hashed under the other's seq)",
             )
             self.report.problem_count -= 1
-            self.flag(seq, Code.REORDERED, f"entry {seq} was written as seq {written}")
+            self.flag(seq, ErrorCode.AUDIT_REORDERED, f"entry {seq} was written as seq {written}")
         else:
             self.flag(
-                seq, Code.INSERTED,
+                seq, ErrorCode.AUDIT_INSERTED,
                 f"entry at seq {seq} was written as seq {written}: entries were inserted before "
                 "it and later ones renumbered",
             )
@@ -318,7 +321,7 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
         try:
             computed = sha256(fromhex(e.prev_hash) + canonical(seq, e)).hexdigest()
         except (ValueError, TypeError, AttributeError) as exc:
-            state.flag(seq, Code.MALFORMED, f"entry {seq} cannot be read ({exc})")
+            state.flag(seq, ErrorCode.AUDIT_MALFORMED, f"entry {seq} cannot be read ({exc})")
             computed = ""
         clean = seq == expected and computed == e.entry_hash and e.prev_hash == running
         if not clean and not state.diagnose(e, expected, computed, running):
@@ -341,7 +344,8 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
                 report.receipts += 1
                 why = receipt_verifier(e)
                 if why:
-                    state.flag(seq, Code.RECEIPT_INVALID, f"entry {seq} ({e.kind}): {why}")
+                    state.flag(seq, ErrorCode.AUDIT_RECEIPT_INVALID,
+                               f"entry {seq} ({e.kind}): {why}")
         countdown -= 1
         if not countdown:
             countdown = progress_every
@@ -353,7 +357,7 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - the hot loop stays in one piece fo
     _finish(state, cp, pending, start_seq=start_seq, tail_at=tail_at, policy=policy,
             slack=clock_slack_seconds)
     if policy is not None and tail_first is not None and tail_first.seq > state.sealed_until \
-            and not any(p.code == Code.UNSEALED_TAIL.value for p in report.problems):
+            and not any(p.code == ErrorCode.AUDIT_UNSEALED_TAIL for p in report.problems):
         _check_tail_age(state, policy, tail_first, now or dt.datetime.now(dt.UTC))
     if progress is not None:
         progress(count)
@@ -370,7 +374,7 @@ def _finish(
     while cp is not None:
         if cp.seq > end and state.checkpoint_valid(cp):
             state.flag(
-                cp.seq, Code.TRUNCATED,
+                cp.seq, ErrorCode.AUDIT_TRUNCATED,
                 f"a checkpoint signed {cp.at} covers seq {cp.seq}, but the log ends at {end}: "
                 f"entries {end + 1}..{cp.seq} were removed",
             )
@@ -398,7 +402,7 @@ def _check_tail(
         return
     if unsealed > policy.every_entries:
         state.flag(
-            sealed_until + 1, Code.UNSEALED_TAIL,
+            sealed_until + 1, ErrorCode.AUDIT_UNSEALED_TAIL,
             f"{unsealed} entries after seq {sealed_until} carry no checkpoint, but the policy "
             f"seals every {policy.every_entries}: checkpoints were removed",
         )
@@ -411,7 +415,7 @@ def _check_tail(
         return
     if gap > policy.every_seconds + slack:
         state.flag(
-            sealed_until + 1, Code.UNSEALED_TAIL,
+            sealed_until + 1, ErrorCode.AUDIT_UNSEALED_TAIL,
             f"entries up to {tail_at} carry no checkpoint {gap:.0f} s after the last one, but the "
             f"policy seals every {policy.every_seconds:.0f} s: checkpoints were removed",
         )
@@ -429,7 +433,7 @@ def _check_tail_age(
         return
     report = state.report
     state.flag(
-        oldest.seq, Code.UNSEALED_TAIL,
+        oldest.seq, ErrorCode.AUDIT_UNSEALED_TAIL,
         f"{report.unsealed} entries (seq {oldest.seq}..{report.last_seq}) are not sealed by a "
         f"checkpoint since {oldest.at} ({age:.0f} s, the policy seals every "
         f"{policy.every_seconds:.0f} s): the node stopped without sealing (killed, crashed) or "

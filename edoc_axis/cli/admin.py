@@ -30,7 +30,7 @@ from edoc_axis.config.settings import (
 )
 from edoc_axis.directory import CertificateFacts, Directory
 from edoc_axis.edxml.identifier import is_valid_organ_id
-from edoc_axis.errors import EXIT_CONFIG, ConfigError, EdocAxisError
+from edoc_axis.errors import EXIT_CONFIG, ConfigError, EdocAxisError, ErrorCode
 from edoc_axis.ops.devbench import (
     AGENCY_CERT,
     AGENCY_KEY,
@@ -83,19 +83,19 @@ def init_node(request: InitRequest) -> InitResult:
     if not is_valid_organ_id(organ_id):
         raise ConfigError(
             f"--organ-id '{organ_id}' is not an agency code (expected like 000.00.00.G22)",
-            code="CONFIG_ORGAN_ID", element="organ_id")
+            code=ErrorCode.CONFIG_ORGAN_ID, element="organ_id")
     data_dir = request.data_dir.expanduser().absolute()
     output = (request.output or data_dir / "node.toml").expanduser().absolute()
     if output.exists() and not request.force:
         raise ConfigError(f"{output} already exists; pass --force to overwrite it",
-                          code="CONFIG_EXISTS")
+                          code=ErrorCode.CONFIG_EXISTS)
     notes: list[str] = []
     directory_path = (request.directory or data_dir / "directory.toml").expanduser().absolute()
     url = request.broker_url
     if url is None:
         if not request.dev:
             raise ConfigError("--broker-url is required (only --dev invents one)",
-                              code="CONFIG_MISSING", element="broker.url")
+                              code=ErrorCode.CONFIG_MISSING, element="broker.url")
         passwords = (request.broker_passwords
                      or directory_path.parent / DEV_PASSWORDS).expanduser().absolute()
         url = f"amqp://{organ_id}:{dev_password(passwords, organ_id)}@127.0.0.1:5672/%2F"
@@ -104,7 +104,7 @@ def init_node(request: InitRequest) -> InitResult:
                      f"--passwords {passwords}`")
     problem = broker_url_problem(url)
     if problem:
-        raise ConfigError(f"--broker-url {problem}", code="CONFIG_BROKER_URL",
+        raise ConfigError(f"--broker-url {problem}", code=ErrorCode.CONFIG_BROKER_URL,
                           element="broker.url")
     if request.broker_login == "certificate":
         url = _certificate_url(url, organ_id, given=request.broker_url is not None)
@@ -149,10 +149,10 @@ def _certificate_url(url: str, organ_id: str, *, given: bool) -> str:
     if not given or parts.scheme != "amqps" or parts.password is not None:
         raise ConfigError("--broker-login certificate needs --broker-url amqps://HOST:PORT/VHOST "
                           "(no password: the certificate is the login)",
-                          code="CONFIG_BROKER_LOGIN", element="broker.url")
+                          code=ErrorCode.CONFIG_BROKER_LOGIN, element="broker.url")
     if parts.username and unquote(parts.username) != user:
         raise ConfigError(f"the agency certificate logs in as {user}, not "
-                          f"{unquote(parts.username)}", code="CONFIG_BROKER_LOGIN",
+                          f"{unquote(parts.username)}", code=ErrorCode.CONFIG_BROKER_LOGIN,
                           element="broker.url")
     host = parts.netloc.rsplit("@", 1)[-1]
     return parts._replace(netloc=f"{quote(user, safe='')}@{host}").geturl()

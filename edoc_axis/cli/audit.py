@@ -21,7 +21,7 @@ from edoc_axis.audit.bundle import anchors_from, verify_bundle_file
 from edoc_axis.audit.verification import Problem
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
 from edoc_axis.config.load import load_settings
-from edoc_axis.errors import EXIT_INVALID, NotFound
+from edoc_axis.errors import EXIT_INVALID, ErrorCode, NotFound
 from edoc_axis.node.wiring import load_identity, load_trust
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
@@ -194,7 +194,7 @@ def verify_bundle_command(bundle: Path, anchors: tuple[Path, ...], as_json: bool
             data = bundle.read_bytes()
         except OSError as exc:
             raise NotFound(f"cannot read {bundle}: {exc.strerror}",
-                           code="FILE_UNREADABLE") from exc
+                           code=ErrorCode.FILE_UNREADABLE) from exc
         report = verify_bundle_file(data, anchors_from(list(anchors)))
     if as_json:
         echo_json(report.to_dict())

@@ -22,7 +22,7 @@ import click
 
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.directory import Directory
-from edoc_axis.errors import ConfigError, EdocAxisError
+from edoc_axis.errors import ConfigError, EdocAxisError, ErrorCode
 from edoc_axis.transport.provision import (
     USER_MAX_CHANNELS,
     USER_MAX_CONNECTIONS,
@@ -74,7 +74,7 @@ def _read_passwords(path: Path) -> dict[str, str]:
         user, sep, password = line.partition("=")
         if not sep or not user.strip() or not password:
             raise ConfigError(f"{path} line {number}: expected USER=PASSWORD",
-                              code="BROKER_PASSWORDS_SYNTAX", line=number)
+                              code=ErrorCode.BROKER_PASSWORDS_SYNTAX, line=number)
         passwords[user.strip()] = password
     return passwords
 
@@ -95,7 +95,7 @@ def _directory_accounts(directory: Path, passwords_file: Path | None,
         if wrong:
             raise ConfigError("with certificate login the directory's broker_user must be the "
                               "name the certificate carries:\n  " + "\n  ".join(wrong),
-                              code="BROKER_USER_NOT_CERTIFICATE")
+                              code=ErrorCode.BROKER_USER_NOT_CERTIFICATE)
         return [BrokerAccount(a.organ_id, a.broker_user) for a in agencies]
     if passwords_file is None:
         raise click.UsageError("--directory needs --passwords FILE (USER=PASSWORD lines)")
@@ -124,10 +124,11 @@ def _queue_key(path: Path) -> bytes:
     try:
         key = bytes.fromhex(path.read_text(encoding="utf-8").strip())
     except ValueError as exc:
-        raise ConfigError(f"{path} does not hold a hex key", code="BROKER_QUEUE_KEY") from exc
+        raise ConfigError(f"{path} does not hold a hex key",
+                          code=ErrorCode.BROKER_QUEUE_KEY) from exc
     if len(key) < 16:
         raise ConfigError(f"{path}: the key must be at least 16 bytes",
-                          code="BROKER_QUEUE_KEY")
+                          code=ErrorCode.BROKER_QUEUE_KEY)
     return key
 
 
@@ -159,7 +160,7 @@ def _check_certificates(folder: Path, accounts: list[BrokerAccount]) -> list[str
                 lines.append(f"{path.relative_to(folder)} -> broker user {login}")
     if problems:
         raise ConfigError("certificates that would not log in as their agency:\n  "
-                          + "\n  ".join(problems), code="BROKER_CERT_MISMATCH")
+                          + "\n  ".join(problems), code=ErrorCode.BROKER_CERT_MISMATCH)
     return lines
 
 

@@ -17,7 +17,7 @@ import click
 
 from edoc_axis.cli.base import echo_json, reported_errors
 from edoc_axis.config.settings import DEFAULT_LISTEN
-from edoc_axis.errors import EXIT_FAILURE, ConfigError
+from edoc_axis.errors import EXIT_FAILURE, ConfigError, ErrorCode
 from edoc_axis.gateway.client import DmsClient
 from edoc_axis.gateway.conformance import DEFAULT_TIMEOUT, Selftest, SelftestOptions, failed
 
@@ -256,7 +256,7 @@ def _read_secret(path: Path) -> str:
         secret = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the secret file {path}: {exc}",
-                          code="DMS_SECRET_FILE") from exc
+                          code=ErrorCode.DMS_SECRET_FILE) from exc
     if not secret:
-        raise ConfigError(f"the secret file {path} is empty", code="DMS_SECRET_FILE")
+        raise ConfigError(f"the secret file {path} is empty", code=ErrorCode.DMS_SECRET_FILE)
     return secret

@@ -19,7 +19,7 @@ from edoc_axis.config.load import load_settings
 from edoc_axis.config.settings import Settings
 from edoc_axis.edxml.model import DocumentPackage
 from edoc_axis.edxml.read import parse
-from edoc_axis.errors import EdocAxisError, NotFound
+from edoc_axis.errors import EdocAxisError, ErrorCode, NotFound
 from edoc_axis.store import Store
 from edoc_axis.store.records import PICKUP_STATES
 
@@ -147,7 +147,7 @@ def track_command(config_path: Path | None, as_json: bool, document_id: str) -> 
         try:
             deliveries = store.deliveries(document_id)
             if not deliveries:
-                raise NotFound(f"no sent document {document_id}", code="DOCUMENT_NOT_SENT")
+                raise NotFound(f"no sent document {document_id}", code=ErrorCode.DOCUMENT_NOT_SENT)
             timeline = {d.id: store.history(d.id) for d in deliveries}
         finally:
             store.close()

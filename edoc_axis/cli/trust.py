@@ -18,7 +18,7 @@ import click
 from cryptography import x509
 
 from edoc_axis.cli.base import reported_errors
-from edoc_axis.errors import EXIT_INVALID, PackageRejected, TrustError
+from edoc_axis.errors import EXIT_INVALID, ErrorCode, PackageRejected, TrustError
 from edoc_axis.ops import pki
 from edoc_axis.trust import certificate as trust
 from edoc_axis.trust.chain import TrustStore
@@ -31,7 +31,8 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 def _write_private(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 from the start (never briefly world-readable)."""
     if path.exists():
-        raise TrustError(f"{path} exists; refusing to overwrite a private key", code="TRUST_EXISTS")
+        raise TrustError(f"{path} exists; refusing to overwrite a private key",
+                         code=ErrorCode.TRUST_EXISTS)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
@@ -41,7 +42,8 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise TrustError(f"cannot read {path}: {exc.strerror}", code="TRUST_UNREADABLE") from exc
+        raise TrustError(f"cannot read {path}: {exc.strerror}",
+                         code=ErrorCode.TRUST_UNREADABLE) from exc
 
 
 class _CaDir:
@@ -60,7 +62,8 @@ class _CaDir:
     def cas(self) -> list[tuple[trust.PrivateKey, x509.Certificate]]:
         """Every CA of the directory, root first."""
         if not self.root_cert_path.exists():
-            raise TrustError(f"{self.path} is not a CA directory (no ca.pem)", code="TRUST_NO_CA")
+            raise TrustError(f"{self.path} is not a CA directory (no ca.pem)",
+                             code=ErrorCode.TRUST_NO_CA)
         out = [
             (
                 trust.load_private_key(_read(self.root_key_path)),
@@ -124,7 +127,7 @@ def init_ca_command(  # noqa: PLR0917 - click passes each option as an argument
     with reported_errors():
         ca = _CaDir(out)
         if ca.root_cert_path.exists():
-            raise TrustError(f"{out} already holds a CA", code="TRUST_EXISTS")
+            raise TrustError(f"{out} already holds a CA", code=ErrorCode.TRUST_EXISTS)
         out.mkdir(parents=True, exist_ok=True)
         key, cert = pki.init_ca(name, key_type=key_type, days=days)
         _write_private(ca.root_key_path, pki.key_to_pem(key))
@@ -185,7 +188,8 @@ def revoke_command(ca_dir: Path, crl_days: int, cert_file: Path) -> None:
         issuers = {c.subject.rfc4514_string() for _, c in ca.cas()}
         issuer = cert.issuer.rfc4514_string()
         if issuer not in issuers:
-            raise TrustError(f"{cert_file} was not issued by this CA", code="TRUST_FOREIGN_CERT")
+            raise TrustError(f"{cert_file} was not issued by this CA",
+                             code=ErrorCode.TRUST_FOREIGN_CERT)
         entries = ca.revoked()
         serial = f"{cert.serial_number:x}"
         if not any(e["serial"] == serial and e["issuer"] == issuer for e in entries):
@@ -304,7 +308,8 @@ def verify_command(  # noqa: PLR0917 - click passes each option as an argument
     """
     with reported_errors():
         if not anchors:
-            raise TrustError("give at least one --trust CA certificate", code="TRUST_NO_ANCHORS")
+            raise TrustError("give at least one --trust CA certificate",
+                             code=ErrorCode.TRUST_NO_ANCHORS)
         store = TrustStore.from_pem(
             [_read(p) for p in anchors], [_read(p) for p in crls], [_read(p) for p in chains]
         )

@@ -39,7 +39,7 @@ from edoc_axis.config.settings import BROKER_LOGINS, DmsSystemSettings, Settings
 from edoc_axis.config.zone import timezone_named
 from edoc_axis.edxml.identifier import is_valid_organ_id
 from edoc_axis.edxml.profile import PROFILES
-from edoc_axis.errors import ConfigError
+from edoc_axis.errors import ConfigError, ErrorCode
 from edoc_axis.log import get_logger
 from edoc_axis.transport.topology import MAX_MESSAGE_BYTES
 
@@ -89,16 +89,16 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             if key.required:
                 stray = misspelt.get(key.variable)
                 near = f" ({stray} is set: did you mean {key.variable}?)" if stray else ""
-                problems.add("CONFIG_MISSING", dotted, f"'{dotted}' is required{near}")
+                problems.add(ErrorCode.CONFIG_MISSING, dotted, f"'{dotted}' is required{near}")
             continue
         try:
             values[dotted] = convert(dotted, key.kind, raw_value, value_base,
                                      from_env=from_env, allow_zero=dotted in ZERO_ALLOWED)
         except ValueError as exc:
-            problems.add("CONFIG_TYPE", dotted, f"{where} {exc}")
+            problems.add(ErrorCode.CONFIG_TYPE, dotted, f"{where} {exc}")
     _validate(values, problems)
     dms = dms_systems(dms_raw, values.get("organ_id"), base, problems)
-    if config_path is None and problems.has("CONFIG_MISSING"):
+    if config_path is None and problems.has(ErrorCode.CONFIG_MISSING):
         problems.hint = NO_FILE_HINT  # said once, not on every missing key
     problems.raise_if_any()
     return _build(values, keys, config_path, dms)
@@ -143,15 +143,16 @@ def _read(config_path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(
             f"config file {config_path} does not exist (create one with `edoc-axis init`)",
-            code="CONFIG_NOT_FOUND",
+            code=ErrorCode.CONFIG_NOT_FOUND,
         ) from None
     except OSError as exc:
         raise ConfigError(
-            f"cannot read config file {config_path}: {exc.strerror}", code="CONFIG_NOT_FOUND"
+            f"cannot read config file {config_path}: {exc.strerror}",
+            code=ErrorCode.CONFIG_NOT_FOUND
         ) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            f"config file {config_path} is not valid TOML: {exc}", code="CONFIG_SYNTAX"
+            f"config file {config_path} is not valid TOML: {exc}", code=ErrorCode.CONFIG_SYNTAX
         ) from exc
 
 
@@ -161,18 +162,18 @@ def _flatten(raw: Mapping[str, Any], keys: Mapping[str, Key], problems: Problems
     for name, value in raw.items():
         if name in SECTIONS:
             if not isinstance(value, dict):
-                problems.add("CONFIG_TYPE", name, f"'{name}' must be a table ([{name}])")
+                problems.add(ErrorCode.CONFIG_TYPE, name, f"'{name}' must be a table ([{name}])")
                 continue
             for sub, subvalue in value.items():
                 dotted = f"{name}.{sub}"
                 if dotted in keys:
                     out[dotted] = subvalue
                 else:
-                    problems.add("CONFIG_UNKNOWN_KEY", dotted, _unknown(dotted, keys))
+                    problems.add(ErrorCode.CONFIG_UNKNOWN_KEY, dotted, _unknown(dotted, keys))
         elif name in keys:
             out[name] = value
         else:
-            problems.add("CONFIG_UNKNOWN_KEY", name, _unknown(name, keys))
+            problems.add(ErrorCode.CONFIG_UNKNOWN_KEY, name, _unknown(name, keys))
     return out
 
 
@@ -187,7 +188,7 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
     organ_id = values.get("organ_id")
     if isinstance(organ_id, str) and not is_valid_organ_id(organ_id):
         problems.add(
-            "CONFIG_ORGAN_ID",
+            ErrorCode.CONFIG_ORGAN_ID,
             "organ_id",
             f"organ_id '{organ_id}' is not an agency code (expected like 000.00.00.G22)",
         )
@@ -195,22 +196,22 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
     if isinstance(url, str):
         problem = broker_url_problem(url)
         if problem:
-            problems.add("CONFIG_BROKER_URL", "broker.url", f"broker.url {problem}")
+            problems.add(ErrorCode.CONFIG_BROKER_URL, "broker.url", f"broker.url {problem}")
     login = values.get("broker.login", "password")
     if login not in BROKER_LOGINS:
-        problems.add("CONFIG_BROKER_LOGIN", "broker.login",
+        problems.add(ErrorCode.CONFIG_BROKER_LOGIN, "broker.login",
                      f"broker.login '{login}' must be one of {', '.join(BROKER_LOGINS)}")
     elif login == "certificate" and isinstance(url, str):
         parts = urlsplit(url)
         if parts.scheme != "amqps" or parts.password is not None or not parts.username:
-            problems.add("CONFIG_BROKER_LOGIN", "broker.url",
+            problems.add(ErrorCode.CONFIG_BROKER_LOGIN, "broker.url",
                          "broker.login = \"certificate\" needs amqps://USER@HOST:PORT/VHOST, "
                          "USER being the user the certificate logs in as, and no password")
     max_bytes = values.get("limits.max_package_bytes")
     # The package limit may not pass the broker's message limit (larger packages: a later issue).
     if isinstance(max_bytes, int) and max_bytes > MAX_MESSAGE_BYTES:
         problems.add(
-            "CONFIG_LIMIT",
+            ErrorCode.CONFIG_LIMIT,
             "limits.max_package_bytes",
             f"limits.max_package_bytes {max_bytes} is over the broker's message limit of "
             f"{MAX_MESSAGE_BYTES} bytes ({MAX_MESSAGE_BYTES / 2**20:g} MiB); larger packages "
@@ -219,7 +220,7 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
     profile = values.get("validation.submit_profile")
     if isinstance(profile, str) and profile not in PROFILES:
         problems.add(
-            "CONFIG_PROFILE",
+            ErrorCode.CONFIG_PROFILE,
             "validation.submit_profile",
             f"validation.submit_profile '{profile}' must be one of {', '.join(PROFILES)}",
         )
@@ -228,14 +229,14 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
         match = _LISTEN.match(listen)
         if not match or not 0 < int(match["port"]) < 65536:
             problems.add(
-                "CONFIG_LISTEN", "api.listen", f"api.listen '{listen}' must be HOST:PORT"
+                ErrorCode.CONFIG_LISTEN, "api.listen", f"api.listen '{listen}' must be HOST:PORT"
             )
     zone = values.get("api.timezone")
     if isinstance(zone, str):
         try:
             timezone_named(zone)
         except ValueError as exc:
-            problems.add("CONFIG_TIMEZONE", "api.timezone", f"api.timezone: {exc}")
+            problems.add(ErrorCode.CONFIG_TIMEZONE, "api.timezone", f"api.timezone: {exc}")
 
 
 def _build(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edoc_axis.errors import ConfigError
+from edoc_axis.errors import ConfigError, ErrorCode
 
 
 class Problems:
@@ -13,10 +13,10 @@ class Problems:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.items: list[tuple[str, str, str]] = []  # (code, dotted key, message)
+        self.items: list[tuple[ErrorCode, str, str]] = []  # (code, dotted key, message)
         self.hint: str | None = None
 
-    def add(self, code: str, key: str, message: str) -> None:
+    def add(self, code: ErrorCode, key: str, message: str) -> None:
         """Record one problem: its code, the dotted key it is about, and a sentence."""
         self.items.append((code, key, message))
 

@@ -15,7 +15,7 @@ from typing import Any
 from edoc_axis.config.dms import MIN_DMS_SECRET_CHARS
 from edoc_axis.config.schema import SECTIONS, TOP_KEYS, section_keys
 from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
-from edoc_axis.errors import ConfigError
+from edoc_axis.errors import ConfigError, ErrorCode
 
 _HEADER = """\
 # edoc_axis node configuration (TOML).
@@ -228,7 +228,7 @@ def write_config(path: Path, settings: Settings, *, force: bool = False) -> None
     path = Path(path).absolute()
     if path.exists() and not force:
         raise ConfigError(
-            f"{path} already exists; pass --force to overwrite it", code="CONFIG_EXISTS"
+            f"{path} already exists; pass --force to overwrite it", code=ErrorCode.CONFIG_EXISTS
         )
     text = render_config(settings, base_dir=path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)

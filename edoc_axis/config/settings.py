@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from edoc_axis.config.zone import DEFAULT_TIMEZONE, timezone_named
 from edoc_axis.edxml.limits import XmlLimits
 from edoc_axis.edxml.profile import STRICT
-from edoc_axis.errors import ConfigError
+from edoc_axis.errors import ConfigError, ErrorCode
 from edoc_axis.trust.policy import SignaturePolicy
 
 STORE_FILENAME = "node.sqlite3"
@@ -137,7 +137,7 @@ class ApiSettings:
         try:
             return timezone_named(self.timezone)
         except ValueError as exc:  # load_settings checked it; settings built in code may not be
-            raise ConfigError(f"api.timezone: {exc}", code="CONFIG_TIMEZONE",
+            raise ConfigError(f"api.timezone: {exc}", code=ErrorCode.CONFIG_TIMEZONE,
                               element="api.timezone") from exc
 
 

@@ -48,7 +48,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from edoc_axis.errors import MalformedPackage
+from edoc_axis.errors import ErrorCode, MalformedPackage
 
 MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024  # one extracted file; zip bombs stop here
 ZIP_CONTENT_TYPE = "application/zip"
@@ -328,6 +328,6 @@ def _unwrapped_name(name: str, declared: str | None, member: zipfile.ZipInfo) ->
 def _bad_attachment(att: Attachment, reason: str) -> MalformedPackage:
     return MalformedPackage(
         f"attachment {att.content_id}: {reason}",
-        code="ATTACHMENT_INVALID",
+        code=ErrorCode.ATTACHMENT_INVALID,
         element="/edXML/AttachmentEncoded/Attachment",
     )

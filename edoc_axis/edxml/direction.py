@@ -16,6 +16,7 @@ from lxml import etree
 from edoc_axis.edxml.finding import Findings, element_text
 from edoc_axis.edxml.identifier import document_id_sender
 from edoc_axis.edxml.model import q
+from edoc_axis.errors import ErrorCode
 
 
 def check_direction(
@@ -29,7 +30,7 @@ def check_direction(
     status_from, status_to = element_text(from_el), element_text(to_el)
     if status_from == status_to:
         out.add(
-            "STATUS_DIRECTION",
+            ErrorCode.STATUS_DIRECTION,
             f"status {code} is addressed to its own sender {status_from!r}",
             to_el,
         )
@@ -40,21 +41,21 @@ def check_direction(
         return
     if code == "13" and status_from != doc_sender:
         out.add(
-            "STATUS_DIRECTION",
+            ErrorCode.STATUS_DIRECTION,
             f"status 13 (take back) must come from the document's sender {doc_sender!r} "
             f"(named by ResponseFor/DocumentId), not from {status_from!r}",
             from_el,
         )
     elif code != "13" and status_from == doc_sender:
         out.add(
-            "STATUS_DIRECTION",
+            ErrorCode.STATUS_DIRECTION,
             f"status {code} is sent by a recipient, but From {status_from!r} is the "
             "document's sender (named by ResponseFor/DocumentId)",
             from_el,
         )
     elif code != "13" and status_to != doc_sender:
         out.add(
-            "STATUS_DIRECTION",
+            ErrorCode.STATUS_DIRECTION,
             f"status {code} goes back to the document's sender {doc_sender!r} (named by "
             f"ResponseFor/DocumentId), but ResponseFor/OrganId is {status_to!r}",
             to_el,

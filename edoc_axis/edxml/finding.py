@@ -13,6 +13,7 @@ from typing import Any
 from lxml import etree
 
 from edoc_axis.edxml.model import q
+from edoc_axis.errors import ErrorCode
 
 MAX_VALUE_CHARS = 120  # a finding quotes at most this much of the value it judged
 
@@ -27,7 +28,7 @@ class Finding:
     profile it was weighed by (``edxml.profile``; ``error`` until weighed). ``place`` names
     the element that changes the code's weight (``TraceHeader``), if any."""
 
-    code: str
+    code: ErrorCode
     message: str
     element: str | None = None
     line: int | None = None
@@ -49,7 +50,7 @@ class Findings:
         self.findings: list[Finding] = []
 
     def add(
-        self, code: str, message: str, el: etree._Element, place: str | None = None,
+        self, code: ErrorCode, message: str, el: etree._Element, place: str | None = None,
         value: str | None = None,
     ) -> None:
         """Record ``code`` at ``el``, quoting ``value`` (default: the element's own text)."""

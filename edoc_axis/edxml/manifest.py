@@ -15,6 +15,7 @@ from lxml import etree
 
 from edoc_axis.edxml.finding import Findings, element_text
 from edoc_axis.edxml.model import q
+from edoc_axis.errors import ErrorCode
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _WHITESPACE = (b" ", b"\t", b"\r", b"\n")
@@ -39,13 +40,13 @@ def check_manifest(out: Findings, envelope: etree._Element, encoded: etree._Elem
         if matches != 1:
             what = "no Attachment" if matches == 0 else f"{matches} Attachments"
             out.add(
-                "MANIFEST_UNMATCHED",
+                ErrorCode.MANIFEST_UNMATCHED,
                 f"manifest Reference {cid!r} is matched by {what}; exactly one required",
                 cid_el if cid_el is not None else ref,
             )
         elif referenced[cid] == 2:
             out.add(
-                "MANIFEST_UNMATCHED",
+                ErrorCode.MANIFEST_UNMATCHED,
                 f"manifest lists ContentId {cid!r} more than once",
                 cid_el if cid_el is not None else ref,
             )
@@ -54,7 +55,7 @@ def check_manifest(out: Findings, envelope: etree._Element, encoded: etree._Elem
             for att in group:
                 cid_el = att.find(q("ContentId"))
                 out.add(
-                    "ATTACHMENT_UNMATCHED",
+                    ErrorCode.ATTACHMENT_UNMATCHED,
                     f"Attachment {cid!r} is not listed in the manifest",
                     cid_el if cid_el is not None else att,
                 )
@@ -71,10 +72,10 @@ def check_base64(out: Findings, el: etree._Element) -> None:
         data = data.translate(None, b"".join(_WHITESPACE))
     leftover = data.translate(None, _BASE64_ALPHABET)
     if leftover not in (b"", b"=", b"==") or not data.endswith(leftover):
-        out.add("BASE64_INVALID", "ContentTransferEncoded has non-base64 characters", el)
+        out.add(ErrorCode.BASE64_INVALID, "ContentTransferEncoded has non-base64 characters", el)
     elif len(data) % 4:
         out.add(
-            "BASE64_INVALID",
+            ErrorCode.BASE64_INVALID,
             "ContentTransferEncoded is truncated: its length is not a multiple of 4",
             el,
         )

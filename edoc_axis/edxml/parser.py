@@ -16,7 +16,7 @@ import re
 from lxml import etree
 
 from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
-from edoc_axis.errors import HostileInput, MalformedPackage
+from edoc_axis.errors import ErrorCode, HostileInput, MalformedPackage
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -65,25 +65,25 @@ def _prescan(data: bytes, limits: XmlLimits) -> None:
     if len(data) > limits.max_bytes:
         raise HostileInput(
             f"input is {len(data)} bytes, over the limit of {limits.max_bytes} bytes",
-            code="XML_TOO_LARGE",
+            code=ErrorCode.XML_TOO_LARGE,
         )
     if data.startswith(_UTF16_BOMS):
         raise HostileInput(
-            "input is UTF-16 encoded; edXML packages must be UTF-8", code="XML_ENCODING"
+            "input is UTF-16 encoded; edXML packages must be UTF-8", code=ErrorCode.XML_ENCODING
         )
     # Work on offsets, not slices: a slice or strip() would copy a package of many megabytes.
     start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
     first = _FIRST_NON_SPACE.search(data, start)
     if first is None:
-        raise MalformedPackage("input is empty", code="XML_EMPTY")
+        raise MalformedPackage("input is empty", code=ErrorCode.XML_EMPTY)
     if data.find(b"\x00", start, start + 4096) != -1:
-        raise HostileInput(
+        raise MalformedPackage(
             "input contains NUL bytes: binary data or a UTF-16/32 encoding, not UTF-8 XML",
-            code="XML_NOT_XML",
+            code=ErrorCode.XML_NOT_XML,
         )
     if first.group(0) != b"<":
         raise MalformedPackage(
-            "input does not start with '<': not an XML document", code="XML_NOT_XML"
+            "input does not start with '<': not an XML document", code=ErrorCode.XML_NOT_XML
         )
     decl = _XML_DECL.match(data, first.start())
     if decl:
@@ -92,22 +92,22 @@ def _prescan(data: bytes, limits: XmlLimits) -> None:
             raise HostileInput(
                 f"declared encoding {enc.group(1).decode('ascii')!r} is not allowed; "
                 "edXML packages must be UTF-8",
-                code="XML_ENCODING",
+                code=ErrorCode.XML_ENCODING,
             )
     # XML is case-sensitive: '<!DOCTYPE' and '<!ENTITY' are the only spellings a parser accepts.
     # Refusing any DOCTYPE closes XXE, billion laughs and external DTD fetches in one rule.
     if b"<!DOCTYPE" in data:
         raise HostileInput(
             "a DOCTYPE declaration is not allowed (no DTDs or entities in edXML)",
-            code="XML_DOCTYPE",
+            code=ErrorCode.XML_DOCTYPE,
         )
     if b"<!ENTITY" in data:
-        raise HostileInput("entity declarations are not allowed", code="XML_ENTITY")
+        raise HostileInput("entity declarations are not allowed", code=ErrorCode.XML_ENTITY)
     # Every element costs at least one '<'; counting them bounds the tree before it is built.
     if data.count(b"<") > 2 * limits.max_elements + 16:
         raise HostileInput(
             f"more than {limits.max_elements} elements: refusing to build the tree",
-            code="XML_TOO_MANY_ELEMENTS",
+            code=ErrorCode.XML_TOO_MANY_ELEMENTS,
         )
 
 
@@ -123,7 +123,7 @@ def _check_depth(tree: etree._ElementTree, limits: XmlLimits) -> None:
         node = found[0]
         raise HostileInput(
             f"elements nested deeper than {limits.max_depth} levels",
-            code="XML_TOO_DEEP",
+            code=ErrorCode.XML_TOO_DEEP,
             line=getattr(node, "sourceline", None),
         )
 
@@ -146,7 +146,7 @@ def parse_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element
         raise _classify_syntax_error(exc) from exc
     tree = root.getroottree()
     if tree.docinfo.doctype:  # defence in depth: the prescan should have refused it
-        raise HostileInput("a DOCTYPE declaration is not allowed", code="XML_DOCTYPE")
+        raise HostileInput("a DOCTYPE declaration is not allowed", code=ErrorCode.XML_DOCTYPE)
     _check_depth(tree, limits)
     return tree
 
@@ -157,14 +157,15 @@ def _classify_syntax_error(exc: etree.XMLSyntaxError) -> Exception:
     lowered = msg.lower()
     if "depth" in lowered:
         return HostileInput(
-            f"elements nested too deeply ({msg})", code="XML_TOO_DEEP", line=line
+            f"elements nested too deeply ({msg})", code=ErrorCode.XML_TOO_DEEP, line=line
         )
     if "utf-8" in lowered or "encoding" in lowered or "char 0x" in lowered:
         return HostileInput(
-            f"input is not valid UTF-8 ({msg})", code="XML_ENCODING", line=line
+            f"input is not valid UTF-8 ({msg})", code=ErrorCode.XML_ENCODING, line=line
         )
     if "entity" in lowered:
-        return HostileInput(f"entity reference refused ({msg})", code="XML_ENTITY", line=line)
+        return HostileInput(f"entity reference refused ({msg})", code=ErrorCode.XML_ENTITY,
+                            line=line)
     if "huge" in lowered or "too large" in lowered:
-        return HostileInput(f"input too large ({msg})", code="XML_TOO_LARGE", line=line)
-    return MalformedPackage(f"not well-formed XML: {msg}", code="XML_MALFORMED", line=line)
+        return HostileInput(f"input too large ({msg})", code=ErrorCode.XML_TOO_LARGE, line=line)
+    return MalformedPackage(f"not well-formed XML: {msg}", code=ErrorCode.XML_MALFORMED, line=line)

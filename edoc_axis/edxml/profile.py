@@ -11,8 +11,9 @@ unusual OrganId in a TraceHeader, white space around a value) may be let through
 - ``received``: the ``WARN`` rows of ``SEVERITIES`` are warnings. The node receives with it: the
   deployed axis delivers such packages, and refusing them would lose real documents.
 
-A row's key is a finding code, or ``CODE@Element`` for a code whose weight depends on the element
-it is found in (an OrganId inside a ``TraceHeader`` records a hop; everywhere else it routes).
+A row's key is a finding code, or ``(code, element)`` for a code whose weight depends on the
+element it is found in (an OrganId inside a ``TraceHeader`` records a hop; everywhere else it
+routes).
 A code missing from the table refuses under every profile (fail closed). Pure: no XML here.
 """
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import NamedTuple
+
+from edoc_axis.errors import ErrorCode
 
 
 class Severity(StrEnum):
@@ -43,50 +46,51 @@ class Row(NamedTuple):
     received: Severity
 
 
-SEVERITIES: dict[str, Row] = {
+SEVERITIES: dict[str | tuple[str, str], Row] = {
     # The hardened door (edoc_axis.edxml.parser): hostile or unreadable bytes.
-    "XML_TOO_LARGE": Row(REFUSE, REFUSE),
-    "XML_ENCODING": Row(REFUSE, REFUSE),
-    "XML_EMPTY": Row(REFUSE, REFUSE),
-    "XML_NOT_XML": Row(REFUSE, REFUSE),
-    "XML_DOCTYPE": Row(REFUSE, REFUSE),
-    "XML_ENTITY": Row(REFUSE, REFUSE),
-    "XML_TOO_MANY_ELEMENTS": Row(REFUSE, REFUSE),
-    "XML_TOO_DEEP": Row(REFUSE, REFUSE),
-    "XML_MALFORMED": Row(REFUSE, REFUSE),
+    ErrorCode.XML_TOO_LARGE: Row(REFUSE, REFUSE),
+    ErrorCode.XML_ENCODING: Row(REFUSE, REFUSE),
+    ErrorCode.XML_EMPTY: Row(REFUSE, REFUSE),
+    ErrorCode.XML_NOT_XML: Row(REFUSE, REFUSE),
+    ErrorCode.XML_DOCTYPE: Row(REFUSE, REFUSE),
+    ErrorCode.XML_ENTITY: Row(REFUSE, REFUSE),
+    ErrorCode.XML_TOO_MANY_ELEMENTS: Row(REFUSE, REFUSE),
+    ErrorCode.XML_TOO_DEEP: Row(REFUSE, REFUSE),
+    ErrorCode.XML_MALFORMED: Row(REFUSE, REFUSE),
     # Structure: what the XSD (edoc_axis.edxml.schema) and the model refuse.
-    "PACKAGE_NOT_EDXML": Row(REFUSE, REFUSE),
-    "PACKAGE_STRUCTURE": Row(REFUSE, REFUSE),
-    "PACKAGE_VALUE": Row(REFUSE, REFUSE),
-    "SCHEMA_UNEXPECTED_ELEMENT": Row(REFUSE, REFUSE),
-    "SCHEMA_MISSING_ELEMENT": Row(REFUSE, REFUSE),
-    "SCHEMA_VIOLATION": Row(REFUSE, REFUSE),
-    "CARDINALITY": Row(REFUSE, REFUSE),
+    ErrorCode.PACKAGE_NOT_EDXML: Row(REFUSE, REFUSE),
+    ErrorCode.PACKAGE_STRUCTURE: Row(REFUSE, REFUSE),
+    ErrorCode.PACKAGE_VALUE: Row(REFUSE, REFUSE),
+    ErrorCode.SCHEMA_UNEXPECTED_ELEMENT: Row(REFUSE, REFUSE),
+    ErrorCode.SCHEMA_MISSING_ELEMENT: Row(REFUSE, REFUSE),
+    ErrorCode.SCHEMA_VIOLATION: Row(REFUSE, REFUSE),
+    ErrorCode.CARDINALITY: Row(REFUSE, REFUSE),
     # Parties and routing.
-    "ORGANID_FORMAT": Row(REFUSE, REFUSE),  # From, To, ResponseFor, Receiver, ReplacementInfo
-    "ORGANID_FORMAT@TraceHeader": Row(REFUSE, WARN),  # a hop record; nothing routes by it
-    "RECIPIENT_DUPLICATE": Row(REFUSE, REFUSE),
-    "STATUS_DIRECTION": Row(REFUSE, REFUSE),
-    "STATUS_CODE_DOMAIN": Row(REFUSE, REFUSE),
-    "BUSINESS_DOC_TYPE_DOMAIN": Row(REFUSE, REFUSE),
-    "BUSINESS_DOC_DETAIL": Row(REFUSE, REFUSE),
-    "RECEIVER_TYPE_DOMAIN": Row(REFUSE, REFUSE),
+    # From, To, ResponseFor, Receiver, ReplacementInfo route; a TraceHeader only records a hop.
+    ErrorCode.ORGANID_FORMAT: Row(REFUSE, REFUSE),
+    (ErrorCode.ORGANID_FORMAT, "TraceHeader"): Row(REFUSE, WARN),
+    ErrorCode.RECIPIENT_DUPLICATE: Row(REFUSE, REFUSE),
+    ErrorCode.STATUS_DIRECTION: Row(REFUSE, REFUSE),
+    ErrorCode.STATUS_CODE_DOMAIN: Row(REFUSE, REFUSE),
+    ErrorCode.BUSINESS_DOC_TYPE_DOMAIN: Row(REFUSE, REFUSE),
+    ErrorCode.BUSINESS_DOC_DETAIL: Row(REFUSE, REFUSE),
+    ErrorCode.RECEIVER_TYPE_DOMAIN: Row(REFUSE, REFUSE),
     # Attachments.
-    "MANIFEST_UNMATCHED": Row(REFUSE, REFUSE),
-    "ATTACHMENT_UNMATCHED": Row(REFUSE, REFUSE),
-    "BASE64_INVALID": Row(REFUSE, REFUSE),
+    ErrorCode.MANIFEST_UNMATCHED: Row(REFUSE, REFUSE),
+    ErrorCode.ATTACHMENT_UNMATCHED: Row(REFUSE, REFUSE),
+    ErrorCode.BASE64_INVALID: Row(REFUSE, REFUSE),
     # Values the DMS reads: a wrong one would be shown or registered wrongly.
-    "DATE_FORMAT": Row(REFUSE, REFUSE),
-    "TIMESTAMP_FORMAT": Row(REFUSE, REFUSE),
-    "PRIORITY_DOMAIN": Row(REFUSE, REFUSE),
-    "STEERING_TYPE_DOMAIN": Row(REFUSE, REFUSE),
-    "DOCUMENT_TYPE_DOMAIN": Row(REFUSE, REFUSE),
-    "INTEGER_FORMAT": Row(REFUSE, REFUSE),
-    "BOOLEAN_FORMAT": Row(REFUSE, REFUSE),
-    "LENGTH_LIMIT": Row(REFUSE, REFUSE),
+    ErrorCode.DATE_FORMAT: Row(REFUSE, REFUSE),
+    ErrorCode.TIMESTAMP_FORMAT: Row(REFUSE, REFUSE),
+    ErrorCode.PRIORITY_DOMAIN: Row(REFUSE, REFUSE),
+    ErrorCode.STEERING_TYPE_DOMAIN: Row(REFUSE, REFUSE),
+    ErrorCode.DOCUMENT_TYPE_DOMAIN: Row(REFUSE, REFUSE),
+    ErrorCode.INTEGER_FORMAT: Row(REFUSE, REFUSE),
+    ErrorCode.BOOLEAN_FORMAT: Row(REFUSE, REFUSE),
+    ErrorCode.LENGTH_LIMIT: Row(REFUSE, REFUSE),
     # Format deviations that lose nothing (the model reads the same values without them).
-    "EMPTY_ELEMENT": Row(REFUSE, WARN),  # an empty optional container, e.g. <ResponseFor/>
-    "SURPLUS_WHITESPACE": Row(REFUSE, WARN),  # white space around a value (it is trimmed)
+    ErrorCode.EMPTY_ELEMENT: Row(REFUSE, WARN),  # an empty optional container, e.g. <ResponseFor/>
+    ErrorCode.SURPLUS_WHITESPACE: Row(REFUSE, WARN),  # white space around a value (it is trimmed)
 }
 
 
@@ -95,7 +99,7 @@ def severity(code: str, profile: str, place: str | None = None) -> Severity:
 
     Unknown codes and profiles refuse: a new rule is strict until someone weighs it here.
     """
-    row = (place and SEVERITIES.get(f"{code}@{place}")) or SEVERITIES.get(code)
+    row = (place and SEVERITIES.get((code, place))) or SEVERITIES.get(code)
     if row is None or profile not in PROFILES:
         return REFUSE
     return Severity(getattr(row, profile))

@@ -36,7 +36,7 @@ from edoc_axis.edxml.model import (
     q,
 )
 from edoc_axis.edxml.parser import PARSE_STATS, parse_xml
-from edoc_axis.errors import MalformedPackage
+from edoc_axis.errors import ErrorCode, MalformedPackage
 
 
 def parse(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> Package:
@@ -53,7 +53,7 @@ def detect_kind(root: etree._Element) -> Literal["edoc", "status"]:
     if root.tag != q("edXML"):
         raise MalformedPackage(
             f"root element is {root.tag!r}, not edXML in namespace {NS}",
-            code="PACKAGE_NOT_EDXML",
+            code=ErrorCode.PACKAGE_NOT_EDXML,
             element="/" + etree.QName(root).localname if isinstance(root.tag, str) else None,
             line=root.sourceline,
         )
@@ -61,7 +61,7 @@ def detect_kind(root: etree._Element) -> Literal["edoc", "status"]:
     if header is None:
         raise MalformedPackage(
             "no edXMLEnvelope/edXMLHeader/MessageHeader",
-            code="PACKAGE_STRUCTURE",
+            code=ErrorCode.PACKAGE_STRUCTURE,
             element="/edXML/edXMLEnvelope/edXMLHeader/MessageHeader",
             line=root.sourceline,
         )
@@ -175,7 +175,7 @@ def _required(el: etree._Element, name: str) -> etree._Element:
     if found is None:
         raise MalformedPackage(
             f"{etree.QName(el).localname} has no {name}",
-            code="PACKAGE_STRUCTURE",
+            code=ErrorCode.PACKAGE_STRUCTURE,
             element=name,
             line=el.sourceline,
         )
@@ -267,7 +267,7 @@ def _business(f: _Fields) -> Business:
     except ValueError:
         raise MalformedPackage(
             f"BussinessDocType {raw!r} is not an integer",
-            code="PACKAGE_VALUE",
+            code=ErrorCode.PACKAGE_VALUE,
             element="BussinessDocType",
             line=f.el.sourceline,
         ) from None

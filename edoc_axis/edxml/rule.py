@@ -4,8 +4,9 @@ The rules run on a tree the XSD already accepted, so every element they touch ha
 shape; they judge values (formats, domains, lengths), counts the free-order XSD cannot express,
 the links between parts (manifest and attachments, status direction) and format deviations that
 lose nothing (empty optional containers, white space around values). Each finding names the rule
-code, the element path, the value it judged and the source line. ``RULE_CODES`` documents every
-code; how much each weighs (refuse or warn, per profile) is ``edoc_axis.edxml.profile``'s table. The
+code, the element path, the value it judged and the source line. ``RULE_CODES`` lists every
+code (the registry, ``edoc_axis.errors.ErrorCode``, says what each means); how much each
+weighs (refuse or warn, per profile) is ``edoc_axis.edxml.profile``'s table. The
 rules do not assume the XSD passed, so ``schema.validate`` can report every finding at once.
 The manifest and attachment rules live in ``manifest``, the status direction rule in
 ``direction``; ``check_rules`` runs them all in one pass.
@@ -24,30 +25,32 @@ from edoc_axis.edxml.finding import MAX_VALUE_CHARS, Finding, Findings, element_
 from edoc_axis.edxml.identifier import is_valid_organ_id, parse_date, parse_timestamp
 from edoc_axis.edxml.manifest import check_manifest
 from edoc_axis.edxml.model import DSIG_NS, NS, PRIORITIES, STATUS_CODES, STEERING_TYPES, q
+from edoc_axis.errors import ErrorCode
 
-RULE_CODES: dict[str, str] = {
-    "CARDINALITY": "an element occurs more or fewer times than the standard allows",
-    "ORGANID_FORMAT": "an OrganId is not NNN.NN.NN.XNN (or the lenient NNN.NN.NN.XAA form)",
-    "DATE_FORMAT": "a date is not a real yyyy/MM/dd date (dd/MM/yyyy is named as such)",
-    "TIMESTAMP_FORMAT": "a timestamp is not a real yyyy/MM/dd HH:mm:ss",
-    "PRIORITY_DOMAIN": "OtherInfo/Priority is not 0-4",
-    "STEERING_TYPE_DOMAIN": "SteeringType is not 1, 2 or 3",
-    "DOCUMENT_TYPE_DOMAIN": "DocumentType/Type is not 1 or 2, or TypeDetail is not an integer",
-    "STATUS_CODE_DOMAIN": "StatusCode is not 01-06, 13, 15 or 16",
-    "BUSINESS_DOC_TYPE_DOMAIN": "BussinessDocType is not 0-3",
-    "RECEIVER_TYPE_DOMAIN": "Receiver/ReceiverType is not 0 or 1",
-    "BUSINESS_DOC_DETAIL": "update details on a non-update, or replacements on a non-replace",
-    "INTEGER_FORMAT": "PromulgationAmount, PageAmount or Paper is not an integer",
-    "BOOLEAN_FORMAT": "OtherInfo/Direction is not true/false",
-    "RECIPIENT_DUPLICATE": "the same OrganId appears twice in To",
-    "MANIFEST_UNMATCHED": "a manifest Reference has no (or more than one) matching Attachment",
-    "ATTACHMENT_UNMATCHED": "an Attachment has no matching manifest Reference",
-    "BASE64_INVALID": "ContentTransferEncoded is not valid base64",
-    "LENGTH_LIMIT": "a value is longer than the limit production axes apply",
-    "STATUS_DIRECTION": "a status goes the wrong way between the document's sender and recipient",
-    "EMPTY_ELEMENT": "an optional container is present but empty (e.g. ResponseFor in a document)",
-    "SURPLUS_WHITESPACE": "a value has white space before or after it",
-}
+# The codes the rules report; what each means is in the registry (edoc_axis.errors).
+RULE_CODES: frozenset[ErrorCode] = frozenset({
+    ErrorCode.CARDINALITY,
+    ErrorCode.ORGANID_FORMAT,
+    ErrorCode.DATE_FORMAT,
+    ErrorCode.TIMESTAMP_FORMAT,
+    ErrorCode.PRIORITY_DOMAIN,
+    ErrorCode.STEERING_TYPE_DOMAIN,
+    ErrorCode.DOCUMENT_TYPE_DOMAIN,
+    ErrorCode.STATUS_CODE_DOMAIN,
+    ErrorCode.BUSINESS_DOC_TYPE_DOMAIN,
+    ErrorCode.RECEIVER_TYPE_DOMAIN,
+    ErrorCode.BUSINESS_DOC_DETAIL,
+    ErrorCode.INTEGER_FORMAT,
+    ErrorCode.BOOLEAN_FORMAT,
+    ErrorCode.RECIPIENT_DUPLICATE,
+    ErrorCode.MANIFEST_UNMATCHED,
+    ErrorCode.ATTACHMENT_UNMATCHED,
+    ErrorCode.BASE64_INVALID,
+    ErrorCode.LENGTH_LIMIT,
+    ErrorCode.STATUS_DIRECTION,
+    ErrorCode.EMPTY_ELEMENT,
+    ErrorCode.SURPLUS_WHITESPACE,
+})
 
 # Limits one production axis applies (characters, after trimming surrounding white space).
 LENGTH_LIMITS = {
@@ -144,7 +147,7 @@ class _Rules(Findings):
                 else:
                     allowed = f"{low} to {high}"
                 self.add(
-                    "CARDINALITY",
+                    ErrorCode.CARDINALITY,
                     f"{etree.QName(parent).localname} has {n} {name}; {allowed} allowed",
                     parent,
                 )
@@ -156,14 +159,15 @@ class _Rules(Findings):
             tag = child.tag
             if isinstance(tag, str) and tag.startswith(_DSIG_PREFIX) and tag != _DSIG_SIGNATURE:
                 self.add(
-                    "SCHEMA_UNEXPECTED_ELEMENT",
+                    ErrorCode.SCHEMA_UNEXPECTED_ELEMENT,
                     f"XML-DSig element {etree.QName(child).localname} is not expected in "
                     "edXMLHeader; only Signature is",
                     child,
                 )
         signatures = [c for c in block if c.tag in (q("Signature"), _DSIG_SIGNATURE)]
         if len(signatures) > 1:
-            self.add("CARDINALITY", "edXMLHeader has more than one Signature", signatures[1])
+            self.add(ErrorCode.CARDINALITY, "edXMLHeader has more than one Signature",
+                     signatures[1])
         traces = block.find(q("TraceHeaderList"))
         if traces is not None:
             self.count(traces, (("Bussiness", 0, 1),))
@@ -180,7 +184,7 @@ class _Rules(Findings):
             value = element_text(el)
             if not is_valid_organ_id(value):
                 self.add(
-                    "ORGANID_FORMAT",
+                    ErrorCode.ORGANID_FORMAT,
                     f"{value!r} is not an OrganId: expected four dot-separated groups "
                     "NNN.NN.NN.XNN (3 digits, 2, 2, then a letter and two digits or letters)",
                     el,
@@ -192,7 +196,8 @@ class _Rules(Findings):
         if (el.text or "").strip() or any(isinstance(child.tag, str) for child in el):
             return False
         name = etree.QName(el).localname
-        self.add("EMPTY_ELEMENT", f"{name} is empty; an optional element with nothing in it "
+        self.add(ErrorCode.EMPTY_ELEMENT,
+                 f"{name} is empty; an optional element with nothing in it "
                  "is better left out", el, value="")
         return True
 
@@ -212,7 +217,8 @@ class _Rules(Findings):
             text = child.text
             if text and (text[0].isspace() or text[-1].isspace()) and not text.isspace():
                 name = etree.QName(child).localname
-                self.add("SURPLUS_WHITESPACE", f"{name} has white space around its value; it "
+                self.add(ErrorCode.SURPLUS_WHITESPACE,
+                         f"{name} has white space around its value; it "
                          f"is read as {_quote(text.strip())}", child)
 
     def date(self, el: etree._Element, *, allow_empty: bool) -> None:
@@ -222,22 +228,23 @@ class _Rules(Findings):
         try:
             parse_date(value)
         except ValueError as exc:
-            self.add("DATE_FORMAT", str(exc), el)
+            self.add(ErrorCode.DATE_FORMAT, str(exc), el)
 
     def timestamp(self, el: etree._Element) -> None:
         try:
             parse_timestamp(element_text(el))
         except ValueError as exc:
-            self.add("TIMESTAMP_FORMAT", str(exc), el)
+            self.add(ErrorCode.TIMESTAMP_FORMAT, str(exc), el)
 
     def length(self, el: etree._Element) -> None:
         name = _LIMITED[str(el.tag)]
         limit = LENGTH_LIMITS[name]
         size = len(element_text(el))
         if size > limit:
-            self.add("LENGTH_LIMIT", f"{name} is {size} characters; at most {limit}", el)
+            self.add(ErrorCode.LENGTH_LIMIT, f"{name} is {size} characters; at most {limit}", el)
 
-    def domain(self, el: etree._Element, code: str, allowed: Iterable[str], what: str) -> None:
+    def domain(self, el: etree._Element, code: ErrorCode, allowed: Iterable[str],
+               what: str) -> None:
         value = element_text(el)
         if value not in allowed:
             self.add(code, f"{what} {value!r} is not one of {', '.join(allowed)}", el)
@@ -246,7 +253,7 @@ class _Rules(Findings):
         value = element_text(el)
         if value and not _INTEGER.fullmatch(value):
             name = etree.QName(el).localname
-            self.add("INTEGER_FORMAT", f"{name} {value!r} is not an integer", el)
+            self.add(ErrorCode.INTEGER_FORMAT, f"{name} {value!r} is not an integer", el)
 
     def organization(self, org: etree._Element) -> None:
         # One pass over the children: From and To are the most repeated blocks of a package.
@@ -283,7 +290,7 @@ class _Rules(Findings):
             self.date(el, allow_empty=True)
         self.optional_parts(header)
         for el in header.iterfind(q("SteeringType")):
-            self.domain(el, "STEERING_TYPE_DOMAIN", STEERING_TYPES, "SteeringType")
+            self.domain(el, ErrorCode.STEERING_TYPE_DOMAIN, STEERING_TYPES, "SteeringType")
 
     def optional_parts(self, header: etree._Element) -> None:
         for child in header:
@@ -306,7 +313,7 @@ class _Rules(Findings):
             value = element_text(organ) if organ is not None else ""
             if organ is not None and value in seen:
                 self.add(
-                    "RECIPIENT_DUPLICATE",
+                    ErrorCode.RECIPIENT_DUPLICATE,
                     f"To {index + 1} repeats OrganId {value!r} (already To {seen[value] + 1})",
                     organ,
                 )
@@ -314,24 +321,25 @@ class _Rules(Findings):
 
     def document_type(self, doc_type: etree._Element) -> None:
         for el in doc_type.iterfind(q("Type")):
-            self.domain(el, "DOCUMENT_TYPE_DOMAIN", ("1", "2"), "DocumentType/Type")
+            self.domain(el, ErrorCode.DOCUMENT_TYPE_DOMAIN, ("1", "2"), "DocumentType/Type")
         for el in doc_type.iterfind(q("TypeDetail")):
             value = element_text(el)
             if value and not _INTEGER.fullmatch(value):
-                self.add("DOCUMENT_TYPE_DOMAIN", f"TypeDetail {value!r} is not an integer", el)
+                self.add(ErrorCode.DOCUMENT_TYPE_DOMAIN, f"TypeDetail {value!r} is not an integer",
+                         el)
         for el in doc_type.iterfind(q("TypeName")):
             self.length(el)
 
     def other_info(self, other: etree._Element) -> None:
         for el in other.iterfind(q("Priority")):
-            self.domain(el, "PRIORITY_DOMAIN", PRIORITIES, "Priority")
+            self.domain(el, ErrorCode.PRIORITY_DOMAIN, PRIORITIES, "Priority")
         for name in ("PromulgationAmount", "PageAmount"):
             for el in other.iterfind(q(name)):
                 self.integer(el)
         for el in other.iterfind(q("Direction")):
             value = element_text(el)
             if value and value.lower() not in _BOOLEANS:
-                self.add("BOOLEAN_FORMAT", f"Direction {value!r} is not true or false", el)
+                self.add(ErrorCode.BOOLEAN_FORMAT, f"Direction {value!r} is not true or false", el)
         for el in other.iterfind(q("Appendixes")):
             self.empty(el)
 
@@ -340,7 +348,8 @@ class _Rules(Findings):
         doc_type = element_text(doc_type_el) if doc_type_el is not None else ""
         if doc_type_el is not None:
             self.domain(
-                doc_type_el, "BUSINESS_DOC_TYPE_DOMAIN", ("0", "1", "2", "3"), "BussinessDocType"
+                doc_type_el, ErrorCode.BUSINESS_DOC_TYPE_DOMAIN, ("0", "1", "2", "3"),
+                "BussinessDocType"
             )
         for el in business.iterfind(q("Paper")):
             self.integer(el)
@@ -350,7 +359,7 @@ class _Rules(Findings):
         receivers = info.findall(f"{q('ReceiverList')}/{q('Receiver')}") if info is not None else []
         if receivers and doc_type != "2":
             self.add(
-                "BUSINESS_DOC_DETAIL",
+                ErrorCode.BUSINESS_DOC_DETAIL,
                 f"BussinessDocumentInfo lists receivers but BussinessDocType is {doc_type!r}, "
                 "not 2 (update)",
                 info if info is not None else business,
@@ -358,11 +367,11 @@ class _Rules(Findings):
         for receiver in receivers:
             self.organ_ids(receiver.iterfind(q("OrganId")))
             for el in receiver.iterfind(q("ReceiverType")):
-                self.domain(el, "RECEIVER_TYPE_DOMAIN", ("0", "1"), "ReceiverType")
+                self.domain(el, ErrorCode.RECEIVER_TYPE_DOMAIN, ("0", "1"), "ReceiverType")
         replacements = business.findall(f"{q('ReplacementInfoList')}/{q('ReplacementInfo')}")
         if replacements and doc_type != "3":
             self.add(
-                "BUSINESS_DOC_DETAIL",
+                ErrorCode.BUSINESS_DOC_DETAIL,
                 f"ReplacementInfoList is filled but BussinessDocType is {doc_type!r}, "
                 "not 3 (replace)",
                 replacements[0],
@@ -387,7 +396,7 @@ class _Rules(Findings):
             self.timestamp(el)
         if code_el is None:
             return
-        self.domain(code_el, "STATUS_CODE_DOMAIN", STATUS_CODES, "StatusCode")
+        self.domain(code_el, ErrorCode.STATUS_CODE_DOMAIN, STATUS_CODES, "StatusCode")
         if sender is not None and response is not None and element_text(code_el) in STATUS_CODES:
             check_direction(self, element_text(code_el), sender, response)
 

@@ -28,23 +28,19 @@ from edoc_axis.edxml.parsed import ParsedPackage, parsed_from_tree
 from edoc_axis.edxml.parser import parse_xml
 from edoc_axis.edxml.profile import STRICT, Severity, severity
 from edoc_axis.edxml.read import detect_kind, from_tree
-from edoc_axis.edxml.rule import RULE_CODES, check_rules
-from edoc_axis.errors import (
-    EdocAxisError,
-    MalformedPackage,
-    PackageRejected,
-    RuleViolation,
-    SchemaViolation,
-)
+from edoc_axis.edxml.rule import check_rules
+from edoc_axis.errors import EdocAxisError, ErrorCode, PackageRejected
 
 SCHEMA_FILES = {"edoc": "edxml-document.xsd", "status": "edxml-status.xsd"}
-SCHEMA_CODES: dict[str, str] = {
-    "SCHEMA_UNEXPECTED_ELEMENT": "an element the structure does not allow at that place",
-    "SCHEMA_MISSING_ELEMENT": "a required child element is missing",
-    "SCHEMA_VIOLATION": "another structural error (text where elements belong, attributes...)",
-    "PACKAGE_NOT_EDXML": "the root is not edXML in the QCVN 102:2016 namespace",
-    "PACKAGE_STRUCTURE": "no edXMLEnvelope/edXMLHeader/MessageHeader to tell the kind from",
-}
+# The codes the XSD check (and the kind detection before it) report; what each means is
+# in the registry (edoc_axis.errors).
+SCHEMA_CODES: frozenset[ErrorCode] = frozenset({
+    ErrorCode.SCHEMA_UNEXPECTED_ELEMENT,
+    ErrorCode.SCHEMA_MISSING_ELEMENT,
+    ErrorCode.SCHEMA_VIOLATION,
+    ErrorCode.PACKAGE_NOT_EDXML,
+    ErrorCode.PACKAGE_STRUCTURE,
+})
 _SCHEMA_PACKAGE = "edoc_axis.schemas"
 _thread = threading.local()
 
@@ -218,11 +214,11 @@ def _schema_findings(root: etree._Element, kind: str) -> list[Finding]:
 def _explain(root: etree._Element, entry: Any) -> Finding:
     message = str(entry.message).replace(f"{{{NS}}}", "")
     if "This element is not expected" in message:
-        code = "SCHEMA_UNEXPECTED_ELEMENT"
+        code = ErrorCode.SCHEMA_UNEXPECTED_ELEMENT
     elif "Missing child element" in message:
-        code = "SCHEMA_MISSING_ELEMENT"
+        code = ErrorCode.SCHEMA_MISSING_ELEMENT
     else:
-        code = "SCHEMA_VIOLATION"
+        code = ErrorCode.SCHEMA_VIOLATION
     line = int(entry.line) if entry.line else None
     el = _locate(root, str(entry.message), line)
     if el is None:
@@ -242,16 +238,10 @@ def _locate(root: etree._Element, message: str, line: int | None) -> etree._Elem
 
 
 def raise_for(report: ValidationReport) -> None:
-    """Raise the first refusing finding of a report as the matching ``PackageRejected``."""
+    """Raise the first refusing finding of a report as its code's class in the registry
+    (``SchemaViolation``, ``RuleViolation``, ``MalformedPackage``, ...)."""
     errors = report.errors
     if not errors:
         return
     first = errors[0]
-    cls: type[PackageRejected]
-    if first.code.startswith("SCHEMA_"):
-        cls = SchemaViolation
-    elif first.code in RULE_CODES:
-        cls = RuleViolation
-    else:
-        cls = MalformedPackage
-    raise cls(first.message, code=first.code, element=first.element, line=first.line)
+    raise first.code.error(first.message, code=first.code, element=first.element, line=first.line)

@@ -44,7 +44,7 @@ from email.policy import HTTP
 from typing import Any, Literal, Protocol, cast
 
 from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
-from edoc_axis.errors import ConfigError, RequestRefused
+from edoc_axis.errors import ConfigError, ErrorCode, RequestRefused
 from edoc_axis.gateway.sdk import (
     PREFIX,
     hash_file_matches,
@@ -76,7 +76,7 @@ class SignedRequest(Protocol):
         ...
 
 
-def _refused(code: str, message: str, *, element: str | None = None) -> RequestRefused:
+def _refused(code: ErrorCode, message: str, *, element: str | None = None) -> RequestRefused:
     return RequestRefused(message, code=code, element=element)
 
 
@@ -101,7 +101,7 @@ def header_json(text: str, header: str, **options: Any) -> Any:
 
 def _too_deep(header: str) -> RequestRefused:
     return _refused(
-        "HEADER_JSON_TOO_DEEP",
+        ErrorCode.HEADER_JSON_TOO_DEEP,
         f"{header} nests JSON more than {MAX_HEADER_JSON_DEPTH} levels deep (the protocol's "
         "header JSON is flat)",
         element=header,
@@ -178,11 +178,11 @@ class Authenticator:
         }
         missing = [PREFIX + k for k, v in headers.items() if v is None]
         if missing:
-            raise _refused("AUTH_MISSING", f"missing header(s): {', '.join(missing)}")
+            raise _refused(ErrorCode.AUTH_MISSING, f"missing header(s): {', '.join(missing)}")
         systemid = _wire_text(cast(str, headers["systemid"]))
         system = self._systems.get(systemid)
         if system is None:
-            raise _refused("AUTH_UNKNOWN_SYSTEM", f"unknown systemid {systemid!r}")
+            raise _refused(ErrorCode.AUTH_UNKNOWN_SYSTEM, f"unknown systemid {systemid!r}")
         sign_header = cast(str, headers["sign-header"])
         given = cast(str, headers["hash-header"]).strip().lower()
         charset = _verified_charset(system.secret, sign_header, given)
@@ -201,7 +201,8 @@ class Authenticator:
             stamp = parse_sdk_timestamp(text, zone)
         except ValueError as exc:
             raise _refused(
-                "AUTH_BAD_TIMESTAMP", f"XroadVnpt-timestamp {text!r}: {exc}", element="timestamp"
+                ErrorCode.AUTH_BAD_TIMESTAMP, f"XroadVnpt-timestamp {text!r}: {exc}",
+                element="timestamp"
             ) from exc
         delta = self._clock() - stamp.timestamp()
         hint = (
@@ -210,14 +211,14 @@ class Authenticator:
         )
         if delta < -self._skew:
             raise _refused(
-                "AUTH_TIMESTAMP_SKEW",
+                ErrorCode.AUTH_TIMESTAMP_SKEW,
                 f"timestamp is {-delta:.0f} s in the future (allowed {self._skew} s, {hint})",
                 element="timestamp",
             )
         max_age = self._max_age
         if max_age and delta > max_age:
             raise _refused(
-                "AUTH_TIMESTAMP_SKEW",
+                ErrorCode.AUTH_TIMESTAMP_SKEW,
                 f"timestamp is {delta:.0f} s old (allowed {max_age} s by [api] "
                 f"max_timestamp_age, {hint})",
                 element="timestamp",
@@ -240,13 +241,13 @@ def _verified_charset(secret: str, sign_header: str, given: str) -> Charset:
     mangled = _low_byte_mangled(sign_header)
     if mangled:
         raise _refused(
-            "AUTH_HEADER_ENCODING",
+            ErrorCode.AUTH_HEADER_ENCODING,
             f"{', '.join(mangled)} arrived with one byte per character: the Java SDK writes the "
             "low byte of each character, so text beyond ISO-8859-1 (Vietnamese đ, ư, ậ, ...) "
             "is not what was signed and its HMAC cannot match; " + ENCODING_ADVICE,
             element=mangled[0],
         )
-    raise _refused("AUTH_BAD_HMAC", "XroadVnpt-hash-header is not the HMAC of sign-header")
+    raise _refused(ErrorCode.AUTH_BAD_HMAC, "XroadVnpt-hash-header is not the HMAC of sign-header")
 
 
 def mangled_headers(head: bytes) -> RequestRefused | None:
@@ -266,7 +267,7 @@ def mangled_headers(head: bytes) -> RequestRefused | None:
     if not signed:
         return None
     return _refused(
-        "AUTH_HEADER_ENCODING",
+        ErrorCode.AUTH_HEADER_ENCODING,
         f"{', '.join(signed)} arrived with control characters: the Java SDK writes the low "
         "byte of each character, so text beyond ISO-8859-1 (Vietnamese đ, ư, ậ, ...) is not "
         "what was signed and cannot be verified; " + ENCODING_ADVICE,
@@ -307,7 +308,8 @@ def _low_byte_mangled(sign_header: str) -> list[str]:
 def _single(request: SignedRequest, name: str) -> str | None:
     found = request.values(name)
     if len(found) > 1:
-        raise _refused("AUTH_HEADER_MISMATCH", f"header {name} sent more than once", element=name)
+        raise _refused(ErrorCode.AUTH_HEADER_MISMATCH, f"header {name} sent more than once",
+                       element=name)
     return found[0] if found else None
 
 
@@ -325,26 +327,29 @@ def _parse_sign_header(text: str, key_list: str) -> dict[str, str]:
     try:
         data = header_json(text, "XroadVnpt-sign-header", object_pairs_hook=pairs_hook)
     except ValueError as exc:
-        raise _refused("AUTH_BAD_SIGN_HEADER", f"XroadVnpt-sign-header is not JSON: {exc}") from exc
+        raise _refused(ErrorCode.AUTH_BAD_SIGN_HEADER,
+                       f"XroadVnpt-sign-header is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise _refused("AUTH_BAD_SIGN_HEADER", "XroadVnpt-sign-header must be a JSON object")
+        raise _refused(ErrorCode.AUTH_BAD_SIGN_HEADER,
+                       "XroadVnpt-sign-header must be a JSON object")
     signed: dict[str, str] = {}
     names: list[str] = []
     for key, value in data.items():
         if not key.lower().startswith(PREFIX) or not isinstance(value, str):
             raise _refused(
-                "AUTH_BAD_SIGN_HEADER",
+                ErrorCode.AUTH_BAD_SIGN_HEADER,
                 f"sign-header entry {key!r} must be an XroadVnpt-<name> string",
             )
         name = key[len(PREFIX) :]
         if name.lower() in signed:
-            raise _refused("AUTH_BAD_SIGN_HEADER", f"sign-header names {name!r} twice (by case)")
+            raise _refused(ErrorCode.AUTH_BAD_SIGN_HEADER,
+                           f"sign-header names {name!r} twice (by case)")
         signed[name.lower()] = value
         names.append(name)
     listed = [n.strip() for n in key_list.split(";") if n.strip()]
     if sorted(listed) != sorted(names):
         raise _refused(
-            "AUTH_HEADER_MISMATCH",
+            ErrorCode.AUTH_HEADER_MISMATCH,
             "XroadVnpt-sign-header-key does not list the names in XroadVnpt-sign-header",
         )
     return signed
@@ -356,25 +361,29 @@ def _check_signed_matches(
     """A header the call relies on must be both signed and sent, with the same value."""
     wire = request.values(PREFIX + key)
     if len(wire) > 1:
-        raise _refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} sent more than once")
+        raise _refused(ErrorCode.AUTH_HEADER_MISMATCH,
+                       f"header XroadVnpt-{key} sent more than once")
     if key not in signed:
         if wire:
-            raise _refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} is sent but not signed")
+            raise _refused(ErrorCode.AUTH_HEADER_MISMATCH,
+                           f"header XroadVnpt-{key} is sent but not signed")
         if key in ("systemid", "timestamp"):
-            raise _refused("AUTH_MISSING", f"XroadVnpt-{key} is not in the signed headers")
+            raise _refused(ErrorCode.AUTH_MISSING, f"XroadVnpt-{key} is not in the signed headers")
         return
     if not wire:
-        raise _refused("AUTH_HEADER_MISMATCH", f"signed header XroadVnpt-{key} was not sent")
+        raise _refused(ErrorCode.AUTH_HEADER_MISMATCH,
+                       f"signed header XroadVnpt-{key} was not sent")
     if _wire_text(wire[0], charset).strip() == signed[key].strip():
         return
     if wire[0].strip() == low_byte_text(signed[key]).strip():
         raise _refused(
-            "AUTH_HEADER_ENCODING",
+            ErrorCode.AUTH_HEADER_ENCODING,
             f"header XroadVnpt-{key} arrived as the low byte of each character of its signed "
             "value (as the Java SDK writes headers); " + ENCODING_ADVICE,
             element=f"XroadVnpt-{key}",
         )
-    raise _refused("AUTH_HEADER_MISMATCH", f"header XroadVnpt-{key} differs from its signed value")
+    raise _refused(ErrorCode.AUTH_HEADER_MISMATCH,
+                   f"header XroadVnpt-{key} differs from its signed value")
 
 
 # --- the body of sendEdoc ----------------------------------------------------------------------
@@ -393,9 +402,10 @@ def extract_package(request: SignedRequest, hash_file: str) -> bytes:
         if candidate and hash_file_matches(candidate, hash_file):
             return candidate
     if not body:
-        raise _refused("BAD_REQUEST", "sendEdoc needs the package as the request body")
+        raise _refused(ErrorCode.BAD_REQUEST, "sendEdoc needs the package as the request body")
     raise _refused(
-        "HASH_FILE_MISMATCH", "hash-file is not the SHA-256 of the body", element="hash-file"
+        ErrorCode.HASH_FILE_MISMATCH, "hash-file is not the SHA-256 of the body",
+        element="hash-file"
     )
 
 

@@ -52,7 +52,7 @@ from typing import TypeVar
 from edoc_axis.edxml.model import subject_and_notation
 from edoc_axis.edxml.parsed import Claims, ParsedPackage, read_package
 from edoc_axis.edxml.read import parse
-from edoc_axis.errors import ConfigError, NotFound, PackageRejected, RuleViolation
+from edoc_axis.errors import ConfigError, ErrorCode, NotFound, PackageRejected, RuleViolation
 from edoc_axis.gateway.ledger import RequestRecord
 from edoc_axis.gateway.protocol import (
     AckState,
@@ -114,7 +114,8 @@ class NodeBackend:
     def _own(self, agency: str) -> None:
         if agency != self.node.organ_id:
             raise ConfigError(f"a DMS system is configured for {agency}, but this node serves "
-                              f"{self.node.organ_id}", code="DMS_AGENCY_MISMATCH", agency=agency)
+                              f"{self.node.organ_id}", code=ErrorCode.DMS_AGENCY_MISMATCH,
+                              agency=agency)
 
     # --- sendEdoc ------------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class NodeBackend:
         if claims.kind != kind:
             raise RuleViolation(f"messagetype is {kind}, but the package is a "
                                 f"{'status' if claims.kind == 'status' else 'document'} package",
-                                code="MESSAGETYPE_MISMATCH", element="messagetype")
+                                code=ErrorCode.MESSAGETYPE_MISMATCH, element="messagetype")
         if not declared_to:
             return
         addressed = set(claims.addressees)
@@ -171,7 +172,7 @@ class NodeBackend:
         if stray:
             raise RuleViolation(f"header to names {', '.join(stray)}, not addressed by the "
                                 f"package (it goes to {', '.join(sorted(addressed))})",
-                                code="TO_NOT_IN_PACKAGE", element="to")
+                                code=ErrorCode.TO_NOT_IN_PACKAGE, element="to")
 
     # --- received side -------------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class DmsClient:
         parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise EdocAxisError(
-                f"endpoint must be an http(s) URL, got {endpoint!r}", code="BAD_ENDPOINT"
+                f"endpoint must be an http(s) URL, got {endpoint!r}", code=ErrorCode.BAD_ENDPOINT
             )
         self._scheme = parts.scheme
         self._host = parts.hostname
@@ -128,7 +128,8 @@ class DmsClient:
         try:
             return base64.b64decode(str(answer.get("data", "")), validate=True)
         except ValueError as exc:
-            raise EdocAxisError("getEdoc answer data is not base64", code="BAD_ANSWER") from exc
+            raise EdocAxisError("getEdoc answer data is not base64",
+                                code=ErrorCode.BAD_ANSWER) from exc
 
     def update_status(self, doc_id: str, status: str, description: str | None = None) -> None:
         """Acknowledge pickup: ``status`` done, fail or processing."""
@@ -222,21 +223,21 @@ class DmsClient:
                 if reused and attempt == 1:
                     continue
                 raise TemporaryFailure(
-                    f"{name}: connection lost: {exc}", code="DMS_UNREACHABLE"
+                    f"{name}: connection lost: {exc}", code=ErrorCode.DMS_UNREACHABLE
                 ) from exc
             except OSError as exc:
                 self.close()
                 raise TemporaryFailure(
-                    f"{name}: cannot reach {self._host}: {exc}", code="DMS_UNREACHABLE"
+                    f"{name}: cannot reach {self._host}: {exc}", code=ErrorCode.DMS_UNREACHABLE
                 ) from exc
         try:
             answer = json.loads(raw)
         except ValueError as exc:
             raise EdocAxisError(
-                f"{name}: answer (HTTP {response.status}) is not JSON", code="BAD_ANSWER"
+                f"{name}: answer (HTTP {response.status}) is not JSON", code=ErrorCode.BAD_ANSWER
             ) from exc
         if not isinstance(answer, dict):
-            raise EdocAxisError(f"{name}: answer is not a JSON object", code="BAD_ANSWER")
+            raise EdocAxisError(f"{name}: answer is not a JSON object", code=ErrorCode.BAD_ANSWER)
         return response.status, answer
 
     def header_bytes(self, value: str) -> bytes:
@@ -246,7 +247,7 @@ class DmsClient:
         if b"\r" in raw or b"\n" in raw:
             raise EdocAxisError(
                 f"header value {value!r} would break the HTTP request (CR or LF)",
-                code="BAD_HEADER_VALUE",
+                code=ErrorCode.BAD_HEADER_VALUE,
             )
         return raw
 

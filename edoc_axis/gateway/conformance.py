@@ -47,7 +47,7 @@ from edoc_axis.edxml.model import (
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.status import new_status
 from edoc_axis.edxml.write import append_trace_header, build
-from edoc_axis.errors import EdocAxisError
+from edoc_axis.errors import EdocAxisError, ErrorCode
 from edoc_axis.gateway.client import DmsClient
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -60,47 +60,48 @@ ACK_NOTE = "edoc-axis dms selftest"
 
 # What a gateway refusal means for the person running the test, by the gateway's ErrorCode.
 HINTS = {
-    "AUTH_BAD_HMAC": (
+    ErrorCode.AUTH_BAD_HMAC: (
         "the gateway's HMAC-SHA256 of XroadVnpt-sign-header, keyed with the secret the node "
         "holds for systemid {systemid}, differs from ours: the secret used here is not the one "
         "in the node's [[dms]] table for this systemid (compare the secret files; surrounding "
         "spaces and newlines are ignored)"),
-    "AUTH_UNKNOWN_SYSTEM": "the node has no [[dms]] table with systemid {systemid}",
-    "AUTH_TIMESTAMP_SKEW": (
+    ErrorCode.AUTH_UNKNOWN_SYSTEM: "the node has no [[dms]] table with systemid {systemid}",
+    ErrorCode.AUTH_TIMESTAMP_SKEW: (
         "the call's timestamp is outside the node's window: it is read in the node's "
         "api.timezone (Vietnam time unless set) and may be at most 300 s ahead; compare the "
         "clocks of both machines, that zone and api.max_timestamp_age"),
-    "AUTH_HEADER_ENCODING": (
+    ErrorCode.AUTH_HEADER_ENCODING: (
         "a signed header holds text beyond ISO-8859-1 (Vietnamese đ, ư, ậ, ...): the Java SDK "
         "writes each header character as its low byte, so what arrives is not what was signed. "
         "Send only ASCII in XroadVnpt headers: percent-encode UTF-8 text (an updateStatus "
         "description such as %C4%90%C3%A3 for Đã is decoded by the gateway), or use a client "
         "that writes headers as UTF-8"),
-    "REQUEST_IN_PROGRESS": (
+    ErrorCode.REQUEST_IN_PROGRESS: (
         "the gateway is still answering the first copy of this exact signed request (a retry "
         "came before its answer): wait a second (Retry-After) and send the same request "
         "again; it gets the first answer and is not applied twice"),
-    "AUTH_BAD_TIMESTAMP": "the timestamp is not the SDK's ddMMyyyy'T'HHmmss+SSSS form",
-    "AUTH_REPLAY": (
+    ErrorCode.AUTH_BAD_TIMESTAMP: "the timestamp is not the SDK's ddMMyyyy'T'HHmmss+SSSS form",
+    ErrorCode.AUTH_REPLAY: (
         "these exact signed headers were already answered, and now came with another body or "
         "call, so nothing was done (an exact repeat, same headers and same body, simply gets "
         "its first answer again). Sign the headers for the body actually sent (a new timestamp "
         "and that body's hash-file); a failed updateStatus repeated after a later one for the "
         "same docId succeeded is refused too: send a new updateStatus"),
-    "AUTH_MISSING": "a required XroadVnpt-* header was not sent or not signed",
-    "AUTH_HEADER_MISMATCH": "a header differs from its value in XroadVnpt-sign-header",
-    "AUTH_BAD_SIGN_HEADER": "XroadVnpt-sign-header must be the compact JSON of the headers",
-    "FROM_NOT_ALLOWED": (
+    ErrorCode.AUTH_MISSING: "a required XroadVnpt-* header was not sent or not signed",
+    ErrorCode.AUTH_HEADER_MISMATCH: "a header differs from its value in XroadVnpt-sign-header",
+    ErrorCode.AUTH_BAD_SIGN_HEADER: "XroadVnpt-sign-header must be the compact JSON of the headers",
+    ErrorCode.FROM_NOT_ALLOWED: (
         "systemid {systemid} speaks for another agency: use --from with the organ_id of its "
         "[[dms]] table"),
-    "SIG_MISSING": (
+    ErrorCode.SIG_MISSING: (
         "the node does not sign unsigned submissions (signature.sign_unsigned_submissions = "
         "false), and the test document is unsigned"),
-    "AGENCY_UNKNOWN": "the agency is not in the node's directory",
-    "DMS_UNREACHABLE": (
+    ErrorCode.AGENCY_UNKNOWN: "the agency is not in the node's directory",
+    ErrorCode.DMS_UNREACHABLE: (
         "nothing answers at the endpoint: is the node (or sandbox) running, and is the URL its "
         "api.listen address?"),
-    "BAD_ANSWER": "the endpoint does not speak the axis protocol: is it the gateway's base URL?",
+    ErrorCode.BAD_ANSWER: (
+        "the endpoint does not speak the axis protocol: is it the gateway's base URL?"),
 }
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol, cast
 
+from edoc_axis.errors import ErrorCode
 from edoc_axis.gateway.protocol import Response
 
 WRITE_GRACE = 10.0  # seconds past request_timeout for writing an answer before the abort
@@ -77,7 +78,7 @@ class Body(Protocol):
 
 
 # A refusal the guard sends: (code, message) -> the protocol's answer, counted and logged.
-Refuse = Callable[[str, str], Response]
+Refuse = Callable[[ErrorCode, str], Response]
 
 
 class Guards:
@@ -110,10 +111,10 @@ class Guards:
         """Count a new connection from ``client``, or the refusal to send it instead."""
         limits = self.limits
         if self._open >= limits.max_connections:
-            return self.refuse("SERVER_BUSY", "too many connections")
+            return self.refuse(ErrorCode.SERVER_BUSY, "too many connections")
         if self._per_client.get(client, 0) >= limits.max_connections_per_client:
             return self.refuse(
-                "TOO_MANY_CONNECTIONS",
+                ErrorCode.TOO_MANY_CONNECTIONS,
                 f"{limits.max_connections_per_client} connections from this address are open",
             )
         self._open += 1
@@ -276,7 +277,7 @@ class ConnectionGuard(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         refusal = self._guards.refuse(
-            "REQUEST_TIMEOUT",
+            ErrorCode.REQUEST_TIMEOUT,
             f"the request's headers did not arrive within {self._limits.header_timeout:g} s",
         )
         with contextlib.suppress(OSError, RuntimeError):

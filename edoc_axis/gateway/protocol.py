@@ -1,9 +1,10 @@
 """The national axis client protocol as data: calls, answers, errors, what it needs of a node.
 
 Protocol and quirks: ``shared/spec/axis-client-protocol.md``. This module holds the call names,
-the JSON shapes of answers (``ok_payload``/``fail_payload`` and one per listed item), the HTTP
-status of each refusal, the request and response values the service and the HTTP server pass
-between them, and ``DmsBackend``, the node as the gateway sees it. No I/O and no HTTP server.
+the JSON shapes of answers (``ok_payload``/``fail_payload`` and one per listed item), the
+codes the gateway answers by itself (every code's HTTP status is the registry's), the request
+and response values the service and the HTTP server pass between them, and ``DmsBackend``,
+the node as the gateway sees it. No I/O and no HTTP server.
 Decisions taken where the spec is silent:
 
 - Answers are ASCII-only JSON (the SDK reads sendEdoc answers as US-ASCII), never ``null``
@@ -21,16 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Literal, Protocol
 
-from edoc_axis.errors import (
-    ConfigError,
-    EdocAxisError,
-    NotFound,
-    PackageRejected,
-    PackageTooLarge,
-    RequestRefused,
-    SpoofedSender,
-    TemporaryFailure,
-)
+from edoc_axis.errors import EdocAxisError, ErrorCode, RequestRefused
 
 Kind = Literal["edoc", "status"]
 AckState = Literal["done", "fail", "processing"]
@@ -146,56 +138,24 @@ class DmsBackend(Protocol):
 
 # --- errors --------------------------------------------------------------------------------------
 
-# HTTP status per gateway code; backend errors are mapped by class in status_for().
-STATUS_BY_CODE = {
-    "AUTH_MISSING": 401,
-    "AUTH_UNKNOWN_SYSTEM": 401,
-    "AUTH_BAD_HMAC": 401,
-    "AUTH_BAD_SIGN_HEADER": 401,
-    "AUTH_HEADER_MISMATCH": 401,
-    "AUTH_BAD_TIMESTAMP": 401,
-    "AUTH_TIMESTAMP_SKEW": 401,
-    "AUTH_REPLAY": 401,
-    "AUTH_HEADER_ENCODING": 401,
-    "REQUEST_IN_PROGRESS": 409,
-    "FROM_NOT_ALLOWED": 403,
-    "HASH_FILE_MISMATCH": 400,
-    "BAD_REQUEST": 400,
-    "BAD_HEADER": 400,
-    "NOT_FOUND": 404,
-    "METHOD_NOT_ALLOWED": 405,
-    "LENGTH_REQUIRED": 411,
-    "BODY_TOO_LARGE": 413,
-    "HEADER_TOO_LARGE": 431,
-    "HEADER_JSON_TOO_DEEP": 400,
-    "BODY_INCOMPLETE": 400,
-    "REQUEST_TIMEOUT": 408,
-    "TOO_MANY_CONNECTIONS": 429,
-    "SERVER_BUSY": 503,
-    "INTERNAL_ERROR": 500,
-}
-
-# Backend errors by class, most specific first; anything else the node raises on purpose is 400.
-_STATUS_BY_CLASS: tuple[tuple[type[EdocAxisError], int], ...] = (
-    (NotFound, 404),
-    (PackageTooLarge, 413),
-    (SpoofedSender, 403),
-    (PackageRejected, 422),
-    (TemporaryFailure, 503),
-    (ConfigError, 500),
+# The codes the gateway answers by itself (listed in /openapi.json). The HTTP status of every
+# code, these and the node's, is the registry's (edoc_axis.errors.ErrorCode.http_status).
+GATEWAY_CODES = (
+    *(c for c in ErrorCode if c.error is RequestRefused and c not in (
+        ErrorCode.REQUEST_REFUSED, ErrorCode.REMOTE_REFUSED)),
+    ErrorCode.NOT_FOUND,
 )
 
 
-def refused(code: str, message: str, *, element: str | None = None) -> RequestRefused:
-    """A gateway refusal with a stable code (HTTP status from the code table)."""
-    return RequestRefused(message, code=code, element=element)
+def refused(code: ErrorCode, message: str, *, element: str | None = None) -> EdocAxisError:
+    """A gateway refusal with a stable code, as the code's class (``RequestRefused``, or
+    ``NotFound`` for an unknown path)."""
+    return code.error(message, code=code, element=element)
 
 
 def status_for(exc: EdocAxisError) -> int:
-    """The HTTP status answering ``exc``: by code for refusals, else by error class."""
-    if isinstance(exc, RequestRefused):
-        return STATUS_BY_CODE.get(exc.code, 400)
-    return next((status for cls, status in _STATUS_BY_CLASS if isinstance(exc, cls)), 400)
+    """The HTTP status answering ``exc``: its code's, from the registry."""
+    return exc.code.http_status
 
 
 # --- requests and answers ------------------------------------------------------------------------

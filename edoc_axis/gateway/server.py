@@ -32,7 +32,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from edoc_axis import __version__
 from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
-from edoc_axis.errors import ConfigError, EdocAxisError
+from edoc_axis.errors import ConfigError, EdocAxisError, ErrorCode
 from edoc_axis.gateway.auth import mangled_headers
 from edoc_axis.gateway.guard import Guards, ServerLimits
 from edoc_axis.gateway.ledger import RequestLedger
@@ -79,15 +79,16 @@ class _HttpProtocol(RequestHandler):
         if status >= 500:
             # Not a client's fault but ours (a bug past the handler's own guard): keep the trace.
             log.error("dms_http_error", error=type(exc).__name__ if exc else None, exc_info=exc)
-            refusal = refused("INTERNAL_ERROR", "internal error; see the node log")
+            refusal = refused(ErrorCode.INTERNAL_ERROR, "internal error; see the node log")
         elif mangled is not None:
             refusal = mangled
         elif isinstance(exc, LineTooLong) or "too many headers" in reason.lower():
-            refusal = refused("HEADER_TOO_LARGE", "the request line or a header is too large")
+            refusal = refused(ErrorCode.HEADER_TOO_LARGE,
+                              "the request line or a header is too large")
         elif "content-length" in reason.lower():
-            refusal = refused("BAD_HEADER", f"bad Content-Length: {reason}")
+            refusal = refused(ErrorCode.BAD_HEADER, f"bad Content-Length: {reason}")
         else:
-            refusal = refused("BAD_REQUEST", f"malformed HTTP request: {reason}")
+            refusal = refused(ErrorCode.BAD_REQUEST, f"malformed HTTP request: {reason}")
         response = _web_response(self.refuse(refusal))
         response.force_close()
         return response
@@ -232,7 +233,7 @@ class DmsServer:
 
     # -- one request
 
-    def _refuse(self, code: str, message: str) -> Response:
+    def _refuse(self, code: ErrorCode, message: str) -> Response:
         return self.gateway.refuse(refused(code, message), None, close=True)
 
     def _refuse_parse(self, exc: EdocAxisError) -> Response:
@@ -288,12 +289,12 @@ class DmsServer:
                 body = await request.content.readexactly(length)
         except asyncio.IncompleteReadError as exc:
             return self.gateway.refuse(refused(
-                "BODY_INCOMPLETE",
+                ErrorCode.BODY_INCOMPLETE,
                 f"the body ended after {len(exc.partial)} of the {length} bytes its "
                 "Content-Length announced"), call, close=True)
         except TimeoutError:
             return self.gateway.refuse(refused(
-                "REQUEST_TIMEOUT",
+                ErrorCode.REQUEST_TIMEOUT,
                 f"the body ({length} bytes) did not arrive within the request deadline of "
                 f"{self.limits.request_timeout:g} s"), call, close=True)
         self.gateway.metrics.body_read(call, length)

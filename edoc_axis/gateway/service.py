@@ -34,16 +34,16 @@ from urllib.parse import unquote
 from edoc_axis import __version__
 from edoc_axis.config.settings import ApiSettings, DmsSystemSettings
 from edoc_axis.edxml.limits import DEFAULT_MAX_BYTES
-from edoc_axis.errors import EdocAxisError
+from edoc_axis.errors import EdocAxisError, ErrorCode
 from edoc_axis.gateway.auth import Authenticated, Authenticator, extract_package, header_json
 from edoc_axis.gateway.ledger import MemoryLedger, RequestLedger, RequestRecord
 from edoc_axis.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edoc_axis.gateway.metrics import GatewayMetrics
 from edoc_axis.gateway.openapi import openapi_document
 from edoc_axis.gateway.protocol import (
+    GATEWAY_CODES,
     MUTATING_CALLS,
     SERVICE_PATHS,
-    STATUS_BY_CODE,
     AckState,
     DmsBackend,
     Kind,
@@ -82,27 +82,27 @@ def _kind(signed: Mapping[str, str], *, required: bool) -> Kind:
     value = signed.get("messagetype", "").strip().lower()
     if not value:
         if required:
-            raise refused("BAD_REQUEST", "header messagetype (edoc or status) is required")
+            raise refused(ErrorCode.BAD_REQUEST, "header messagetype (edoc or status) is required")
         return "edoc"
     if value not in ("edoc", "status"):
-        raise refused("BAD_REQUEST", f"messagetype must be edoc or status, not {value!r}")
+        raise refused(ErrorCode.BAD_REQUEST, f"messagetype must be edoc or status, not {value!r}")
     return cast(Kind, value)
 
 
 def _check_service(signed: Mapping[str, str]) -> None:
     service = signed.get("servicetype", "").strip()
     if service and service.lower() != "edoc":
-        raise refused("BAD_REQUEST", f"servicetype must be eDoc, not {service!r}")
+        raise refused(ErrorCode.BAD_REQUEST, f"servicetype must be eDoc, not {service!r}")
 
 
 def _doc_id(signed: Mapping[str, str], *, required: bool) -> str | None:
     value = signed.get("docid", "").strip()
     if not value:
         if required:
-            raise refused("BAD_REQUEST", "header docId is required")
+            raise refused(ErrorCode.BAD_REQUEST, "header docId is required")
         return None
     if len(value) > 256 or any(ord(c) < 32 for c in value):
-        raise refused("BAD_REQUEST", "header docId is malformed")
+        raise refused(ErrorCode.BAD_REQUEST, "header docId is malformed")
     return value
 
 
@@ -116,9 +116,9 @@ def _recipients(signed: Mapping[str, str]) -> list[str] | None:
     try:
         value = header_json(raw, "XroadVnpt-to")
     except ValueError as exc:
-        raise refused("BAD_REQUEST", f"header to is not a JSON list: {exc}") from exc
+        raise refused(ErrorCode.BAD_REQUEST, f"header to is not a JSON list: {exc}") from exc
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise refused("BAD_REQUEST", "header to must be a JSON list of OrganIds")
+        raise refused(ErrorCode.BAD_REQUEST, "header to must be a JSON list of OrganIds")
     return [v.strip() for v in value] or None
 
 
@@ -165,30 +165,32 @@ class DmsGateway:
         """Refuse before the body is read: unknown path, wrong method, length missing or too big."""
         call = call_name(path)
         if call is None and path not in SERVICE_PATHS:
-            return self.refuse(refused("NOT_FOUND", f"no such call {path!r}"), None, close=True)
+            return self.refuse(refused(ErrorCode.NOT_FOUND, f"no such call {path!r}"), None,
+                               close=True)
         if call is None:
             if method not in ("GET", "HEAD"):
                 return self.refuse(
-                    refused("METHOD_NOT_ALLOWED", f"{path} answers GET"), None, close=True
+                    refused(ErrorCode.METHOD_NOT_ALLOWED, f"{path} answers GET"), None, close=True
                 )
             return None
         if method not in ("POST", "GET"):
             return self.refuse(
-                refused("METHOD_NOT_ALLOWED", "protocol calls are POST"), call, close=True
+                refused(ErrorCode.METHOD_NOT_ALLOWED, "protocol calls are POST"), call, close=True
             )
         lengths = headers.get("content-length", [])
         if headers.get("transfer-encoding"):
             return self.refuse(
-                refused("LENGTH_REQUIRED", "send a Content-Length, not chunked transfer"),
+                refused(ErrorCode.LENGTH_REQUIRED, "send a Content-Length, not chunked transfer"),
                 call,
                 close=True,
             )
         if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
-            return self.refuse(refused("BAD_HEADER", "bad Content-Length"), call, close=True)
+            return self.refuse(refused(ErrorCode.BAD_HEADER, "bad Content-Length"), call,
+                               close=True)
         if lengths and int(lengths[0]) > self.max_body_bytes:
             return self.refuse(
                 refused(
-                    "BODY_TOO_LARGE",
+                    ErrorCode.BODY_TOO_LARGE,
                     f"body of {int(lengths[0])} bytes exceeds {self.max_body_bytes}",
                 ),
                 call,
@@ -216,7 +218,7 @@ class DmsGateway:
         if path == "/metrics":
             return Response(200, self.render_metrics(), METRICS_CONTENT_TYPE)
         if self._openapi is None:
-            document = openapi_document(STATUS_BY_CODE)
+            document = openapi_document(GATEWAY_CODES)
             self._openapi = json.dumps(document, ensure_ascii=True).encode()
         return Response(200, self._openapi)
 
@@ -259,7 +261,7 @@ class DmsGateway:
         with self._lock:
             if key in self._in_flight:
                 raise refused(
-                    "REQUEST_IN_PROGRESS",
+                    ErrorCode.REQUEST_IN_PROGRESS,
                     "this signed request is being answered right now; send it again in a "
                     "moment to get its answer",
                 )
@@ -278,7 +280,7 @@ class DmsGateway:
         if earlier is not None:
             if earlier.call != call or earlier.body_sha256 != body_sha256:
                 raise refused(
-                    "AUTH_REPLAY",
+                    ErrorCode.AUTH_REPLAY,
                     f"this signed request was already answered ({earlier.call}) and now comes "
                     "with another body or call; nothing was done",
                 )
@@ -289,7 +291,7 @@ class DmsGateway:
                 earlier.subject, earlier.seq
             ):
                 raise refused(
-                    "AUTH_REPLAY",
+                    ErrorCode.AUTH_REPLAY,
                     f"this signed updateStatus failed before, and a later updateStatus of "
                     f"{earlier.subject} has been applied since; it is not applied now (sign a "
                     "new request to change the state again)",
@@ -322,16 +324,16 @@ class DmsGateway:
             kind = _kind(signed, required=True)
             declared_from = signed.get("from", "").strip()
             if not declared_from:
-                raise refused("BAD_REQUEST", "header from is required")
+                raise refused(ErrorCode.BAD_REQUEST, "header from is required")
             if declared_from != agency:
                 raise refused(
-                    "FROM_NOT_ALLOWED",
+                    ErrorCode.FROM_NOT_ALLOWED,
                     f"system {auth.system.systemid!r} may not send as {declared_from!r}",
                     element="from",
                 )
             hash_file = signed.get("hash-file", "").strip()
             if not hash_file:
-                raise refused("BAD_REQUEST", "header hash-file is required")
+                raise refused(ErrorCode.BAD_REQUEST, "header hash-file is required")
             data = extract_package(request, hash_file)
             doc_id = self.backend.submit(data, kind, declared_from, _recipients(signed))
             log.info(
@@ -349,7 +351,7 @@ class DmsGateway:
             doc_id = cast(str, _doc_id(signed, required=True))
             state = signed.get("status", "").strip().lower()
             if state not in ("done", "fail", "processing"):
-                raise refused("BAD_REQUEST", "status must be done, fail or processing")
+                raise refused(ErrorCode.BAD_REQUEST, "status must be done, fail or processing")
             description = _description(signed.get("description") or None)
             self.backend.acknowledge(agency, doc_id, cast(AckState, state), description)
             return ok_payload()
@@ -368,10 +370,10 @@ class DmsGateway:
         except Exception as exc:  # health must answer even when the node is sick
             log.warning("dms_health_failed", error=type(exc).__name__)
             return json_response(
-                503,
+                ErrorCode.NODE_UNAVAILABLE.http_status,
                 {
                     "status": "FAIL",
-                    "ErrorCode": "NODE_UNAVAILABLE",
+                    "ErrorCode": ErrorCode.NODE_UNAVAILABLE,
                     "ErrorDesc": "the node does not answer",
                 },
             )
@@ -395,7 +397,7 @@ class DmsGateway:
         ref = uuid.uuid4().hex[:12]
         log.exception("dms_call_crashed", call=call, ref=ref)
         return self.refuse(
-            refused("INTERNAL_ERROR", f"internal error; see the node log (ref {ref})"), call
+            refused(ErrorCode.INTERNAL_ERROR, f"internal error; see the node log (ref {ref})"), call
         )
 
     def refuse(self, exc: EdocAxisError, call: str | None, *, close: bool = False) -> Response:

@@ -21,7 +21,7 @@ from edoc_axis.edxml.model import Organization, Package
 from edoc_axis.edxml.parsed import ParsedPackage
 from edoc_axis.edxml.read import from_tree
 from edoc_axis.edxml.write import build_tree
-from edoc_axis.errors import ConfigError
+from edoc_axis.errors import ConfigError, ErrorCode
 from edoc_axis.node.wiring import Identity, audit_log, broker_topology
 from edoc_axis.store import Store
 from edoc_axis.transport.topology import Topology
@@ -59,7 +59,7 @@ class Context:
         me = directory.find(settings.organ_id)
         if me is None:
             raise ConfigError(f"this agency {settings.organ_id} is not in the agency directory",
-                              code="DIRECTORY_MISSING_SELF", agency=settings.organ_id)
+                              code=ErrorCode.DIRECTORY_MISSING_SELF, agency=settings.organ_id)
         policy: SignaturePolicy = settings.signature
         log = audit_log(settings, store, identity)
         if store.on_event is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from edoc_axis.edxml.model import DocumentPackage, ResponseFor, subject_and_notation
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.status import new_status
-from edoc_axis.errors import EdocAxisError, NotFound, RuleViolation
+from edoc_axis.errors import EdocAxisError, ErrorCode, NotFound, RuleViolation
 from edoc_axis.node import state
 from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique
 from edoc_axis.node.state import RECIPIENT_CODES, REPEATABLE_CODES, SENDER_CODES
@@ -101,14 +101,14 @@ class Receipts:
             delivery = txn.delivery_for(document_id, to)
             if delivery is None:
                 raise NotFound(f"no document {document_id} was sent to {to}",
-                               code="DOCUMENT_NOT_SENT", agency=to)
+                               code=ErrorCode.DOCUMENT_NOT_SENT, agency=to)
         elif side == "recipient":
             if txn.latest_document("in", document_id, sender=to) is None:
                 raise NotFound(f"no document {document_id} was received from {to}",
-                               code="DOCUMENT_NOT_RECEIVED", agency=to)
+                               code=ErrorCode.DOCUMENT_NOT_RECEIVED, agency=to)
         else:
             raise RuleViolation(f"status code {code} cannot be sent by this node",
-                                code="STATUS_CODE_NOT_ALLOWED", element="StatusCode")
+                                code=ErrorCode.STATUS_CODE_NOT_ALLOWED, element="StatusCode")
         package_id = str(uuid.uuid4())
         signed_digest = signed_digest or sha256(signed)
         row = txn.add_package(NewPackage(
@@ -137,20 +137,21 @@ class Receipts:
                              if to is None or d.recipient == to)
             if not targets:
                 raise NotFound(f"no sent document {document_id}"
-                               + (f" to {to}" if to else ""), code="DOCUMENT_NOT_SENT")
+                               + (f" to {to}" if to else ""), code=ErrorCode.DOCUMENT_NOT_SENT)
             source = store.packages(direction="out", kind="edoc", document_id=document_id)
         elif code in RECIPIENT_CODES:
             entries = [e for e in store.received_documents(document_id)
                        if to is None or e.sender == to]
             if not entries:
                 raise NotFound(f"no received document {document_id}"
-                               + (f" from {to}" if to else ""), code="DOCUMENT_NOT_RECEIVED")
+                               + (f" from {to}" if to else ""),
+                               code=ErrorCode.DOCUMENT_NOT_RECEIVED)
             targets = unique(e.sender for e in entries)
             source = [store.package(e.package_id) for e in entries]
         else:
             raise RuleViolation(f"status code {code} cannot be set here; use one of "
                                 f"{', '.join(sorted(RECIPIENT_CODES | SENDER_CODES))}",
-                                code="STATUS_CODE_NOT_ALLOWED", element="StatusCode")
+                                code=ErrorCode.STATUS_CODE_NOT_ALLOWED, element="StatusCode")
         document = self._stored_document(source[-1])
         results = []
         for target in targets:

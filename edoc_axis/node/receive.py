@@ -29,6 +29,7 @@ from edoc_axis.edxml.parsed import Claims
 from edoc_axis.edxml.profile import RECEIVED
 from edoc_axis.errors import (
     EdocAxisError,
+    ErrorCode,
     PackageRejected,
     PackageTooLarge,
     RuleViolation,
@@ -100,10 +101,10 @@ class Receiver:
         try:
             if not user:
                 raise SpoofedSender("the message has no user_id: the publisher is unknown",
-                                    code="SENDER_NO_USER_ID")
+                                    code=ErrorCode.SENDER_NO_USER_ID)
             if len(message.body) > ctx.limits.max_bytes:
                 raise PackageTooLarge(f"message of {len(message.body)} bytes exceeds the limit",
-                                      code="PACKAGE_TOO_LARGE")
+                                      code=ErrorCode.PACKAGE_TOO_LARGE)
             accepted = schema.accept(message.body, ctx.limits, RECEIVED)  # the one parse
             parsed = accepted.parsed
             item.sha256 = parsed.sha256
@@ -115,7 +116,7 @@ class Receiver:
                 raise SpoofedSender(
                     f"From/OrganId {claimed} but published by broker user {user!r}"
                     f" ({item.identified.organ_id if item.identified else 'unknown agency'})",
-                    code="SENDER_SPOOFED", agency=claimed, element="From/OrganId")
+                    code=ErrorCode.SENDER_SPOOFED, agency=claimed, element="From/OrganId")
             policy = ctx.status_policy if claims.kind == "status" else ctx.policy
             pkg: Package
             if claims.signed or policy.require_signature:
@@ -128,10 +129,11 @@ class Receiver:
             if isinstance(pkg, DocumentPackage):
                 if ctx.organ_id not in {o.organ_id for o in pkg.recipients}:
                     raise RuleViolation(f"the document is not addressed to {ctx.organ_id}",
-                                        code="NOT_ADDRESSED_HERE", element="To/OrganId")
+                                        code=ErrorCode.NOT_ADDRESSED_HERE, element="To/OrganId")
             elif pkg.response_for.organ_id != ctx.organ_id:
                 raise RuleViolation(f"the status is addressed to {pkg.response_for.organ_id}",
-                                    code="NOT_ADDRESSED_HERE", element="ResponseFor/OrganId")
+                                    code=ErrorCode.NOT_ADDRESSED_HERE,
+                                    element="ResponseFor/OrganId")
             item.package = pkg
         except PackageRejected as exc:
             item.error = exc
@@ -269,13 +271,13 @@ class Receiver:
             if txn.latest_document("in", document_id, sender=sender) is None:
                 raise RuleViolation(f"status {code} from {sender} about {document_id}, a "
                                     "document not received from it",
-                                    code="STATUS_UNKNOWN_DOCUMENT", agency=sender)
+                                    code=ErrorCode.STATUS_UNKNOWN_DOCUMENT, agency=sender)
         else:
             delivery = txn.delivery_for(document_id, sender)
             if delivery is None and code != "02":
                 raise RuleViolation(f"status {code} from {sender} about {document_id}, a "
                                     "document not sent to it",
-                                    code="STATUS_UNKNOWN_DOCUMENT", agency=sender)
+                                    code=ErrorCode.STATUS_UNKNOWN_DOCUMENT, agency=sender)
         record = self._new_incoming(item, pkg, document_id, status_code=code,
                                     description=pkg.description)
         row = txn.add_package(record)

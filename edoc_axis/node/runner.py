@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from edoc_axis.audit.sealing import SealTimer
-from edoc_axis.errors import NotFound
+from edoc_axis.errors import ErrorCode, NotFound
 from edoc_axis.log import get_logger
 from edoc_axis.node.node import Node
 
@@ -47,4 +47,5 @@ def data_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise NotFound(f"cannot read {path}: {exc.strerror}", code="FILE_UNREADABLE") from exc
+        raise NotFound(f"cannot read {path}: {exc.strerror}",
+                       code=ErrorCode.FILE_UNREADABLE) from exc

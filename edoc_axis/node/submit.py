@@ -15,7 +15,13 @@ import uuid
 from edoc_axis.edxml import schema
 from edoc_axis.edxml.model import DocumentPackage, Package, StatusPackage, subject_and_notation
 from edoc_axis.edxml.parsed import ParsedPackage
-from edoc_axis.errors import PackageTooLarge, RuleViolation, SignatureInvalid, UnknownAgency
+from edoc_axis.errors import (
+    ErrorCode,
+    PackageTooLarge,
+    RuleViolation,
+    SignatureInvalid,
+    UnknownAgency,
+)
 from edoc_axis.log import get_logger
 from edoc_axis.node.context import Context, SubmitResult, inserted, sha256, unique, warning_codes
 from edoc_axis.node.receipt import Receipts
@@ -43,7 +49,7 @@ class Submitter:
         size = data.body.size if isinstance(data, ParsedPackage) else len(data)
         if size > ctx.limits.max_bytes:
             raise PackageTooLarge(f"package of {size} bytes exceeds the limit of "
-                                  f"{ctx.limits.max_bytes} bytes", code="PACKAGE_TOO_LARGE")
+                                  f"{ctx.limits.max_bytes} bytes", code=ErrorCode.PACKAGE_TOO_LARGE)
         accepted = schema.accept(data, ctx.limits, ctx.settings.validation.submit_profile)
         parsed = accepted.parsed
         if accepted.warnings:
@@ -52,7 +58,7 @@ class Submitter:
         if claims.sender != ctx.organ_id:
             raise RuleViolation(
                 f"From/OrganId is {claims.sender}, but this node sends only for "
-                f"{ctx.organ_id}", code="FROM_NOT_THIS_AGENCY", agency=claims.sender,
+                f"{ctx.organ_id}", code=ErrorCode.FROM_NOT_THIS_AGENCY, agency=claims.sender,
                 element="From/OrganId")
         pkg: Package
         if claims.signed:
@@ -66,7 +72,7 @@ class Submitter:
         else:
             raise SignatureInvalid("the package is unsigned and this node does not sign "
                                    "submissions (signature.sign_unsigned_submissions)",
-                                   code="SIG_MISSING", element="Signature")
+                                   code=ErrorCode.SIG_MISSING, element="Signature")
         ctx.topology.check_size(signed)
         if isinstance(pkg, StatusPackage):
             result = self._submit_status(pkg, signed, signed_digest, parsed.sha256)
@@ -82,7 +88,8 @@ class Submitter:
         for organ_id in recipients:
             if organ_id not in ctx.directory:
                 raise UnknownAgency(f"recipient {organ_id} is not in the agency directory",
-                                    code="AGENCY_UNKNOWN", agency=organ_id, element="To/OrganId")
+                                    code=ErrorCode.AGENCY_UNKNOWN, agency=organ_id,
+                                    element="To/OrganId")
         document_id = pkg.document_id or ""
         op = pkg.business_doc_type
         with ctx.store.transaction() as txn:
@@ -117,7 +124,8 @@ class Submitter:
         to = pkg.response_for.organ_id
         if to not in self.ctx.directory:
             raise UnknownAgency(f"status addressee {to} is not in the agency directory",
-                                code="AGENCY_UNKNOWN", agency=to, element="ResponseFor/OrganId")
+                                code=ErrorCode.AGENCY_UNKNOWN, agency=to,
+                                element="ResponseFor/OrganId")
         with self.ctx.store.transaction() as txn:
             package_id = self.receipts.queue_status(
                 txn, pkg.response_for.document_id, pkg.status_code, to, signed=signed,

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from edoc_axis.audit.log import AuditLog, Sealer, key_sealer
 from edoc_axis.config.settings import Settings
-from edoc_axis.errors import ConfigError
+from edoc_axis.errors import ConfigError, ErrorCode, TrustError
 from edoc_axis.store import Store
 from edoc_axis.transport.connection import Endpoint
 from edoc_axis.transport.topology import Topology
@@ -42,7 +42,7 @@ def load_identity(settings: Settings) -> Identity:
         chain = tuple(c for p in settings.keys.chain for c in load_certificates(p.read_bytes()))
     except OSError as exc:
         raise ConfigError(f"cannot read the signing key or certificate: {exc}",
-                          code="KEYS_UNREADABLE") from exc
+                          code=ErrorCode.KEYS_UNREADABLE) from exc
     return Identity(key, cert, chain)
 
 
@@ -52,8 +52,8 @@ def load_trust(settings: Settings) -> TrustStore:
         return TrustStore.from_pem([p.read_bytes() for p in settings.trust.anchors],
                                    [p.read_bytes() for p in settings.trust.crls])
     except OSError as exc:
-        raise ConfigError(f"cannot read trust anchors or CRLs: {exc}",
-                          code="TRUST_UNREADABLE") from exc
+        raise TrustError(f"cannot read trust anchors or CRLs: {exc}",
+                          code=ErrorCode.TRUST_UNREADABLE) from exc
 
 
 def broker_endpoint(settings: Settings) -> Endpoint:

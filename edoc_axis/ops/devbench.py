@@ -24,7 +24,7 @@ from cryptography import x509
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Agency, Directory, save_agency
 from edoc_axis.edxml.identifier import organ_parent
-from edoc_axis.errors import ConfigError, EdocAxisError
+from edoc_axis.errors import EdocAxisError, ErrorCode, TrustError
 from edoc_axis.ops import pki
 from edoc_axis.trust import certificate as trust
 
@@ -62,8 +62,9 @@ def dev_identity(
         elif ca_given and any(
             not p.name.startswith(".") for p in ca_dir.iterdir()
         ):
-            raise ConfigError(f"--ca {ca_dir} is not a CA folder (no {CA_CERT}); make one with "
-                              "`edoc-axis pki init-ca` or name a new folder", code="TRUST_NO_CA")
+            raise TrustError(f"--ca {ca_dir} is not a CA folder (no {CA_CERT}); make one with "
+                              "`edoc-axis pki init-ca` or name a new folder",
+                              code=ErrorCode.TRUST_NO_CA)
         else:
             ca_key, ca_cert = pki.init_ca("edoc_axis Dev Root CA")
             _write_private(ca_dir / CA_KEY, pki.key_to_pem(ca_key))
@@ -73,8 +74,8 @@ def dev_identity(
             (ca_dir / CA_CRL_NUMBER).write_text("1\n")
             notes.append(f"dev CA created in {ca_dir}")
         if not (ca_dir / CA_CRL).exists():
-            raise ConfigError(f"{ca_dir} has no {CA_CRL}; publish one with `edoc-axis pki crl`",
-                              code="TRUST_NO_CRL")
+            raise TrustError(f"{ca_dir} has no {CA_CRL}; publish one with `edoc-axis pki crl`",
+                              code=ErrorCode.TRUST_NO_CRL)
     cert = _reusable_certificate(settings, ca_cert) if not force else None
     if cert is None:
         key, cert = pki.issue_agency_certificate(
@@ -131,8 +132,8 @@ def _issuing_ca(ca_dir: Path) -> tuple[trust.PrivateKey, x509.Certificate]:
         key = trust.load_private_key((ca_dir / names[0]).read_bytes())
         cert = trust.load_certificate((ca_dir / names[1]).read_bytes())
     except OSError as exc:
-        raise ConfigError(f"cannot read the dev CA in {ca_dir}: {exc}",
-                          code="TRUST_NO_CA") from exc
+        raise TrustError(f"cannot read the dev CA in {ca_dir}: {exc}",
+                          code=ErrorCode.TRUST_NO_CA) from exc
     return key, cert
 
 

@@ -56,7 +56,13 @@ from edoc_axis.edxml.model import (
 )
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.write import append_trace_header, build
-from edoc_axis.errors import BrokerUnavailable, ConfigError, EdocAxisError, TemporaryFailure
+from edoc_axis.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    EdocAxisError,
+    ErrorCode,
+    TemporaryFailure,
+)
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.log import get_logger
 from edoc_axis.node.node import Node
@@ -141,7 +147,7 @@ def free_port(port: int = 0) -> int:
         except OSError as exc:
             raise ConfigError(f"port {port} on 127.0.0.1 is taken ({exc.strerror}); choose "
                               "another with --port (0: any free port)",
-                              code="SANDBOX_PORT_BUSY") from exc
+                              code=ErrorCode.SANDBOX_PORT_BUSY) from exc
         return int(probe.getsockname()[1])
 
 
@@ -152,7 +158,7 @@ class Sandbox:
                  port: int = DEFAULT_PORT) -> None:
         if not _VHOST.match(vhost):
             raise ConfigError(f"--vhost {vhost!r}: use 1-100 letters, digits, '.', '_' or '-'",
-                              code="SANDBOX_VHOST")
+                              code=ErrorCode.SANDBOX_VHOST)
         self.dir = state_dir.expanduser().absolute()
         self.vhost = vhost
         self.port = free_port(port)
@@ -184,7 +190,7 @@ class Sandbox:
             agency_runner = Runner(agency_node)
             hosted = host(agency_node, agency_runner.link, force=True)
             if hosted is None:  # host(force=True) always serves; keeps the type checker honest
-                raise ConfigError("the DMS gateway did not start", code="SANDBOX_GATEWAY")
+                raise ConfigError("the DMS gateway did not start", code=ErrorCode.SANDBOX_GATEWAY)
             runners.append(agency_runner.start())
             runners.append(Runner(peer_node).start())
             responder = PeerResponder(peer_node, AGENCY).start()
@@ -217,7 +223,7 @@ class Sandbox:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise ConfigError(f"another sandbox is running on {self.dir}; stop it or use "
-                                  "another --dir", code="SANDBOX_RUNNING") from None
+                                  "another --dir", code=ErrorCode.SANDBOX_RUNNING) from None
             yield
 
     # --- provisioning ----------------------------------------------------------------------
@@ -284,7 +290,7 @@ class Sandbox:
                 raise TemporaryFailure(
                     f"the sandbox nodes did not connect and exchange the welcome document "
                     f"within {READY_TIMEOUT:.0f} s; is the broker at {BROKER_ADDRESS} healthy?",
-                    code="SANDBOX_NOT_READY")
+                    code=ErrorCode.SANDBOX_NOT_READY)
             time.sleep(PEER_POLL_SECONDS)
 
     def _info(self, settings: Settings, url: str) -> SandboxInfo:

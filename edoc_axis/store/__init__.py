@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edoc_axis.errors import ConfigError, StoreBusy
+from edoc_axis.errors import ConfigError, ErrorCode, StoreBusy
 from edoc_axis.store.migrations import MIGRATIONS
 from edoc_axis.store.reads import Reads, Snapshot
 from edoc_axis.store.transaction import EventHook, Transaction
@@ -69,13 +69,13 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
 
 
 def _busy(exc: sqlite3.Error) -> StoreBusy:
-    return StoreBusy(f"the store is busy or unavailable: {exc}", code="STORE_BUSY")
+    return StoreBusy(f"the store is busy or unavailable: {exc}", code=ErrorCode.STORE_BUSY)
 
 
 def _not_found(path: Path, why: str) -> ConfigError:
     return ConfigError(
         f"no edoc-axis store at {path}: {why} (check data_dir in the node config; "
-        "`edoc-axis run` creates the store)", code="STORE_NOT_FOUND")
+        "`edoc-axis run` creates the store)", code=ErrorCode.STORE_NOT_FOUND)
 
 
 class Store(Reads):

@@ -28,7 +28,7 @@ import pika
 import pika.credentials
 import pika.exceptions
 
-from edoc_axis.errors import BrokerUnavailable, ConfigError, NotFound
+from edoc_axis.errors import BrokerUnavailable, ConfigError, ErrorCode, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
     if not endpoint.ca_files:
         raise ConfigError("amqps:// needs the CA certificates that issued the broker's "
                           "certificate (broker.ca_files, or the node's trust anchors)",
-                          code="BROKER_TLS_CONFIG")
+                          code=ErrorCode.BROKER_TLS_CONFIG)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -72,7 +72,7 @@ def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
                                     str(endpoint.key_file) if endpoint.key_file else None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the broker TLS files: {exc}",
-                          code="BROKER_TLS_CONFIG") from exc
+                          code=ErrorCode.BROKER_TLS_CONFIG) from exc
     return context
 
 
@@ -87,16 +87,16 @@ def parameters(target: str | Endpoint, **settings: Any) -> Any:
     try:
         params = pika.URLParameters(url)
     except Exception as exc:  # pika raises assorted errors for a bad URL
-        raise ConfigError(f"invalid broker URL: {exc}", code="BROKER_URL_INVALID") from exc
+        raise ConfigError(f"invalid broker URL: {exc}", code=ErrorCode.BROKER_URL_INVALID) from exc
     if endpoint.external and not endpoint.tls:
         raise ConfigError("certificate login (EXTERNAL) needs an amqps:// URL",
-                          code="BROKER_TLS_CONFIG")
+                          code=ErrorCode.BROKER_TLS_CONFIG)
     if endpoint.tls and isinstance(target, Endpoint):
         params.ssl_options = pika.SSLOptions(tls_context(endpoint), params.host)
     if endpoint.external:
         if endpoint.cert_file is None:
             raise ConfigError("certificate login (EXTERNAL) needs the client certificate",
-                              code="BROKER_TLS_CONFIG")
+                              code=ErrorCode.BROKER_TLS_CONFIG)
         params.credentials = pika.credentials.ExternalCredentials()
     for name, value in settings.items():
         setattr(params, name, value)
@@ -115,12 +115,12 @@ def tls_failure(exc: BaseException) -> ConfigError | None:
         return ConfigError(
             f"the broker's TLS certificate does not verify against the configured CA "
             f"certificates (broker.ca_files, else the trust anchors): {exc}",
-            code="BROKER_TLS_UNTRUSTED")
+            code=ErrorCode.BROKER_TLS_UNTRUSTED)
     if any(mark in text for mark in ("TLSV1_ALERT", "SSLV3_ALERT", "CERTIFICATE_REQUIRED",
                                      "SSLEOFError", "EOF occurred in violation of protocol")):
         return ConfigError(
             f"the broker refused this node's TLS client certificate (issued by a CA it does "
-            f"not trust, expired, or missing): {exc}", code="BROKER_TLS_REFUSED")
+            f"not trust, expired, or missing): {exc}", code=ErrorCode.BROKER_TLS_REFUSED)
     return None
 
 
@@ -132,10 +132,10 @@ def blocking_channel(target: str | Endpoint) -> Iterator[Any]:
         connection = pika.BlockingConnection(params)
     except pika.exceptions.ProbableAuthenticationError as exc:
         raise ConfigError(f"broker refused the credentials: {exc}",
-                          code="BROKER_AUTH_FAILED") from exc
+                          code=ErrorCode.BROKER_AUTH_FAILED) from exc
     except pika.exceptions.AuthenticationError as exc:
         raise ConfigError(f"broker refused the login: {exc}",
-                          code="BROKER_AUTH_FAILED") from exc
+                          code=ErrorCode.BROKER_AUTH_FAILED) from exc
     except (pika.exceptions.AMQPError, ssl.SSLError) as exc:
         failure = tls_failure(exc)
         if failure is not None:
@@ -144,9 +144,10 @@ def blocking_channel(target: str | Endpoint) -> Iterator[Any]:
     try:
         yield connection.channel()
     except pika.exceptions.ChannelClosedByBroker as exc:
-        code = "BROKER_ACCESS_REFUSED" if exc.reply_code == 403 else "BROKER_CHANNEL_CLOSED"
+        code = (ErrorCode.BROKER_ACCESS_REFUSED if exc.reply_code == 403
+                else ErrorCode.BROKER_CHANNEL_CLOSED)
         if exc.reply_code == 404:
-            raise NotFound(f"broker: {exc.reply_text}", code="BROKER_NOT_FOUND") from exc
+            raise NotFound(f"broker: {exc.reply_text}", code=ErrorCode.BROKER_NOT_FOUND) from exc
         raise BrokerUnavailable(f"broker refused: {exc.reply_text}", code=code) from exc
     except pika.exceptions.AMQPError as exc:
         raise BrokerUnavailable(f"broker operation failed: {exc!r}") from exc

@@ -13,7 +13,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from edoc_axis.errors import BrokerUnavailable
+from edoc_axis.errors import BrokerUnavailable, ErrorCode
 from edoc_axis.transport.connection import Endpoint, blocking_channel
 from edoc_axis.transport.message import (
     ANONYMOUS_PUBLISHER,
@@ -119,7 +119,7 @@ def replay_dead_letter(
                                       mandatory=True)
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
                 raise BrokerUnavailable(f"replay of {message_id} not accepted: {exc!r}",
-                                        code="BROKER_REPLAY_FAILED", agency=organ_id,
+                                        code=ErrorCode.BROKER_REPLAY_FAILED, agency=organ_id,
                                         package_id=message_id) from exc
             channel.basic_ack(method.delivery_tag)
             return True

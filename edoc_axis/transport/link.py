@@ -18,6 +18,7 @@ import pika
 import pika.exceptions
 import pika.spec
 
+from edoc_axis.errors import ErrorCode
 from edoc_axis.log import get_logger
 from edoc_axis.transport.connection import Endpoint, parameters
 from edoc_axis.transport.message import (
@@ -256,7 +257,7 @@ class Link(Supervisor):
             self.stats.too_large += 1
             self._window.release(message.token)
             self._confirms.append(Confirmation(
-                message.token, ok=False, code="PACKAGE_TOO_LARGE",
+                message.token, ok=False, code=ErrorCode.PACKAGE_TOO_LARGE,
                 reason=f"too large: {len(message.body)} bytes exceeds the broker limit of "
                        f"{self.topology.max_message_bytes} bytes"))
             return
@@ -292,14 +293,14 @@ class Link(Supervisor):
         if flight.returned_reason is not None:
             self.stats.returned += 1
             confirmation = Confirmation(token, ok=False, returned=True,
-                                        reason=flight.returned_reason, code="UNROUTABLE")
+                                        reason=flight.returned_reason, code=ErrorCode.UNROUTABLE)
         elif acked:
             self.stats.confirmed += 1
             self._attempt = 0
             confirmation = Confirmation(token, ok=True)
         else:
             self.stats.nacked += 1
-            confirmation = Confirmation(token, ok=False, code="BROKER_NACK",
+            confirmation = Confirmation(token, ok=False, code=ErrorCode.BROKER_NACK,
                                         reason="nacked: the broker did not accept the message")
         self._confirms.append(confirmation)
 

@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from edoc_axis.errors import ErrorCode
+
 CONTENT_TYPE = "application/xml"
 APP_ID = "edoc-axis"
 
@@ -73,12 +75,12 @@ class Confirmation:
     ok: bool
     returned: bool = False
     reason: str | None = None
-    code: str | None = None
+    code: ErrorCode | None = None
 
     @property
     def retryable(self) -> bool:
         """True when publishing the same message again later may succeed."""
-        return not self.ok and self.code == "BROKER_NACK"
+        return not self.ok and self.code == ErrorCode.BROKER_NACK
 
 
 def publisher_of(message: IncomingMessage, own_user: str) -> str | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from edoc_axis.errors import BrokerUnavailable, ConfigError
+from edoc_axis.errors import BrokerUnavailable, ConfigError, ErrorCode
 from edoc_axis.transport.connection import Endpoint, blocking_channel
 from edoc_axis.transport.topology import (
     PERMISSIONS_CONFIGURE_NONE,
@@ -162,11 +162,11 @@ def _check_accounts(accounts: Sequence[BrokerAccount]) -> None:
             raise ConfigError(
                 f"broker account for {account.organ_id!r} needs an OrganId, a user and a "
                 "password (or none at all, for certificate login)",
-                code="BROKER_ACCOUNT_INCOMPLETE", agency=account.organ_id or None)
+                code=ErrorCode.BROKER_ACCOUNT_INCOMPLETE, agency=account.organ_id or None)
         if account.organ_id in seen_ids or account.user in seen_users:
             raise ConfigError(
                 f"agency {account.organ_id!r} / user {account.user!r} is listed twice",
-                code="BROKER_ACCOUNT_DUPLICATE", agency=account.organ_id)
+                code=ErrorCode.BROKER_ACCOUNT_DUPLICATE, agency=account.organ_id)
         seen_ids.add(account.organ_id)
         seen_users.add(account.user)
 
@@ -193,7 +193,7 @@ def provision(
         raise ConfigError(
             f"provision only works on a local dev broker (URL names {host}); import the output "
             "of `edoc-axis broker definitions` on the broker host instead",
-            code="BROKER_NOT_LOCAL")
+            code=ErrorCode.BROKER_NOT_LOCAL)
     target = vhost if vhost is not None else vhost_of(admin_url)
     document = definitions(accounts, target, topology, limits)
     exe = [_rabbitmqctl_path(), *(["-n", node] if node else [])]
@@ -227,7 +227,7 @@ def _rabbitmqctl_path() -> str:
     exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     if not Path(exe).exists():
         raise ConfigError("rabbitmqctl not found; is RabbitMQ installed here?",
-                          code="BROKER_CTL_MISSING")
+                          code=ErrorCode.BROKER_CTL_MISSING)
     return exe
 
 
@@ -237,12 +237,12 @@ def _rabbitmqctl(exe: list[str], *args: str, stdin: str | None = None) -> str:
                                 timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BrokerUnavailable(f"rabbitmqctl {args[0]} failed: {exc}",
-                                code="BROKER_PROVISION_FAILED") from exc
+                                code=ErrorCode.BROKER_PROVISION_FAILED) from exc
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise BrokerUnavailable(
             f"rabbitmqctl {args[0]} failed: {detail[-1] if detail else result.returncode}",
-            code="BROKER_PROVISION_FAILED")
+            code=ErrorCode.BROKER_PROVISION_FAILED)
     return result.stdout
 
 
@@ -261,7 +261,7 @@ def _await_bindings(exe: list[str], vhost: str, bindings: list[dict[str, Any]],
         if time.monotonic() > deadline:
             raise BrokerUnavailable(
                 f"definitions import did not complete within {timeout:.0f} s",
-                code="BROKER_PROVISION_FAILED")
+                code=ErrorCode.BROKER_PROVISION_FAILED)
         time.sleep(0.2)
 
 

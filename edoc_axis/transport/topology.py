@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
-from edoc_axis.errors import PackageTooLarge
+from edoc_axis.errors import ErrorCode, PackageTooLarge
 
 MIB = 1024 * 1024
 # RabbitMQ 4.x refuses messages above 16 MiB by default; 3.10 allows more, we never rely on it.
@@ -116,7 +116,7 @@ class Topology:
             raise PackageTooLarge(
                 f"message of {len(body)} bytes exceeds the broker limit of "
                 f"{self.max_message_bytes} bytes",
-                code="PACKAGE_TOO_LARGE",
+                code=ErrorCode.PACKAGE_TOO_LARGE,
                 package_id=package_id,
             )
 

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from edoc_axis.errors import TrustError
+from edoc_axis.errors import ErrorCode, TrustError
 
 ORGAN_ID_URI_PREFIX = "urn:qcvn102:organid:"
 
@@ -93,7 +93,8 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise TrustError(f"cannot read PEM certificates: {exc}", code="TRUST_BAD_CERT") from exc
+        raise TrustError(f"cannot read PEM certificates: {exc}",
+                         code=ErrorCode.TRUST_BAD_CERT) from exc
     return certs
 
 
@@ -110,7 +111,7 @@ def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
             return [x509.load_pem_x509_crl(b) for b in blocks]
         return [x509.load_der_x509_crl(data)]
     except ValueError as exc:
-        raise TrustError(f"cannot read CRL: {exc}", code="TRUST_BAD_CRL") from exc
+        raise TrustError(f"cannot read CRL: {exc}", code=ErrorCode.TRUST_BAD_CRL) from exc
 
 
 def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
@@ -118,9 +119,9 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=password)
     except (ValueError, TypeError) as exc:
-        raise TrustError(f"cannot read private key: {exc}", code="TRUST_BAD_KEY") from exc
+        raise TrustError(f"cannot read private key: {exc}", code=ErrorCode.TRUST_BAD_KEY) from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise TrustError("only RSA and EC private keys are supported", code="TRUST_BAD_KEY")
+        raise TrustError("only RSA and EC private keys are supported", code=ErrorCode.TRUST_BAD_KEY)
     return key
 
 

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509 import verification
 
-from edoc_axis.errors import SignatureInvalid, TrustError
+from edoc_axis.errors import ErrorCode, SignatureInvalid, TrustError
 from edoc_axis.trust.certificate import (
     fingerprint,
     load_certificates,
@@ -52,7 +52,9 @@ class _CacheEntry:
     valid_from: dt.datetime
 
 
-def _fail(code: str, message: str, cert: x509.Certificate | None = None) -> SignatureInvalid:
+def _fail(
+    code: ErrorCode, message: str, cert: x509.Certificate | None = None
+) -> SignatureInvalid:
     if cert is not None:
         message = f"{message} [subject {subject_of(cert)}, serial {cert.serial_number:x}]"
     return SignatureInvalid(message, code=code, element="Signature/KeyInfo/X509Data")
@@ -85,7 +87,7 @@ class TrustStore:
 
     def __post_init__(self) -> None:
         if not self.anchors:
-            raise TrustError("no trust anchors configured", code="TRUST_NO_ANCHORS")
+            raise TrustError("no trust anchors configured", code=ErrorCode.TRUST_NO_ANCHORS)
         self._store = verification.Store(list(self.anchors))
         for crl in self.crls:
             self._crls_by_issuer.setdefault(crl.issuer.public_bytes(), []).append(crl)
@@ -165,13 +167,13 @@ class TrustStore:
     ) -> ValidatedChain:
         if now < leaf.not_valid_before_utc:
             raise _fail(
-                "CERT_NOT_YET_VALID",
+                ErrorCode.CERT_NOT_YET_VALID,
                 f"certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z",
                 leaf,
             )
         if now > leaf.not_valid_after_utc:
             raise _fail(
-                "CERT_EXPIRED",
+                ErrorCode.CERT_EXPIRED,
                 f"certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z",
                 leaf,
             )
@@ -192,7 +194,7 @@ class TrustStore:
             )
         except verification.VerificationError as exc:
             raise _fail(
-                "CERT_UNTRUSTED",
+                ErrorCode.CERT_UNTRUSTED,
                 f"certificate does not chain to a configured trust anchor ({exc})",
                 leaf,
             ) from exc
@@ -238,7 +240,8 @@ class TrustStore:
         if not candidates:
             msg = f"no CRL of issuer {subject_of(issuer)} is configured"
             if crl_required:
-                raise _fail("CRL_MISSING", msg + "; cannot tell whether it is revoked", cert)
+                raise _fail(ErrorCode.CRL_MISSING, msg + "; cannot tell whether it is revoked",
+                            cert)
             # Without a CRL the verdict may change any time: do not cache it for long.
             return now + dt.timedelta(minutes=5), msg + " (revocation not checked)"
         crl = max(candidates, key=lambda c: c.last_update_utc)
@@ -250,11 +253,11 @@ class TrustStore:
         ):
             msg = f"the CRL of {subject_of(issuer)} is out of date (next update {next_update})"
             if crl_required:
-                raise _fail("CRL_EXPIRED", msg, cert)
+                raise _fail(ErrorCode.CRL_EXPIRED, msg, cert)
             revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
             if revoked is not None and revoked.revocation_date_utc <= revoked_by:
                 raise _fail(
-                    "CERT_REVOKED",
+                    ErrorCode.CERT_REVOKED,
                     f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",
                     cert,
                 )
@@ -262,7 +265,7 @@ class TrustStore:
         revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if revoked is not None and revoked.revocation_date_utc <= revoked_by:
             raise _fail(
-                "CERT_REVOKED",
+                ErrorCode.CERT_REVOKED,
                 f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",
                 cert,
             )
@@ -273,14 +276,15 @@ def _check_signing_usage(cert: x509.Certificate) -> None:
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        raise _fail("CERT_KEY_USAGE", "certificate has no key usage extension", cert) from None
+        raise _fail(ErrorCode.CERT_KEY_USAGE, "certificate has no key usage extension",
+                    cert) from None
     except ValueError as exc:
         raise _fail(
-            "CERT_KEY_USAGE", f"certificate extensions are malformed ({exc})", cert
+            ErrorCode.CERT_KEY_USAGE, f"certificate extensions are malformed ({exc})", cert
         ) from exc
     if not (usage.digital_signature and usage.content_commitment):
         raise _fail(
-            "CERT_KEY_USAGE",
+            ErrorCode.CERT_KEY_USAGE,
             "certificate key usage must include digitalSignature and nonRepudiation",
             cert,
         )
@@ -289,4 +293,4 @@ def _check_signing_usage(cert: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         return
     if basic.ca:
-        raise _fail("CERT_KEY_USAGE", "a CA certificate cannot sign packages", cert)
+        raise _fail(ErrorCode.CERT_KEY_USAGE, "a CA certificate cannot sign packages", cert)

@@ -38,7 +38,7 @@ from lxml import etree
 from edoc_axis.edxml.limits import DEFAULT_LIMITS, XmlLimits
 from edoc_axis.edxml.model import DSIG_NS, NS
 from edoc_axis.edxml.parser import parse_xml
-from edoc_axis.errors import SignatureInvalid, TrustError
+from edoc_axis.errors import ErrorCode, SignatureInvalid, TrustError
 from edoc_axis.trust import structure
 from edoc_axis.trust.certificate import PrivateKey, load_certificates, load_private_key, subject_of
 from edoc_axis.trust.chain import TrustStore
@@ -102,15 +102,17 @@ def sign_tree(
     if wants_ec != isinstance(private_key, ec.EllipticCurvePrivateKey) or not isinstance(
         private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     ):
-        raise TrustError(f"the key type does not fit algorithm {algorithm}", code="TRUST_BAD_KEY")
+        raise TrustError(f"the key type does not fit algorithm {algorithm}",
+                         code=ErrorCode.TRUST_BAD_KEY)
     if signer_cert.public_key() != private_key.public_key():
-        raise TrustError("the certificate does not belong to the private key", code="TRUST_BAD_KEY")
+        raise TrustError("the certificate does not belong to the private key",
+                         code=ErrorCode.TRUST_BAD_KEY)
 
     header = structure.header_of(root)
     if structure.is_signed(root):
         raise SignatureInvalid(
             "the package is already signed; sign only unsigned packages",
-            code="SIG_ALREADY_SIGNED",
+            code=ErrorCode.SIG_ALREADY_SIGNED,
             element="Signature",
         )
     placeholder = etree.SubElement(
@@ -171,11 +173,11 @@ def verify_tree(
     signatures = structure.find_signatures(root)
     if not signatures:
         if policy.require_signature:
-            raise invalid("SIG_MISSING", "the package is not signed")
+            raise invalid(ErrorCode.SIG_MISSING, "the package is not signed")
         return VerificationResult(signed=False, signed_root=root, warnings=["package is unsigned"])
     if len(signatures) > 1:
         raise invalid(
-            "SIG_DUPLICATE",
+            ErrorCode.SIG_DUPLICATE,
             f"the package carries {len(signatures)} Signature elements; one is allowed",
         )
     sig = signatures[0]
@@ -199,13 +201,13 @@ def verify_tree(
     sender = structure.signed_sender(signed_root)
     if validated.organ_id is None:
         raise invalid(
-            "CERT_NO_ORGAN_ID",
+            ErrorCode.CERT_NO_ORGAN_ID,
             "the certificate binds no single OrganId (urn:qcvn102:organid: SAN URI)",
         )
     if validated.organ_id != sender:
         raise SignatureInvalid(
             f"signed by {validated.organ_id} but From/OrganId is {sender}",
-            code="SIGNER_MISMATCH",
+            code=ErrorCode.SIGNER_MISMATCH,
             agency=sender,
             element="From/OrganId",
         )
@@ -214,7 +216,7 @@ def verify_tree(
     }:
         raise SignatureInvalid(
             f"certificate {validated.fingerprint} is not listed for {sender} in the directory",
-            code="CERT_NOT_IN_DIRECTORY",
+            code=ErrorCode.CERT_NOT_IN_DIRECTORY,
             agency=sender,
             element="Signature/KeyInfo",
         )
@@ -241,7 +243,7 @@ def _as_dsig_readings(
     if namespace != NS or not policy.accept_edxml_namespace:
         where = "the edXML namespace" if namespace == NS else f"namespace {namespace!r}"
         raise invalid(
-            "SIG_WRONG_NAMESPACE",
+            ErrorCode.SIG_WRONG_NAMESPACE,
             f"the Signature is in {where}, not XML-DSig ({DSIG_NS}); "
             "it cannot be verified as an XML digital signature",
         )

@@ -15,7 +15,7 @@ from cryptography import x509
 from lxml import etree
 
 from edoc_axis.edxml.model import DSIG_NS, NS
-from edoc_axis.errors import MalformedPackage, SignatureInvalid
+from edoc_axis.errors import ErrorCode, MalformedPackage, SignatureInvalid
 from edoc_axis.trust.policy import (
     ALLOWED_TRANSFORMS,
     C14N_METHODS,
@@ -38,7 +38,7 @@ _X509DATA_CHILDREN = frozenset(
 )
 
 
-def invalid(code: str, message: str, element: str = "Signature") -> SignatureInvalid:
+def invalid(code: ErrorCode, message: str, element: str = "Signature") -> SignatureInvalid:
     """The ``SignatureInvalid`` for a refusal with ``code``."""
     return SignatureInvalid(message, code=code, element=element)
 
@@ -52,13 +52,13 @@ def header_of(root: etree._Element) -> etree._Element:
     """The ``edXMLHeader`` a signature belongs in, or ``MalformedPackage``."""
     if root.tag != f"{_E}edXML":
         raise MalformedPackage(
-            f"root element is {root.tag!r}, not edXML in {NS}", code="PACKAGE_NOT_EDXML"
+            f"root element is {root.tag!r}, not edXML in {NS}", code=ErrorCode.PACKAGE_NOT_EDXML
         )
     header = root.find(f"{_E}edXMLEnvelope/{_E}edXMLHeader")
     if header is None:
         raise MalformedPackage(
             "edXML has no edXMLEnvelope/edXMLHeader",
-            code="PACKAGE_STRUCTURE",
+            code=ErrorCode.PACKAGE_STRUCTURE,
             element="edXMLHeader",
         )
     return header
@@ -80,7 +80,7 @@ def check_placement(sig: etree._Element, header: etree._Element) -> None:
         parent = sig.getparent()
         where = local(parent) if parent is not None else "the document root"
         raise invalid(
-            "SIG_MISPLACED",
+            ErrorCode.SIG_MISPLACED,
             f"the Signature is inside {where}; it must be the last child of edXMLHeader",
         )
     following = sig.getnext()
@@ -88,7 +88,7 @@ def check_placement(sig: etree._Element, header: etree._Element) -> None:
         following = following.getnext()
     if following is not None:
         raise invalid(
-            "SIG_MISPLACED",
+            ErrorCode.SIG_MISPLACED,
             f"the Signature is followed by {local(following)}; must be edXMLHeader's last child",
         )
 
@@ -120,7 +120,7 @@ def check_shape(  # noqa: PLR0912 - one branch per distinct verdict reads best
     for child in children:
         if child not in _SIGNATURE_CHILDREN:
             raise invalid(
-                "SIG_STRUCTURE",
+                ErrorCode.SIG_STRUCTURE,
                 f"unexpected element {etree.QName(child).localname} inside Signature (only "
                 "SignedInfo, SignatureValue and KeyInfo are allowed; an Object could hide "
                 "wrapped content)",
@@ -131,7 +131,7 @@ def check_shape(  # noqa: PLR0912 - one branch per distinct verdict reads best
         or children.count(f"{_D}KeyInfo") > 1
     ):
         raise invalid(
-            "SIG_STRUCTURE",
+            ErrorCode.SIG_STRUCTURE,
             "Signature needs one SignedInfo, one SignatureValue, at most one KeyInfo",
         )
     signed_info = sig.find(f"{_D}SignedInfo")
@@ -139,40 +139,46 @@ def check_shape(  # noqa: PLR0912 - one branch per distinct verdict reads best
     c14n = signed_info.find(f"{_D}CanonicalizationMethod")
     method = signed_info.find(f"{_D}SignatureMethod")
     if c14n is None or method is None:
-        raise invalid("SIG_STRUCTURE", "SignedInfo lacks CanonicalizationMethod or SignatureMethod")
+        raise invalid(ErrorCode.SIG_STRUCTURE,
+                      "SignedInfo lacks CanonicalizationMethod or SignatureMethod")
     if c14n.get("Algorithm") not in C14N_METHODS:
-        raise invalid("SIG_ALGORITHM", f"canonicalization {c14n.get('Algorithm')!r} is not allowed")
+        raise invalid(ErrorCode.SIG_ALGORITHM,
+                      f"canonicalization {c14n.get('Algorithm')!r} is not allowed")
     sig_alg = method.get("Algorithm") or ""
     if sig_alg not in policy.signature_methods:
         if sig_alg in SHA1_SIGNATURE_METHODS:
             raise invalid(
-                "SIG_ALGORITHM",
+                ErrorCode.SIG_ALGORITHM,
                 f"SHA-1 signature method {sig_alg} is refused (legacy policy allow_sha1 is off)",
             )
-        raise invalid("SIG_ALGORITHM", f"signature method {sig_alg!r} is not on the allow-list")
+        raise invalid(ErrorCode.SIG_ALGORITHM,
+                      f"signature method {sig_alg!r} is not on the allow-list")
     references = signed_info.findall(f"{_D}Reference")
     if len(references) != 1:
-        raise invalid("SIG_REFERENCE", f"expected exactly one Reference, found {len(references)}")
+        raise invalid(ErrorCode.SIG_REFERENCE,
+                      f"expected exactly one Reference, found {len(references)}")
     reference = references[0]
     if reference.get("URI") != "":
         raise invalid(
-            "SIG_REFERENCE",
+            ErrorCode.SIG_REFERENCE,
             f'Reference URI is {reference.get("URI")!r}; it must be "" (the whole package)',
         )
     transforms = [t.get("Algorithm") for t in reference.iterfind(f"{_D}Transforms/{_D}Transform")]
     for transform in transforms:
         if transform not in ALLOWED_TRANSFORMS:
-            raise invalid("SIG_ALGORITHM", f"transform {transform!r} is not allowed")
+            raise invalid(ErrorCode.SIG_ALGORITHM, f"transform {transform!r} is not allowed")
     if ENVELOPED not in transforms:
-        raise invalid("SIG_REFERENCE", "the Reference lacks the enveloped-signature transform")
+        raise invalid(ErrorCode.SIG_REFERENCE,
+                      "the Reference lacks the enveloped-signature transform")
     digest = reference.find(f"{_D}DigestMethod")
     digest_alg = digest.get("Algorithm") if digest is not None else None
     if digest_alg is None or digest_alg not in policy.digest_methods:
         if digest_alg == SHA1:
             raise invalid(
-                "SIG_ALGORITHM", "SHA-1 digest is refused (legacy policy allow_sha1 is off)"
+                ErrorCode.SIG_ALGORITHM, "SHA-1 digest is refused (legacy policy allow_sha1 is off)"
             )
-        raise invalid("SIG_ALGORITHM", f"digest method {digest_alg!r} is not on the allow-list")
+        raise invalid(ErrorCode.SIG_ALGORITHM,
+                      f"digest method {digest_alg!r} is not on the allow-list")
     if digest_alg == SHA1 or sig_alg in SHA1_SIGNATURE_METHODS:
         warnings.append(
             "legacy SHA-1 signature accepted by policy; ask the sender to move to SHA-256"
@@ -184,19 +190,20 @@ def certificates(sig: etree._Element) -> list[x509.Certificate]:
     """The certificates in ``KeyInfo/X509Data`` (refusing anything else KeyInfo may hold)."""
     key_info = sig.find(f"{_D}KeyInfo")
     if key_info is None:
-        raise invalid("SIG_KEYINFO", "Signature has no KeyInfo with the signer certificate")
+        raise invalid(ErrorCode.SIG_KEYINFO, "Signature has no KeyInfo with the signer certificate")
     for child in key_info:
         if isinstance(child.tag, str) and child.tag not in _KEYINFO_CHILDREN:
             raise invalid(
-                "SIG_KEYINFO", f"KeyInfo may hold only X509Data (and KeyName), not {local(child)}"
+                ErrorCode.SIG_KEYINFO,
+                f"KeyInfo may hold only X509Data (and KeyName), not {local(child)}"
             )
     texts = [t.text or "" for t in key_info.iterfind(f"{_D}X509Data/{_D}X509Certificate")]
     for x509_data in key_info.iterfind(f"{_D}X509Data"):
         for child in x509_data:
             if isinstance(child.tag, str) and child.tag not in _X509DATA_CHILDREN:
-                raise invalid("SIG_KEYINFO", f"unexpected {local(child)} in X509Data")
+                raise invalid(ErrorCode.SIG_KEYINFO, f"unexpected {local(child)} in X509Data")
     if not texts:
-        raise invalid("SIG_KEYINFO", "KeyInfo/X509Data carries no X509Certificate")
+        raise invalid(ErrorCode.SIG_KEYINFO, "KeyInfo/X509Data carries no X509Certificate")
     return [_load_cert(t) for t in texts]
 
 
@@ -213,7 +220,7 @@ def _load_cert(text: str) -> x509.Certificate:
         try:
             cert = x509.load_der_x509_certificate(binascii.a2b_base64(compact))
         except (ValueError, binascii.Error) as exc:
-            raise invalid("SIG_KEYINFO", f"X509Certificate cannot be read: {exc}") from exc
+            raise invalid(ErrorCode.SIG_KEYINFO, f"X509Certificate cannot be read: {exc}") from exc
         if len(text) <= _CACHED_CERT_TEXT_MAX:  # bounded memory whatever senders put there
             if len(_CERT_CACHE) > 4096:
                 _CERT_CACHE.clear()
@@ -238,7 +245,7 @@ def check_comment_injection(root: etree._Element) -> None:
         text_before = (before.tail if before is not None else parent.text) or ""
         if text_before.strip() and (node.tail or "").strip():
             raise invalid(
-                "SIG_COMMENT_INJECTION",
+                ErrorCode.SIG_COMMENT_INJECTION,
                 f"a comment or processing instruction splits the text of {local(parent)}; "
                 "the signed value and the value a reader sees would differ",
                 element=local(parent),
@@ -252,7 +259,7 @@ def signed_sender(signed_root: etree._Element) -> str:
     )
     if len(ids) != 1:
         raise invalid(
-            "SIGNER_MISMATCH",
+            ErrorCode.SIGNER_MISMATCH,
             f"the signed content has {len(ids)} From/OrganId elements, not one",
             "From",
         )

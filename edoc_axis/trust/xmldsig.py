@@ -25,7 +25,7 @@ from signxml.util import SigningSettings, ds_tag, strip_pem_header
 from signxml.util import namespaces as dsig_namespaces
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
-from edoc_axis.errors import SignatureInvalid, TrustError
+from edoc_axis.errors import ErrorCode, SignatureInvalid, TrustError
 from edoc_axis.trust.certificate import PrivateKey
 from edoc_axis.trust.policy import EXC_C14N, SHA256, SignaturePolicy
 from edoc_axis.trust.structure import SIGNATURE_LOCATION
@@ -187,11 +187,11 @@ def sign_enveloped(
     try:
         signed: etree._Element = signer.sign(root, key=key, cert=certs, reference_uri=None)
     except (SignXMLException, ValueError, TypeError) as exc:
-        raise TrustError(f"signing failed: {exc}", code="SIGN_FAILED") from exc
+        raise TrustError(f"signing failed: {exc}", code=ErrorCode.SIGN_FAILED) from exc
     return signed
 
 
-def _invalid(code: str, message: str) -> SignatureInvalid:
+def _invalid(code: ErrorCode, message: str) -> SignatureInvalid:
     return SignatureInvalid(message, code=code, element="Signature")
 
 
@@ -224,22 +224,24 @@ def check_signature_value(
             )
             break
         except InvalidDigest as exc:
-            code = "SIG_WRONG_NAMESPACE" if wrong_namespace else "SIG_DIGEST_MISMATCH"
+            code = (ErrorCode.SIG_WRONG_NAMESPACE if wrong_namespace
+                    else ErrorCode.SIG_DIGEST_MISMATCH)
             raise _invalid(code, f"the package was changed after signing: {exc}{suffix}") from exc
         except InvalidCertificate as exc:
-            raise _invalid("CERT_EXPIRED", f"certificate not valid now: {exc}") from exc
+            raise _invalid(ErrorCode.CERT_EXPIRED, f"certificate not valid now: {exc}") from exc
         except SignXMLInvalidSignature as exc:
             if index + 1 < len(candidates):
                 continue
-            code = "SIG_WRONG_NAMESPACE" if wrong_namespace else "SIG_VALUE"
+            code = ErrorCode.SIG_WRONG_NAMESPACE if wrong_namespace else ErrorCode.SIG_VALUE
             raise _invalid(code, f"the signature value does not verify: {exc}{suffix}") from exc
         except InvalidInput as exc:
-            raise _invalid("SIG_STRUCTURE", f"malformed signature: {exc}") from exc
+            raise _invalid(ErrorCode.SIG_STRUCTURE, f"malformed signature: {exc}") from exc
         except (SignXMLException, ValueError, TypeError, binascii.Error, etree.LxmlError) as exc:
-            raise _invalid("SIG_STRUCTURE", f"signature cannot be processed: {exc}") from exc
+            raise _invalid(ErrorCode.SIG_STRUCTURE,
+                           f"signature cannot be processed: {exc}") from exc
     if not isinstance(verified, VerifyResult):
-        raise _invalid("SIG_REFERENCE", "expected exactly one Reference")
+        raise _invalid(ErrorCode.SIG_REFERENCE, "expected exactly one Reference")
     signed = verified.signed_xml
     if signed is None:
-        raise _invalid("SIG_STRUCTURE", "the signed content is not XML")
+        raise _invalid(ErrorCode.SIG_STRUCTURE, "the signed content is not XML")
     return signed
