@@ -45,6 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import pika
 from cryptography import x509
 
 from edoc_axis import directory
@@ -187,6 +188,23 @@ class Bench:
                 [sys.executable, "-m", "edoc_axis", "run", "-c", str(path)], env=env,
                 stdout=subprocess.DEVNULL, stderr=(path.parent / "log").open("ab")))
 
+    def wait_ready(self, organ_ids: list[str], timeout: float = 120.0) -> None:
+        """Until every started node consumes its queue (imports done, link up): on a loaded
+        machine that can take longer than any fixed sleep."""
+        layout = topology.Topology()
+        deadline = time.monotonic() + timeout
+        connection = pika.BlockingConnection(pika.URLParameters(self.admin_url))
+        try:
+            channel = connection.channel()
+            for organ_id in organ_ids:
+                queue = layout.queue_for(organ_id)
+                while not channel.queue_declare(queue, passive=True).method.consumer_count:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{organ_id}: the node did not start consuming")
+                    time.sleep(0.1)
+        finally:
+            connection.close()
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
@@ -245,7 +263,8 @@ def run_e2e(
     sender_cfg, recipient_cfg = bench.config(SENDER, name), bench.config(RECIPIENT, name)
     submitter = Node.from_settings(load_settings(sender_cfg, env={}))
     bench.start([sender_cfg, recipient_cfg])
-    time.sleep(2.0)  # let both links connect before the clock starts
+    bench.wait_ready([SENDER, RECIPIENT])  # the clock starts with both links up
+    time.sleep(0.5)
     broker = broker_pid()
     pids = {"sender node": bench.procs[0].pid, "recipient node": bench.procs[1].pid,
             "broker": broker or 0}

@@ -75,8 +75,9 @@ class Receiver:
     def handle_batch(self, messages: list[IncomingMessage]) -> list[Outcome]:
         """Check, store (one transaction for the batch) and answer incoming messages."""
         received = [self._check(m) for m in messages]
+        stored_before = self._stored_before(received)
         for item in received:
-            item.reply = self._draft_reply(item)
+            item.reply = self._draft_reply(item, stored_before=id(item) in stored_before)
         try:
             with self.ctx.store.transaction() as txn:
                 for item in received:
@@ -146,9 +147,9 @@ class Receiver:
 
     # --- phase 2: the answer, signed outside the transaction ---------------------------------
 
-    def _draft_reply(self, item: _Received) -> Reply | None:
+    def _draft_reply(self, item: _Received, *, stored_before: bool = False) -> Reply | None:
         """The signed answer to the outcome known so far: 02 for a refused message, 01 for a
-        document not seen before. A status never gets a status back (no loops)."""
+        document not ``stored_before``. A status never gets a status back (no loops)."""
         pkg = item.package
         try:
             if item.error is not None:
@@ -156,7 +157,7 @@ class Receiver:
                     return None
                 return self.receipts.refused(item.identified.organ_id,
                                              self._document_id_hint(item), item.error)
-            if isinstance(pkg, DocumentPackage) and not self._is_duplicate_document(pkg, item):
+            if isinstance(pkg, DocumentPackage) and not stored_before:
                 return self.receipts.arrived(pkg)
         except EdocAxisError as exc:
             log.error("reply_not_built", message_id=item.message.message_id, error=str(exc))
@@ -176,9 +177,17 @@ class Receiver:
                 return candidate
         return item.message.message_id or "unknown"
 
-    def _is_duplicate_document(self, pkg: DocumentPackage, item: _Received) -> bool:
+    def _stored_before(self, received: list[_Received]) -> set[int]:
+        """The items (by ``id``) whose document is already stored, looked up in one snapshot
+        for the batch: those get no fresh 01 signed (phase 3 queues the one sent then)."""
+        documents = [item for item in received
+                     if item.error is None and isinstance(item.package, DocumentPackage)]
+        if not documents:
+            return set()
         with self.ctx.store.snapshot() as view:
-            return self._find_duplicate(view, pkg, item) is not None
+            return {id(item) for item in documents
+                    if isinstance(item.package, DocumentPackage)
+                    and self._find_duplicate(view, item.package, item) is not None}
 
     def _find_duplicate(self, txn: Reads, pkg: DocumentPackage,
                         item: _Received) -> PackageRecord | None:
