@@ -61,7 +61,7 @@ class Relay:
                     target = targets.get(conf.token)
                     if target is None:
                         continue
-                    _, kind, recipient, row, package_id = target
+                    _, kind, recipient, row, package_id, document_id, digest = target
                     if conf.ok:
                         txn.finish_outbox(conf.token, "confirmed", None)
                     elif conf.retryable:
@@ -70,8 +70,9 @@ class Relay:
                         continue
                     else:
                         txn.finish_outbox(conf.token, "failed", conf.reason)
+                    # DocumentId and digest named here: the audit need not look the package up.
                     txn.emit(Event("published" if conf.ok else "publish_failed", package_id,
-                                   None, recipient, None, {"reason": conf.reason or ""}))
+                                   document_id, recipient, digest, {"reason": conf.reason or ""}))
                     if kind != "edoc":
                         continue
                     for delivery in txn.deliveries_of(row):

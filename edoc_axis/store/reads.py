@@ -333,17 +333,21 @@ class Reads:
         ).fetchall()
         return {r[0] for r in rows}
 
-    def outbox_targets(self, tokens: Collection[int]) -> list[tuple[int, str, str, int, str]]:
-        """(token, package kind, recipient, package row, package id) for outbox rows."""
+    def outbox_targets(
+        self, tokens: Collection[int]
+    ) -> list[tuple[int, str, str, int, str, str, str]]:
+        """(token, package kind, recipient, package row, package id, DocumentId, SHA-256) for
+        outbox rows."""
         if not tokens:
             return []
         marks = ",".join("?" * len(tokens))
         rows = self._db.execute(
-            "SELECT o.id, p.kind, o.recipient, p.id, p.package_id FROM outbox o"  # noqa: S608
-            f" JOIN packages p ON p.id = o.package WHERE o.id IN ({marks})",
+            "SELECT o.id, p.kind, o.recipient, p.id, p.package_id, p.document_id, p.sha256"  # noqa: S608
+            f" FROM outbox o JOIN packages p ON p.id = o.package WHERE o.id IN ({marks})",
             tuple(tokens),
         ).fetchall()
-        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4])) for r in rows]
+        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5]), str(r[6]))
+                for r in rows]
 
     def sent_status(self, document_id: str, to: str, code: str) -> PackageRecord | None:
         """A status with ``code`` this node already sent about DocumentId to agency ``to``."""
