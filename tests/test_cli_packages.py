@@ -235,3 +235,32 @@ def test_package_show_extract_keeps_hostile_names_inside_and_reports_bad_files(
     assert not (tmp_path / "evil.txt").exists()
     code, shown = _run("package", "show", str(package))
     assert code == 0 and "unreadable" in shown
+
+
+def test_package_new_refuses_what_validate_refuses(tmp_path: Path) -> None:
+    """`package new` writes nothing validate would refuse: same codes, exit 65 (issue 13.7)."""
+    bad = tmp_path / "bad.edxml"
+    result = CliRunner().invoke(main, [
+        "package", "new", "--from", "000.00.00.G22", "--to", "H41", "--subject", "x",
+        "--code-number", "1", "--code-notation", "A-B", "-o", str(bad)])
+    assert result.exit_code == 65
+    assert f"{bad}:11: error ORGANID_FORMAT " in result.output and "'H41'" in result.output
+    assert "nothing written" in result.output and not bad.exists()
+    take_back = tmp_path / "13.edxml"  # a 13 (take back) sent by the document's recipient
+    result = CliRunner().invoke(main, [
+        "package", "new", "--kind", "status", "--from", "000.00.00.H41", "--to", "000.00.00.G22",
+        "--status-code", "13", "--response-document-id", "000.00.00.G22,2026/01/01,1/A",
+        "--response-code", "1/A", "--response-promulgation-date", "2026/01/01",
+        "-o", str(take_back)])
+    assert result.exit_code == 65 and "error STATUS_DIRECTION " in result.output
+    assert not take_back.exists()
+    result = CliRunner().invoke(main, [  # to stdout: nothing on stdout either
+        "package", "new", "--from", "000.00.00.G22", "--to", "H41", "--subject", "x",
+        "--code-number", "1", "--code-notation", "A-B"])
+    assert result.exit_code == 65 and result.stdout == ""
+    good = tmp_path / "good.edxml"
+    code, _ = _run("package", "new", "--from", "000.00.00.G22", "--to", "000.00.00.H41",
+                   "--subject", "x", "--code-number", "1", "--code-notation", "A-B",
+                   "-o", str(good))
+    assert code == 0
+    assert _run("validate", str(good)) == (0, f"{good}: valid\n")

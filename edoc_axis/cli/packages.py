@@ -126,13 +126,14 @@ def validate_command(paths: tuple[Path, ...], as_json: bool, profile: str, max_b
     sys.exit(EXIT_OK if all_valid else EXIT_INVALID)
 
 
-def _echo_report(path: Path, report: ValidationReport) -> None:
+def _echo_report(path: Path | str, report: ValidationReport, *, err: bool = False) -> None:
     for finding in report.findings:
         where = f"{path}:{finding.line}" if finding.line else str(path)
         element = f" {finding.element}" if finding.element else ""
         value = f" {finding.value!r}" if finding.value is not None else ""
-        click.echo(f"{where}: {finding.severity} {finding.code}{element}{value}: {finding.message}")
-    if report.valid:
+        click.echo(f"{where}: {finding.severity} {finding.code}{element}{value}: {finding.message}",
+                   err=err)
+    if report.valid and not err:
         warnings = len(report.warnings)
         click.echo(f"{path}: valid" + (f", {warnings} warning(s)" if warnings else ""))
 
@@ -357,6 +358,9 @@ def new_command(
     """Build a document or status package from options and/or a TOML description.
 
     The package is unsigned UTF-8 edXML; sign it with the signing commands before sending.
+    It is checked as `edoc-axis validate` checks it (strict profile) before anything is
+    written: a package validate would refuse is not written; its findings go to stderr, in
+    validate's form, and the exit status is 65.
     """
     with reported_errors():
         spec = _load_toml(toml_path)
@@ -380,6 +384,12 @@ def new_command(
                 raise click.FileError(str(path), hint=exc.strerror) from exc
             add_attachment(built, path.name, content)
         data = build(built)
+        # The same check as `validate`, so nothing is written that validate would refuse.
+        report = validate(data, XmlLimits(), STRICT)
+        if not report.valid:
+            _echo_report(output or "package", report, err=True)
+            click.echo("error: the package is not valid: nothing written", err=True)
+            sys.exit(EXIT_INVALID)
         if output is None:
             sys.stdout.buffer.write(data)
         else:
