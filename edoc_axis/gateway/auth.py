@@ -131,8 +131,9 @@ class Authenticated:
     signature: str  # the verified XroadVnpt-hash-header: names this exact signed request
 
 
-# Headers each call relies on (beyond timestamp and systemid). Others are ignored (sticky).
-_RELIED: dict[str, tuple[str, ...]] = {
+# Headers each call relies on (beyond timestamp and systemid), by their lowercase key without the
+# prefix: each must be signed when sent. Others are ignored (sticky). /openapi.json lists them.
+RELIED_HEADERS: dict[str, tuple[str, ...]] = {
     "sendEdoc": ("from", "to", "servicetype", "messagetype", "hash-file"),
     "getReceivedEdocList": ("servicetype", "messagetype"),
     "getEdoc": ("docid",),
@@ -190,7 +191,7 @@ class Authenticator:
             _wire_text(sign_header, charset),
             _wire_text(cast(str, headers["sign-header-key"]), charset),
         )
-        for key in ("systemid", "timestamp", *_RELIED[call]):
+        for key in ("systemid", "timestamp", *RELIED_HEADERS[call]):
             _check_signed_matches(request, signed, key, charset)
         self._check_timestamp(signed["timestamp"])
         return Authenticated(system, signed, given)

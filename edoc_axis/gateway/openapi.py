@@ -1,6 +1,8 @@
 """The OpenAPI 3 document of the DMS gateway: the axis protocol calls, health, metrics, errors.
 
 Served by ``service.DmsGateway`` at ``/openapi.json``; a description only: it checks no call.
+Which headers each call must sign comes from ``auth.RELIED_HEADERS`` (what authentication
+checks), and ``servers`` from the gateway's ``[api]`` listen address and TLS settings.
 """
 
 from __future__ import annotations
@@ -9,6 +11,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from edoc_axis import __version__
+from edoc_axis.config.settings import ApiSettings
+from edoc_axis.gateway.auth import RELIED_HEADERS
+
+_ALWAYS_SIGNED = ("systemid", "timestamp")
+_WIRE_NAMES = {"docid": "docId", "filepath": "filePath"}  # auth keys are lowercase
+_ANY_HOST = ("", "0.0.0.0", "::")  # noqa: S104 - listen addresses meaning "every interface"
 
 
 def _header_param(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
@@ -30,10 +38,18 @@ _AUTH_PARAMS: Sequence[dict[str, Any]] = (
         "limit by default (the Java SDK stamps it once per SDK object).",
         required=True,
     ),
-    _header_param("XroadVnpt-sign-header-key", "Signed header names joined by ';'.", required=True),
+    _header_param(
+        "XroadVnpt-sign-header-key",
+        "The names of the signed headers WITHOUT the XroadVnpt- prefix, joined by ';' (e.g. "
+        "systemid;timestamp;docId): exactly the keys of XroadVnpt-sign-header with their "
+        "prefix removed, in any order; a mismatch is AUTH_HEADER_MISMATCH. Which headers a "
+        "call must sign: its x-signed-headers.",
+        required=True,
+    ),
     _header_param(
         "XroadVnpt-sign-header",
-        'Compact JSON object {"XroadVnpt-<name>": value} of every signed header.',
+        'Compact JSON object {"XroadVnpt-<name>": value} of every signed header: here the keys '
+        "DO carry the XroadVnpt- prefix (unlike XroadVnpt-sign-header-key).",
         required=True,
     ),
     _header_param(
@@ -63,10 +79,37 @@ _AGENCY_FIELDS = {
 }
 
 
-def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
+def signed_headers(call: str) -> list[str]:
+    """The header names (with prefix) a call must sign: always systemid and timestamp, then
+    each header the call relies on, whenever it is sent."""
+    keys = (*_ALWAYS_SIGNED, *RELIED_HEADERS[call])
+    return [f"XroadVnpt-{_WIRE_NAMES.get(key, key)}" for key in keys]
+
+
+def servers(api: ApiSettings) -> list[dict[str, Any]]:
+    """Where the gateway answers: ``[api] listen`` with https when it serves TLS. A gateway
+    listening on every interface has no one name: the host is then a server variable."""
+    scheme = "https" if api.tls_cert is not None else "http"
+    host, port = api.address()
+    if host in _ANY_HOST:
+        return [{
+            "url": f"{scheme}://{{host}}:{port}",
+            "description": f"The node's gateway ([api] listen = {api.listen!r}: every interface)",
+            "variables": {"host": {
+                "default": "127.0.0.1",
+                "description": "The node's host name or address as the DMS reaches it",
+            }},
+        }]
+    shown = f"[{host}]" if ":" in host else host
+    return [{"url": f"{scheme}://{shown}:{port}",
+             "description": f"The node's gateway ([api] listen = {api.listen!r})"}]
+
+
+def openapi_document(error_codes: Iterable[str], api: ApiSettings | None = None) -> dict[str, Any]:
     """OpenAPI 3 description of the protocol calls, health, metrics and the error shape.
 
-    ``error_codes``: the gateway's own refusal codes, listed in the Error schema.
+    ``error_codes``: the gateway's own refusal codes, listed in the Error schema; ``api``: the
+    gateway's settings, for ``servers`` (default: the default listen address).
     """
     envelope = {"$ref": "#/components/schemas/Envelope"}
     error = {
@@ -88,13 +131,24 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
         }
 
     def call(
+        name: str,
         summary: str,
         params: list[dict[str, Any]],
         schema: dict[str, Any],
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        signed = signed_headers(name)
         op: dict[str, Any] = {
+            "operationId": name,
             "summary": summary,
+            "description": (
+                f"Sign {', '.join(signed[:2])}"
+                + (f", and {', '.join(signed[2:])} whenever sent" if signed[2:] else "")
+                + " (XroadVnpt-sign-header-key lists them without the prefix). A relied-on "
+                "header sent but not signed, or signed with another value, is "
+                "AUTH_HEADER_MISMATCH; other XroadVnpt headers are ignored."
+            ),
+            "x-signed-headers": signed,
             "security": [{"XroadVnptHmac": []}],
             "parameters": [*_AUTH_PARAMS, *params],
             "responses": {
@@ -127,8 +181,10 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 "future; their age is unlimited unless [api] max_timestamp_age is set."
             ),
         },
+        "servers": servers(api or ApiSettings()),
         "paths": {
             "/sendEdoc": call(
+                "sendEdoc",
                 "Submit an edoc or status package",
                 [
                     _header_param(
@@ -161,11 +217,13 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 },
             ),
             "/getReceivedEdocList": call(
+                "getReceivedEdocList",
                 "List received packages not yet acknowledged done",
                 [service_param, kind_param],
                 listing("ReceivedItem"),
             ),
             "/getEdoc": call(
+                "getEdoc",
                 "Fetch one received package (base64)",
                 [doc_param, _header_param("XroadVnpt-filePath", "Client-side path (ignored).")],
                 {
@@ -179,6 +237,7 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 },
             ),
             "/updateStatus": call(
+                "updateStatus",
                 "Acknowledge pickup of a received package",
                 [
                     doc_param,
@@ -192,6 +251,7 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 envelope,
             ),
             "/getSentEdocList": call(
+                "getSentEdocList",
                 "Per-recipient tracking of sent packages",
                 [
                     service_param,
@@ -200,9 +260,12 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
                 ],
                 listing("SentItem"),
             ),
-            "/getAgenciesList": call("The agency directory", [], listing("Agency")),
+            "/getAgenciesList": call(
+                "getAgenciesList", "The agency directory", [], listing("Agency")
+            ),
             "/healthz": {
                 "get": {
+                    "operationId": "healthz",
                     "summary": "Liveness and node reachability",
                     "responses": {
                         "200": {"description": "Serving"},
@@ -212,12 +275,14 @@ def openapi_document(error_codes: Iterable[str]) -> dict[str, Any]:
             },
             "/metrics": {
                 "get": {
+                    "operationId": "metrics",
                     "summary": "Prometheus text metrics",
                     "responses": {"200": {"description": "text/plain; version=0.0.4"}},
                 }
             },
             "/openapi.json": {
                 "get": {
+                    "operationId": "openapi",
                     "summary": "This document",
                     "responses": {"200": {"description": "OpenAPI 3"}},
                 }

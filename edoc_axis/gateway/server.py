@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -134,6 +135,9 @@ class DmsServer:
                 f"cannot listen on {api.listen}: {exc.strerror}", element="api.listen"
             ) from exc
         self._socket.setblocking(False)
+        if port == 0:  # /openapi.json's servers name the port the system chose
+            shown = f"[{host}]" if ":" in host else host
+            self.gateway.api = replace(api, listen=f"{shown}:{self._socket.getsockname()[1]}")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dms-gateway")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None

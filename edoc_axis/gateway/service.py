@@ -218,7 +218,7 @@ class DmsGateway:
         if path == "/metrics":
             return Response(200, self.render_metrics(), METRICS_CONTENT_TYPE)
         if self._openapi is None:
-            document = openapi_document(GATEWAY_CODES)
+            document = openapi_document(GATEWAY_CODES, self.api)
             self._openapi = json.dumps(document, ensure_ascii=True).encode()
         return Response(200, self._openapi)
 
