@@ -248,7 +248,10 @@ class ErrorCode(StrEnum):
     SENDER_SPOOFED = auto(), SpoofedSender, 403, (
         "From/OrganId is not the agency of the broker user that published it: refused as forged")
     PACKAGE_TOO_LARGE = auto(), PackageTooLarge, 413, (
-        "the package exceeds limits.max_package_bytes (or the broker's limit): send a smaller one")
+        "the package exceeds limits.max_package_bytes: send a smaller one")
+    PACKAGE_TOO_LARGE_FOR_BROKER = auto(), PackageTooLarge, 413, (
+        "the package is over what one broker message carries (16 MiB) and chunked transfer "
+        "is not there yet: send a smaller one")
     TEMPORARY_FAILURE = auto(), TemporaryFailure, 503, "something outside the package failed: retry"
     BROKER_UNAVAILABLE = auto(), BrokerUnavailable, 503, (
         "RabbitMQ cannot be reached or refused for now: check the broker, then retry")
@@ -427,7 +430,7 @@ class ErrorCode(StrEnum):
     CONFIG_BROKER_LOGIN = auto(), ConfigError, 500, (
         "broker.login is unknown, or certificate login lacks amqps://USER@ without a password")
     CONFIG_LIMIT = auto(), ConfigError, 500, (
-        "limits.max_package_bytes exceeds what one broker message may carry: lower it")
+        "limits.max_package_bytes is over the most allowed (200 MiB): lower it")
     CONFIG_PROFILE = auto(), ConfigError, 500, "validation.submit_profile is not strict or received"
     CONFIG_LISTEN = auto(), ConfigError, 500, "api.listen is not HOST:PORT"
     CONFIG_TIMEZONE = auto(), ConfigError, 500, "api.timezone is not a known zone or UTC offset"

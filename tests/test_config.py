@@ -55,7 +55,7 @@ def test_example_config_loads() -> None:
     assert settings.broker.vhost == "edoc"
     assert settings.directory_path == EXAMPLE.parent / "directory.example.toml"
     assert settings.signature.require_signature is True
-    assert settings.limits.max_bytes == 15 * 1024 * 1024
+    assert settings.limits.max_bytes == 50 * 1024 * 1024
 
 
 def test_example_file_is_the_rendered_example() -> None:
@@ -229,12 +229,15 @@ def test_bad_env_values_name_the_variable(tmp_path: Path) -> None:
     assert "EDOC_AXIS_SIGNATURE_ALLOW_SHA1" in err.value.message
 
 
-def test_limit_over_broker_maximum(tmp_path: Path) -> None:
-    """max_package_bytes above the broker's 16 MiB is refused now rather than at send time."""
-    env = {"EDOC_AXIS_LIMITS_MAX_PACKAGE_BYTES": str(17 * 1024 * 1024)}
+def test_limit_over_the_most_allowed(tmp_path: Path) -> None:
+    """max_package_bytes may be raised to 200 MiB, not beyond: more is CONFIG_LIMIT at load."""
+    env = {"EDOC_AXIS_LIMITS_MAX_PACKAGE_BYTES": str(200 * 1024 * 1024)}
+    assert load_settings(_write(tmp_path), env=env).limits.max_bytes == 200 * 1024 * 1024
+    env = {"EDOC_AXIS_LIMITS_MAX_PACKAGE_BYTES": str(200 * 1024 * 1024 + 1)}
     with pytest.raises(ConfigError) as err:
         load_settings(_write(tmp_path), env=env)
     assert err.value.element == "limits.max_package_bytes"
+    assert err.value.code == "CONFIG_LIMIT" and "200 MiB" in err.value.message
 
 
 def test_limits_section_is_the_parsers_limits(tmp_path: Path) -> None:

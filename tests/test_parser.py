@@ -3,6 +3,7 @@ what it lets through unchanged, and the parse counter."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import HOSTILE_PACKAGES, expected_code, make_document
 
+from edoc_axis.edxml.attachment import add_attachment
 from edoc_axis.edxml.limits import DEFAULT_LIMITS, DEFAULT_MAX_BYTES, XmlLimits
 from edoc_axis.edxml.parser import PARSE_STATS, parse_xml
 from edoc_axis.edxml.write import build
@@ -77,14 +79,14 @@ def test_malformed_xml_names_its_line() -> None:
 
 
 def test_oversize_input_is_refused_by_the_configured_limit() -> None:
-    """Bytes over max_bytes are refused before parsing; the default is 15 MiB."""
+    """Bytes over max_bytes are refused before parsing; the default is 50 MiB."""
     data = build(make_document(content="x" * 400)) + b" " * 2_000_000
     started = time.perf_counter()
     error = _refused(data, XmlLimits(max_bytes=1_000_000))
     assert time.perf_counter() - started < 0.5
     assert error.code == "XML_TOO_LARGE"
     assert parse_xml(data).getroot() is not None
-    assert DEFAULT_LIMITS.max_bytes == DEFAULT_MAX_BYTES == 15 * 1024 * 1024
+    assert DEFAULT_LIMITS.max_bytes == DEFAULT_MAX_BYTES == 50 * 1024 * 1024
 
 
 def test_absurd_nesting_is_refused_fast() -> None:
@@ -147,3 +149,41 @@ def test_limits_and_the_lxml_free_modules_load_no_lxml() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"
+
+
+def test_a_30_mb_attachment_parses_with_huge_tree() -> None:
+    """A package whose one attachment is a 30 MB file (a 40 MB base64 text node, over libxml2's
+    10 MB text-node limit without huge trees) parses under the default limits."""
+    doc = make_document(content="x" * 400)
+    payload = os.urandom(30 * 1024 * 1024)
+    add_attachment(doc, "scan.pdf", payload)
+    data = build(doc)
+    assert len(data) > 40 * 1024 * 1024
+    root = parse_xml(data).getroot()
+    assert max(len(text) for text in root.itertext()) > 40 * 1024 * 1024
+
+
+@pytest.mark.parametrize("depth", [60, 1000])
+def test_huge_tree_keeps_the_depth_bound(depth: int) -> None:
+    """With huge trees libxml2 lets nesting reach 2048: the door's own depth bound still refuses
+    nesting past max_depth, below (60) and above (1000) libxml2's former 256."""
+    data = b"<edXML>" + b"<a>" * depth + b"</a>" * depth + b"</edXML>"
+    assert _refused(data).code == "XML_TOO_DEEP"
+
+
+def test_huge_tree_keeps_the_size_and_element_bounds() -> None:
+    """A text node larger than max_bytes is refused before parsing, and a flood of elements
+    inside a big package still meets the element bound, with huge trees on."""
+    big_text = b"<edXML><a>" + b"A" * (2 * 1024 * 1024) + b"</a></edXML>"
+    assert _refused(big_text, XmlLimits(max_bytes=1024 * 1024)).code == "XML_TOO_LARGE"
+    assert parse_xml(big_text).getroot().tag == "edXML"
+    flood = b"<edXML><a>" + b"A" * (12 * 1024 * 1024) + b"</a>" + b"<b/>" * 300 + b"</edXML>"
+    assert _refused(flood, XmlLimits(max_elements=100)).code == "XML_TOO_MANY_ELEMENTS"
+
+
+def test_huge_tree_still_refuses_dtds_and_entities() -> None:
+    """No DOCTYPE, entity declaration or undeclared entity gets through with huge trees on."""
+    assert _refused(b"<!DOCTYPE a [<!ENTITY x 'y'>]><a>&x;</a>").code == "XML_DOCTYPE"
+    assert _refused(b"<a>&x;</a>").code == "XML_ENTITY"
+    big = b"<edXML>" + b"A" * (11 * 1024 * 1024) + b"&x;</edXML>"
+    assert _refused(big).code == "XML_ENTITY"

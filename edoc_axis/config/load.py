@@ -38,10 +38,10 @@ from edoc_axis.config.schema import (
 from edoc_axis.config.settings import BROKER_LOGINS, DmsSystemSettings, Settings
 from edoc_axis.config.zone import timezone_named
 from edoc_axis.edxml.identifier import is_valid_organ_id
+from edoc_axis.edxml.limits import MAX_ALLOWED_BYTES
 from edoc_axis.edxml.profile import PROFILES
 from edoc_axis.errors import ConfigError, ErrorCode
 from edoc_axis.log import get_logger
-from edoc_axis.transport.topology import MAX_MESSAGE_BYTES
 
 log = get_logger(__name__)
 
@@ -208,14 +208,13 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
                          "broker.login = \"certificate\" needs amqps://USER@HOST:PORT/VHOST, "
                          "USER being the user the certificate logs in as, and no password")
     max_bytes = values.get("limits.max_package_bytes")
-    # The package limit may not pass the broker's message limit (larger packages: a later issue).
-    if isinstance(max_bytes, int) and max_bytes > MAX_MESSAGE_BYTES:
+    # One setting bounds every door (gateway, send, reception, the parser); 200 MiB at most.
+    if isinstance(max_bytes, int) and max_bytes > MAX_ALLOWED_BYTES:
         problems.add(
             ErrorCode.CONFIG_LIMIT,
             "limits.max_package_bytes",
-            f"limits.max_package_bytes {max_bytes} is over the broker's message limit of "
-            f"{MAX_MESSAGE_BYTES} bytes ({MAX_MESSAGE_BYTES / 2**20:g} MiB); larger packages "
-            "are not supported yet",
+            f"limits.max_package_bytes {max_bytes} is over the most allowed, "
+            f"{MAX_ALLOWED_BYTES} bytes ({MAX_ALLOWED_BYTES / 2**20:g} MiB)",
         )
     profile = values.get("validation.submit_profile")
     if isinstance(profile, str) and profile not in PROFILES:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_MAX_BYTES = 15 * 1024 * 1024  # RabbitMQ 4.x refuses messages over 16 MiB by default
+MIB = 1024 * 1024
+# Scanned decrees with annexes are routinely 10-50 MB; the national client accepts 50 MB.
+DEFAULT_MAX_BYTES = 50 * MIB
+# The most ``limits.max_package_bytes`` may be set to (config load refuses more: CONFIG_LIMIT).
+MAX_ALLOWED_BYTES = 200 * MIB
 DEFAULT_MAX_DEPTH = 48  # the deepest real edXML path (signature X509 data) is about 12
 DEFAULT_MAX_ELEMENTS = 100_000  # a package with thousands of recipients stays far below
 

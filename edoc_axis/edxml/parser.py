@@ -6,6 +6,13 @@ internal or external entities, billion-laughs expansions and external DTDs), ove
 absurd nesting or element counts, encodings other than UTF-8, and bytes that are not XML at all.
 libxml2 runs with entity resolution, DTD loading and network access disabled as a second line.
 The bounds are ``limits.XmlLimits``.
+
+libxml2 runs with huge-tree parsing on: without it any text node over 10 MB is refused, and one
+attachment (a base64 text node) of a 50 MB package is far larger. Huge trees lift libxml2's own
+safety limits (text size, depth 256 -> 2048, dictionary growth), so the door's own bounds carry
+the load: the size prescan, no DOCTYPE/ENTITY (no expansion can grow the input), the element
+count prescan (before the tree is built), and the depth check (after it, on a tree the element
+count already bounds).
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ def _make_parser() -> etree.XMLParser:
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=False,  # keeps libxml2's own depth (256) and text-node limits as a backstop
+        huge_tree=True,  # attachments are text nodes of tens of MB; the bounds are our own
         remove_blank_text=False,
         remove_comments=False,
         remove_pis=False,

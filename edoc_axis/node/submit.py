@@ -50,6 +50,9 @@ class Submitter:
         if size > ctx.limits.max_bytes:
             raise PackageTooLarge(f"package of {size} bytes exceeds the limit of "
                                   f"{ctx.limits.max_bytes} bytes", code=ErrorCode.PACKAGE_TOO_LARGE)
+        # One broker message carries the package until chunked transfer lands: refuse here,
+        # before parsing, what the broker would refuse at publish (checked again once signed).
+        ctx.topology.check_size_of(size)
         accepted = schema.accept(data, ctx.limits, ctx.settings.validation.submit_profile)
         parsed = accepted.parsed
         if accepted.warnings:

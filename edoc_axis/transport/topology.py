@@ -112,11 +112,17 @@ class Topology:
 
     def check_size(self, body: bytes, *, package_id: str | None = None) -> None:
         """Refuse a message body the broker would refuse (4.x: 16 MiB) before publishing it."""
-        if len(body) > self.max_message_bytes:
+        self.check_size_of(len(body), package_id=package_id)
+
+    def check_size_of(self, size: int, *, package_id: str | None = None) -> None:
+        """Refuse a message body of ``size`` bytes the broker would refuse
+        (``PACKAGE_TOO_LARGE_FOR_BROKER``) before anything is parsed or published."""
+        if size > self.max_message_bytes:
             raise PackageTooLarge(
-                f"message of {len(body)} bytes exceeds the broker limit of "
-                f"{self.max_message_bytes} bytes",
-                code=ErrorCode.PACKAGE_TOO_LARGE,
+                f"message of {size} bytes exceeds the broker limit of "
+                f"{self.max_message_bytes} bytes (chunked transfer of large packages is not "
+                "there yet)",
+                code=ErrorCode.PACKAGE_TOO_LARGE_FOR_BROKER,
                 package_id=package_id,
             )
 
