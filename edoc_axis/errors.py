@@ -257,6 +257,8 @@ class ErrorCode(StrEnum):
         "RabbitMQ cannot be reached or refused for now: check the broker, then retry")
     STORE_BUSY = auto(), StoreBusy, 503, (
         "the node's SQLite store is locked or out of space: free disk space, then retry")
+    STORE_BODY_MISSING = auto(), StoreBusy, 503, (
+        "a package body file under the store's bodies folder is missing: restore it from backup")
     CONFIG_ERROR = auto(), ConfigError, 500, "the node's configuration is wrong: see the message"
     TRUST_ERROR = auto(), TrustError, 500, (
         "trust material (CA, certificate, key, CRL) cannot be used: see the message")

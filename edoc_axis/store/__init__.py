@@ -17,8 +17,9 @@ write; either refuses a file that is missing or is not a store (``STORE_NOT_FOUN
 
 Modules: this one (the ``Store``: connections, migrations, transactions), ``reads`` (every
 query, once, for a Store, a Transaction and a snapshot), ``transaction`` (the writes),
-``records`` (the rows going in and out), ``audit_rows`` and ``request_log`` (the audit chain's
-and the DMS gateway's tables), ``migrations``. No SQL outside this package; the only sqlite3
+``records`` (the rows going in and out), ``bodies`` (large package bodies as content-addressed
+files beside the database), ``audit_rows`` and ``request_log`` (the audit chain's and the DMS
+gateway's tables), ``migrations``. No SQL outside this package; the only sqlite3
 importer. Imports nothing of edoc_axis but ``errors``.
 """
 
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edoc_axis.errors import ConfigError, ErrorCode, StoreBusy
+from edoc_axis.store.bodies import BODY_FILE_BYTES, SWEEP_GRACE_SECONDS, BodyFiles
 from edoc_axis.store.migrations import MIGRATIONS
 from edoc_axis.store.reads import Reads, Snapshot
 from edoc_axis.store.transaction import EventHook, Transaction
@@ -86,8 +88,10 @@ class Store(Reads):
     for writing; both refuse a missing store (``STORE_NOT_FOUND``) and create no file."""
 
     def __init__(self, path: Path, *, on_event: EventHook | None = None, create: bool = True,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, body_file_bytes: int = BODY_FILE_BYTES,
+                 bodies_dir: Path | None = None) -> None:
         self.path = Path(path)
+        self.bodies = BodyFiles(bodies_dir or self.path.parent / "bodies", body_file_bytes)
         self.on_event = on_event
         self.read_only = read_only
         self._must_exist = read_only or not create
@@ -158,6 +162,18 @@ class Store(Reads):
     def _db(self) -> sqlite3.Connection:
         return self.conn
 
+    @property
+    def _files(self) -> BodyFiles:
+        return self.bodies
+
+    def sweep_body_files(self, older_than: float = SWEEP_GRACE_SECONDS) -> list[Path]:
+        """Remove body files no package references (left by a crash between writing the file
+        and the commit) and stale temporary files, older than ``older_than`` seconds; returns
+        the paths removed. Safe while the node runs: younger files are left alone."""
+        if self.read_only:
+            raise ValueError(f"the store {self.path} was opened read-only")
+        return self.bodies.sweep(self.body_files_in_use, older_than)
+
     def close(self) -> None:
         """Close every connection this store opened (call once, at shutdown)."""
         with self._lock:
@@ -193,7 +209,7 @@ class Store(Reads):
         except sqlite3.OperationalError as exc:
             raise _busy(exc) from exc
         try:
-            yield Transaction(conn, self.on_event)
+            yield Transaction(conn, self.on_event, self.bodies)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -213,6 +229,6 @@ class Store(Reads):
         except sqlite3.OperationalError as exc:
             raise _busy(exc) from exc
         try:
-            yield Snapshot(conn)
+            yield Snapshot(conn, self.bodies)
         finally:
             conn.execute("ROLLBACK")

@@ -159,4 +159,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE packages ADD COLUMN subject TEXT",
         "ALTER TABLE packages ADD COLUMN notation TEXT",
     ),
+    # 6: large bodies live as files (store/bodies.py): ``file`` is the hex SHA-256 naming the
+    # file under the bodies folder, and ``body`` is then empty; NULL for a body kept as a blob.
+    ("ALTER TABLE package_bodies ADD COLUMN file TEXT",
+     "CREATE INDEX package_bodies_file ON package_bodies (file) WHERE file IS NOT NULL"),
 )

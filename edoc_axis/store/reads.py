@@ -8,12 +8,14 @@ a query method exists only here. The audit tables' queries are ``audit_rows``
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from edoc_axis.errors import NotFound
 from edoc_axis.store.audit_rows import AuditRows
+from edoc_axis.store.bodies import BodyFiles
 from edoc_axis.store.records import (
     DELIVERY_SELECT,
     INBOX_SELECT,
@@ -41,6 +43,13 @@ class Reads:
         raise NotImplementedError
 
     @property
+    def _files(self) -> BodyFiles:
+        raise NotImplementedError
+
+    def _body_of(self, blob: bytes, file: str | None) -> bytes:
+        return self._files.read(file) if file is not None else bytes(blob)
+
+    @property
     def audit_rows(self) -> AuditRows:
         """The audit chain's tables, read on the same connection."""
         return AuditRows(self._db)
@@ -63,16 +72,31 @@ class Reads:
             raise NotFound(f"no package {package_id!r} in the store", package_id=package_id)
         return record
 
-    def body(self, package_id: str) -> bytes:
-        """The exact stored bytes of a package (raises NotFound)."""
+    def _body_row(self, package_id: str) -> tuple[bytes, str | None]:
         row = self._db.execute(
-            "SELECT b.body FROM package_bodies b JOIN packages p ON p.id = b.package"
+            "SELECT b.body, b.file FROM package_bodies b JOIN packages p ON p.id = b.package"
             " WHERE p.package_id = ?",
             (package_id,),
         ).fetchone()
         if row is None:
             raise NotFound(f"no package {package_id!r} in the store", package_id=package_id)
-        return bytes(row[0])
+        return row[0], row[1]
+
+    def body(self, package_id: str) -> bytes:
+        """The exact stored bytes of a package, in memory (raises NotFound)."""
+        return self._body_of(*self._body_row(package_id))
+
+    def open_body(self, package_id: str) -> BinaryIO:
+        """A binary reader over a package's exact stored bytes, from the start: the file
+        itself for a large body, so copying it (``shutil.copyfileobj``) streams (raises
+        NotFound). Close it when done."""
+        blob, file = self._body_row(package_id)
+        return self._files.open(file) if file is not None else io.BytesIO(blob)
+
+    def body_files_in_use(self) -> set[str]:
+        """The digests of every body kept as a file (for ``Store.sweep_body_files``)."""
+        return {str(r[0]) for r in self._db.execute(
+            "SELECT DISTINCT file FROM package_bodies WHERE file IS NOT NULL")}
 
     def packages(
         self,
@@ -112,13 +136,14 @@ class Reads:
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(
             "SELECT o.id, o.recipient, p.package_id, p.message_id, p.kind, p.sender,"  # noqa: S608
-            " p.document_id, p.sha256, b.body, o.attempts FROM outbox o"
+            " p.document_id, p.sha256, b.body, o.attempts, b.file FROM outbox o"
             " JOIN packages p ON p.id = o.package JOIN package_bodies b ON b.package = p.id"
             f" WHERE o.id IN ({marks}) ORDER BY o.id",
             ids,
         ).fetchall()
         return [
-            OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bytes(r[8]), r[9])
+            OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+                       self._body_of(r[8], r[10]), r[9])
             for r in rows
         ]
 
@@ -265,12 +290,12 @@ class Reads:
         """Stored bytes recorded under this SHA-256: packages first, then refused messages (the
         caller rehashes them: the recorded hash is only a column)."""
         for sql in (
-            "SELECT b.body FROM packages p JOIN package_bodies b ON b.package = p.id"
+            "SELECT b.body, b.file FROM packages p JOIN package_bodies b ON b.package = p.id"
             " WHERE p.sha256 = ?",
-            "SELECT body FROM rejections WHERE sha256 = ?",
+            "SELECT body, NULL FROM rejections WHERE sha256 = ?",
         ):
-            for row in self._db.execute(sql, (sha256,)):
-                yield bytes(row[0])
+            for row in self._db.execute(sql, (sha256,)).fetchall():
+                yield self._body_of(row[0], row[1])
 
     # --- lookups the journeys make inside their transactions --------------------------------
 
@@ -361,11 +386,16 @@ class Reads:
 class Snapshot(Reads):
     """The reads on one connection's current transaction (``Store.snapshot()``); no writes."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_files_of")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, files: BodyFiles) -> None:
         self._conn = conn
+        self._files_of = files
 
     @property
     def _db(self) -> sqlite3.Connection:
         return self._conn
+
+    @property
+    def _files(self) -> BodyFiles:
+        return self._files_of

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from edoc_axis.store.audit_rows import AuditWrites
+from edoc_axis.store.bodies import BodyFiles
 from edoc_axis.store.reads import Snapshot
 from edoc_axis.store.records import (
     Event,
@@ -23,8 +24,9 @@ class Transaction(Snapshot):
 
     __slots__ = ("_audit", "_hook", "at")
 
-    def __init__(self, conn: sqlite3.Connection, hook: EventHook | None) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: sqlite3.Connection, hook: EventHook | None,
+                 files: BodyFiles) -> None:
+        super().__init__(conn, files)
         self._hook = hook
         self._audit = AuditWrites(conn)
         self.at = now_iso()
@@ -73,9 +75,17 @@ class Transaction(Snapshot):
         if cur.rowcount == 0:
             return None
         row_id = int(cur.lastrowid or 0)
-        self._conn.execute(
-            "INSERT INTO package_bodies (package, body) VALUES (?, ?)", (row_id, pkg.body)
-        )
+        if self._files.wants(len(pkg.body)):
+            # Written and fsynced now, before the COMMIT that makes this row reference it.
+            digest = self._files.put(pkg.body)
+            self._conn.execute(
+                "INSERT INTO package_bodies (package, body, file) VALUES (?, X'', ?)",
+                (row_id, digest),
+            )
+        else:
+            self._conn.execute(
+                "INSERT INTO package_bodies (package, body) VALUES (?, ?)", (row_id, pkg.body)
+            )
         return row_id
 
     def set_summary(self, package_id: str, subject: str, notation: str) -> None:
