@@ -7,6 +7,7 @@ through ``Store``'s queries and need neither the broker nor the signing key.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,9 @@ def inbox_show(config_path: Path | None, as_json: bool, package_id: str) -> None
                    f"{warning['message']}")
 
 
+COPY_CHUNK = 1024 * 1024  # bytes per read when streaming a body out
+
+
 @inbox_group.command("export")
 @config_option
 @click.argument("package_id")
@@ -102,14 +106,18 @@ def inbox_export(config_path: Path | None, package_id: str, output: Path | None,
         store = Store(settings.store_path)
         try:
             store.inbox_entry(package_id)
-            body = store.body(package_id)
+            # Streamed from the store (a large body is a file there): never whole in memory.
+            with store.open_body(package_id) as stream:
+                if output is None:
+                    shutil.copyfileobj(stream, sys.stdout.buffer, COPY_CHUNK)
+                else:
+                    with output.open("wb") as out:
+                        shutil.copyfileobj(stream, out, COPY_CHUNK)
+                        written = out.tell()
+                    click.echo(f"wrote {written} bytes to {output}", err=True)
+            body = store.body(package_id) if attachments_dir is not None else b""
         finally:
             store.close()
-    if output is None:
-        sys.stdout.buffer.write(body)
-    else:
-        output.write_bytes(body)
-        click.echo(f"wrote {len(body)} bytes to {output}", err=True)
     if attachments_dir is not None:
         _export_attachments(body, settings, attachments_dir)
 
