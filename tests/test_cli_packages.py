@@ -125,7 +125,7 @@ document_id = "000.00.00.G22,2024/03/05,12/VPCP-TTĐT"
     code, shown = _run("package", "show", str(out_file))
     assert code == 0
     assert "status:         13 the sender asks to take the document back" in shown
-    assert "timestamp:      2024/03/06 08:00:00" in shown
+    assert "timestamp:      2024-03-06T08:00:00+07:00" in shown  # one labelled zone
 
 
 def test_package_new_document_from_toml_to_stdout(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -282,6 +283,12 @@ def test_deviant_document_is_received_with_its_warnings(axis: Axis,
             f"TraceHeader[2]/OrganId '{DEVIANT_TRACE_ORGAN_ID}': ") in shown.output
     assert "warning: EMPTY_ELEMENT " in shown.output
     assert "warning: SURPLUS_WHITESPACE " in shown.output
+    assert re.search(r"created_at: \S+T\S+\+07:00\n", shown.output)  # Vietnam time, labelled
+    listed = CliRunner().invoke(main, ["inbox", "list", "-c", str(config), "--kind", "edoc"])
+    header, row = listed.output.splitlines()
+    assert header.split() == ["PACKAGE", "RECEIVED", "PICKUP", "WHAT", "FROM", "DOCUMENT"]
+    assert row.split()[:5] == [entry.package_id, row.split()[1], "new", "document", G22]
+    assert row.split()[1].endswith("+07:00")
     trail = CliRunner().invoke(main, ["audit", "trail", "-c", str(config), result.document_id,
                                       "--json"])
     assert trail.exit_code == 0

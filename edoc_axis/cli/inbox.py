@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
+from edoc_axis.cli.display import echo_table, stored_time
 from edoc_axis.cli.packages import save_attachment
 from edoc_axis.config.load import load_settings
 from edoc_axis.config.settings import Settings
@@ -22,7 +23,7 @@ from edoc_axis.edxml.model import DocumentPackage
 from edoc_axis.edxml.read import parse
 from edoc_axis.errors import EdocAxisError, ErrorCode, NotFound
 from edoc_axis.store import Store
-from edoc_axis.store.records import PICKUP_STATES
+from edoc_axis.store.records import PICKUP_STATES, Delivery
 
 
 @click.group("inbox")
@@ -38,7 +39,7 @@ def inbox_group() -> None:
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
 def inbox_list(config_path: Path | None, as_json: bool, pickup: str | None, kind: str | None,
                limit: int) -> None:
-    """List received packages, oldest first."""
+    """List received packages, oldest first (times in Vietnam time, +07:00)."""
     with reported_errors():
         store = Store(load_settings(config_path).store_path)
         entries = store.inbox(pickup=pickup, kind=kind, limit=limit)  # type: ignore[arg-type]
@@ -46,10 +47,12 @@ def inbox_list(config_path: Path | None, as_json: bool, pickup: str | None, kind
     if as_json:
         echo_json([_entry_dict(e) for e in entries])
         return
-    for e in entries:
-        what = f"status {e.status_code}" if e.kind == "status" else "document"
-        click.echo(f"{e.package_id}  {e.received_at[:19]}  {e.pickup:<10}  {what:<10}  "
-                   f"from {e.sender}  {e.document_id}")
+    rows = [(e.package_id, stored_time(e.received_at), e.pickup,
+             f"status {e.status_code}" if e.kind == "status" else "document", e.sender,
+             e.document_id) for e in entries]
+    filtered = " matching the filters" if pickup or kind else ""
+    echo_table(("PACKAGE", "RECEIVED", "PICKUP", "WHAT", "FROM", "DOCUMENT"), rows,
+               empty="inbox is empty" if not filtered else f"no received package{filtered}")
 
 
 def _entry_dict(entry: Any) -> dict[str, Any]:
@@ -73,6 +76,7 @@ def inbox_show(config_path: Path | None, as_json: bool, package_id: str) -> None
     if as_json:
         echo_json(info)
         return
+    info["created_at"] = stored_time(record.created_at)
     warnings = info.pop("warnings")
     for key, value in info.items():
         if value not in (None, "", ()):
@@ -147,15 +151,17 @@ def _export_attachments(body: bytes, settings: Settings, directory: Path) -> Non
 @click.command("track")
 @config_option
 @json_option
-@click.argument("document_id")
-def track_command(config_path: Path | None, as_json: bool, document_id: str) -> None:
-    """Per-recipient state and status timeline of a sent document."""
+@click.argument("sent_id", metavar="ID")
+def track_command(config_path: Path | None, as_json: bool, sent_id: str) -> None:
+    """Per-recipient state and status timeline of a sent document.
+
+    ID is the DocumentId (every package sent about that document) or the package id that
+    `edoc-axis send` prints first (that package only). Times are Vietnam time (+07:00).
+    """
     with reported_errors():
         store = Store(load_settings(config_path).store_path)
         try:
-            deliveries = store.deliveries(document_id)
-            if not deliveries:
-                raise NotFound(f"no sent document {document_id}", code=ErrorCode.DOCUMENT_NOT_SENT)
+            deliveries = _sent_deliveries(store, sent_id)
             timeline = {d.id: store.history(d.id) for d in deliveries}
         finally:
             store.close()
@@ -163,9 +169,29 @@ def track_command(config_path: Path | None, as_json: bool, document_id: str) -> 
         echo_json([{**_entry_dict(d), "history": [_entry_dict(h) for h in timeline[d.id]]}
                     for d in deliveries])
         return
+    click.echo(f"document {deliveries[0].document_id}")
     for d in deliveries:
-        click.echo(f"{d.recipient}  {d.state}  (package {d.package_id})")
-        for h in timeline[d.id]:
-            code = f" [{h.status_code}]" if h.status_code else ""
-            note = f"  {h.description}" if h.description else ""
-            click.echo(f"    {h.at[:19]}  {h.state}{code}{note}")
+        click.echo("")
+        echo_table(("RECIPIENT", "STATE", "PACKAGE"), [(d.recipient, d.state, d.package_id)],
+                   empty="")
+        echo_table(("AT", "STATE", "STATUS", "NOTE"),
+                   [(stored_time(h.at), h.state, h.status_code or "-", h.description or "")
+                    for h in timeline[d.id]], empty="no steps recorded", indent="    ")
+
+
+def _sent_deliveries(store: Store, sent_id: str) -> list[Delivery]:
+    """The deliveries ``sent_id`` names: a DocumentId's, or else one sent package's."""
+    deliveries = store.deliveries(sent_id)
+    if deliveries:
+        return deliveries
+    try:
+        record = store.package(sent_id)
+    except NotFound:
+        record = None
+    if record is not None and record.direction == "out":
+        deliveries = [d for d in store.deliveries(record.document_id)
+                      if d.package_id == sent_id]
+    if not deliveries:
+        raise NotFound(f"nothing was sent with DocumentId or package id {sent_id}",
+                       code=ErrorCode.DOCUMENT_NOT_SENT)
+    return deliveries

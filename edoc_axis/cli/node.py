@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
+from edoc_axis.cli.display import echo_table, jsonable
 from edoc_axis.config.load import load_settings
 from edoc_axis.config.settings import Settings
 from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
@@ -158,9 +159,10 @@ def dlq_list(config_path: Path | None, as_json: bool, limit: int) -> None:
     if as_json:
         echo_json(rows)
         return
-    for row in rows:
-        click.echo(f"{row['message_id']}  {row['death']}  from user {row['user_id']}  "
-                   f"{row['size']} bytes  {row['rejection'] or ''}")
+    echo_table(("MESSAGE", "DEATH", "COUNT", "USER", "BYTES", "NODE'S REASON"),
+               [(row["message_id"], row["death"] or "-", row["count"], row["user_id"] or "-",
+                 row["size"], row["rejection"] or "-") for row in rows],
+               empty="no dead letters")
 
 
 @dlq_group.command("show")
@@ -168,7 +170,8 @@ def dlq_list(config_path: Path | None, as_json: bool, limit: int) -> None:
 @click.argument("message_id")
 @click.option("--body", is_flag=True, help="Write the message bytes to stdout instead.")
 def dlq_show(config_path: Path | None, message_id: str, body: bool) -> None:
-    """Show one dead letter: headers, death reason and why the node refused it."""
+    """Show one dead letter as JSON: headers (x-death with its times in Vietnam time, +07:00),
+    death reason and why the node refused it."""
     with reported_errors():
         settings = load_settings(config_path)
         letters = dead_letters(broker_endpoint(settings), broker_topology(settings),
@@ -185,7 +188,7 @@ def dlq_show(config_path: Path | None, message_id: str, body: bool) -> None:
                 "routing_key": letter.routing_key, "death": letter.reason,
                 "queue": letter.queue, "count": letter.count, "size": len(letter.body),
                 "rejection": reasons.get(message_id),
-                "headers": {k: str(v) for k, v in letter.headers.items()}})
+                "headers": jsonable(letter.headers)})
 
 
 @dlq_group.command("replay")

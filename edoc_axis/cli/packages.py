@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from edoc_axis.cli.base import reported_errors
+from edoc_axis.cli.display import edxml_time
 from edoc_axis.edxml.attachment import Attachment, Unpacked, add_attachment, write_attachment
 from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
 from edoc_axis.edxml.limits import DEFAULT_MAX_BYTES, XmlLimits
@@ -410,7 +411,9 @@ def show_command(file: Path, extract_dir: Path | None) -> None:
     Each attachment line gives the file's name, size and type once unzipped, and how it was
     packed (zip; zip labelled with the file's type; not zipped). With --extract the files are
     written into the folder; an existing file is never overwritten ("name (2).pdf" instead).
-    Does not validate the package (use `edoc-axis validate`); exit 65 when it cannot be read
+    Times are Vietnam time with the offset written out (2026-12-02T09:30:00+07:00), as every
+    command prints them. Does not validate the package (use `edoc-axis validate`); exit 65 when
+    it cannot be read
     at all, or when --extract is given and an attachment cannot be unpacked.
     """
     with reported_errors():
@@ -452,7 +455,7 @@ def _summary(pkg: Package) -> Iterator[tuple[str, str]]:
         yield "document code", pkg.response_for.code
         if pkg.description:
             yield "description", pkg.description
-        yield "timestamp", pkg.timestamp
+        yield "timestamp", edxml_time(pkg.timestamp)
         yield "signed", "yes" if pkg.signed else "no"
         return
     for recipient in pkg.recipients:
@@ -473,7 +476,7 @@ def _summary(pkg: Package) -> Iterator[tuple[str, str]]:
     if pkg.steering_type:
         yield "steering", f"{pkg.steering_type} {STEERING_TYPES.get(pkg.steering_type, '?')}"
     for trace in pkg.trace_headers:
-        yield "trace", f"{trace.organ_id} at {trace.timestamp}"
+        yield "trace", f"{trace.organ_id} at {edxml_time(trace.timestamp)}"
     yield "signed", "yes" if pkg.signed else "no"
 
 
