@@ -466,6 +466,8 @@ class ErrorCode(StrEnum):
         "the queue key file does not hold a hex key of at least 16 bytes")
     BROKER_AUTH_FAILED = auto(), ConfigError, 500, (
         "the broker refused the credentials: check the user and password (or certificate)")
+    BROKER_VHOST_REFUSED = auto(), ConfigError, 500, (
+        "the broker refused the user access to broker.url's vhost (none, or no permissions)")
     BROKER_ACCESS_REFUSED = auto(), BrokerUnavailable, 503, (
         "the broker refused access (403) to an exchange or queue: check the user's permissions")
     BROKER_CHANNEL_CLOSED = auto(), BrokerUnavailable, 503, "the broker closed the channel: retry"
@@ -483,6 +485,8 @@ class ErrorCode(StrEnum):
     BROKER_CTL_MISSING = auto(), ConfigError, 500, "rabbitmqctl is not installed here"
     BROKER_PROVISION_FAILED = auto(), BrokerUnavailable, 503, (
         "rabbitmqctl failed or timed out: see its message, then retry")
+    BROKER_PASSWORD_CONFLICT = auto(), ConfigError, 500, (
+        "init --broker-url gives a password the bench's passwords file holds another one for")
     BROKER_PASSWORDS_SYNTAX = auto(), ConfigError, 500, (
         "a line of the passwords file is not USER=PASSWORD")
 

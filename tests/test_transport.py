@@ -390,8 +390,8 @@ def test_unreachable_broker_backs_off_and_stops() -> None:
                 backoff_initial=0.05, backoff_max=0.2)
     thread = threading.Thread(target=link.run, daemon=True)
     thread.start()
-    wait_for(lambda: link.last_error is not None and "cannot connect" in link.last_error,
-             what="connection failure")
+    wait_for(lambda: link.last_error is not None and "BROKER_UNAVAILABLE" in link.last_error
+             and "127.0.0.1:1" in link.last_error, what="connection failure")
     link.stop()
     thread.join(5)
     assert not thread.is_alive() and not link.connected and not outbox.confirmations

@@ -20,7 +20,9 @@ def doctor_command(config_path: Path | None, no_broker: bool, as_json: bool) -> 
     """Check that this node can run: config, data dir, store, key and certificate (match,
     OrganId, expiry, listed fingerprint), trust anchors, CRLs, directory, broker and queue.
 
-    One line per check (ok / warn / FAIL / skip). Exit 0 when nothing failed, 1 otherwise.
+    One line per check (ok / warn / FAIL / skip). Exit 0 when nothing failed; when only the
+    broker check failed, its error's exit code (69: the broker cannot be reached, 78: it
+    refused the login or vhost); 1 otherwise.
     """
     checks = diagnose(config_path, check_broker=None if no_broker else broker_check)
     if as_json:
@@ -31,4 +33,5 @@ def doctor_command(config_path: Path | None, no_broker: bool, as_json: bool) -> 
     failed = [c for c in checks if c.status == FAIL]
     if failed:
         click.echo(f"{len(failed)} check(s) failed", err=True)
-        sys.exit(EXIT_FAILURE)
+        codes = {c.exit_code for c in failed}
+        sys.exit(codes.pop() if len(codes) == 1 else EXIT_FAILURE)

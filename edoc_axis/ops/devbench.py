@@ -24,7 +24,7 @@ from cryptography import x509
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Agency, Directory, save_agency
 from edoc_axis.edxml.identifier import organ_parent
-from edoc_axis.errors import EdocAxisError, ErrorCode, TrustError
+from edoc_axis.errors import ConfigError, EdocAxisError, ErrorCode, TrustError
 from edoc_axis.ops import pki
 from edoc_axis.trust import certificate as trust
 
@@ -108,20 +108,58 @@ def dev_identity(
     return notes
 
 
+def recorded_password(path: Path, user: str) -> str | None:
+    """``user``'s password in a USER=PASSWORD file (None when the file or the user is absent)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        name, sep, password = line.strip().partition("=")
+        if sep and name.strip() == user and password:
+            return password
+    return None
+
+
 def dev_password(path: Path, user: str) -> str:
     """``user``'s password from a USER=PASSWORD file (the format `broker provision --passwords`
     reads), appending a new random one when the user is not in it yet."""
     with locked(path.parent):
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                name, sep, password = line.strip().partition("=")
-                if sep and name.strip() == user and password:
-                    return password
-        password = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as out:
-            out.write(f"{user}={password}\n")
+        password = recorded_password(path, user)
+        if password is None:
+            password = secrets.token_urlsafe(24)
+            _append_password(path, user, password)
         return password
+
+
+def record_password(path: Path, user: str, password: str, *, force: bool = False) -> bool:
+    """Keep ``user``'s ``password`` (given in ``init --broker-url``) in the bench's passwords
+    file, so that `broker provision --passwords` gives the broker this one rather than a new
+    one. True when the file changed. Another password already there is a conflict
+    (``BROKER_PASSWORD_CONFLICT``) unless ``force`` replaces it."""
+    with locked(path.parent):
+        known = recorded_password(path, user)
+        if known == password:
+            return False
+        if known is None:
+            _append_password(path, user, password)
+            return True
+        if not force:
+            raise ConfigError(
+                f"{path} already holds another password for broker user {user}: give that "
+                "one in --broker-url, or pass --force to replace it (then rerun `edoc-axis "
+                "broker provision --passwords ...`)", code=ErrorCode.BROKER_PASSWORD_CONFLICT,
+                element="broker.url")
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if line.strip().partition("=")[0].strip() != user]
+        _write_private(path, "".join([*kept, f"{user}={password}\n"]).encode())
+        return True
+
+
+def _append_password(path: Path, user: str, password: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as out:
+        out.write(f"{user}={password}\n")
 
 
 def _issuing_ca(ca_dir: Path) -> tuple[trust.PrivateKey, x509.Certificate]:

@@ -24,8 +24,9 @@ from cryptography import x509
 from edoc_axis.config.load import load_settings
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
-from edoc_axis.errors import ConfigError, EdocAxisError
+from edoc_axis.errors import EXIT_FAILURE, ConfigError, EdocAxisError, ErrorCode
 from edoc_axis.node.wiring import broker_endpoint, broker_topology
+from edoc_axis.ops.devbench import DEV_PASSWORDS, recorded_password
 from edoc_axis.transport.provision import check_queues
 from edoc_axis.trust import certificate as trust
 from edoc_axis.trust.chain import TrustStore
@@ -33,7 +34,7 @@ from edoc_axis.trust.chain import TrustStore
 EXPIRY_WARNING_DAYS = 30
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
-BrokerCheck = Callable[[Settings], str | None]
+BrokerCheck = Callable[[Settings], EdocAxisError | str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +44,14 @@ class Check:
     name: str
     status: str
     detail: str
+    exit_code: int = EXIT_FAILURE  # what `doctor` exits with when this alone failed
 
     def line(self) -> str:
         """``ok    name: detail``."""
         return f"{self.status:<5} {self.name}: {self.detail}"
 
 
-def broker_check(settings: Settings) -> str | None:
+def broker_check(settings: Settings) -> EdocAxisError | None:
     """Why the broker is not usable by this node (None when it is): connect with the node's
     credentials, and find the axis exchange and the agency's queue and dead-letter queue."""
     # pika logs a refused login as ERROR with a traceback; the check line already says why.
@@ -59,10 +61,34 @@ def broker_check(settings: Settings) -> str | None:
     try:
         check_queues(broker_endpoint(settings), broker_topology(settings), [settings.organ_id])
     except EdocAxisError as exc:
-        return str(exc)
+        if exc.code == ErrorCode.BROKER_AUTH_FAILED and not settings.broker.certificate_login:
+            return ConfigError(password_refused(settings), code=exc.code)
+        return exc
     finally:
         pika_log.setLevel(level)
     return None
+
+
+def password_refused(settings: Settings) -> str:
+    """Why the broker refused this node's password, judged against the dev bench's passwords
+    file (next to the directory): the file that `broker provision --passwords` gave the broker."""
+    broker = settings.broker
+    user = broker.user
+    where = f"{urlsplit(broker.url).hostname}:{urlsplit(broker.url).port or 5672}"
+    file = settings.directory_path.parent / DEV_PASSWORDS
+    provision = (f"`edoc-axis broker provision --directory {settings.directory_path} "
+                 f"--passwords {file}`")
+    head = f"the broker at {where} refused user {user}'s password (vhost {broker.vhost!r})"
+    known = recorded_password(file, user)
+    if known is None:
+        return (f"{head}: check the password in broker.url; on a dev bench, the broker gets "
+                f"the passwords of {file}, which does not list {user}")
+    if known != urlsplit(broker.url).password:
+        return (f"{head}: the password in broker.url differs from the one provisioned (see "
+                f"{file}): rerun {provision} after fixing that file, or fix broker.url")
+    return (f"{head}, although broker.url has the password of {file}: the broker holds "
+            f"another (never provisioned, or changed since, e.g. by another bench): rerun "
+            f"{provision}")
 
 
 class _Doctor:
@@ -96,8 +122,13 @@ class _Doctor:
             queue = broker_topology(settings).queue_for(settings.organ_id)
             login = "certificate" if settings.broker.certificate_login else "password"
             where = f"{settings.broker.redacted_url} as {settings.broker.user} ({login} login)"
-            self.add("broker", FAIL if reason else OK,
-                     reason or f"{where}: exchange, {queue} and its dead-letter queue found")
+            if reason:
+                exit_code = (reason.exit_code if isinstance(reason, EdocAxisError)
+                             else EXIT_FAILURE)
+                self.checks.append(Check("broker", FAIL, str(reason), exit_code))
+            else:
+                self.add("broker", OK, f"{where}: exchange, {queue} and its dead-letter "
+                         "queue found")
         return self.checks
 
     def _broker_tls(self, settings: Settings, cert: x509.Certificate | None) -> None:

@@ -12,10 +12,17 @@ A :class:`~edoc_axis.transport.link.Link` keeps one long-lived connection; admin
 opens a connection for one job and turns pika's errors into the node's (``ConfigError`` for
 refused credentials or a broker certificate that does not verify, ``NotFound`` for a missing
 queue, ``BrokerUnavailable`` otherwise).
+
+:func:`connect_error` is the one mapping of a failure to open a connection (pika's, the
+socket's, TLS's; a host name that does not resolve reaches us as a bare ``socket.gaierror``) to
+the node's error, naming host:port, user and vhost and what to fix in ``broker.url``: the
+blocking connections and the Link's supervisor both use it.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +35,9 @@ import pika
 import pika.credentials
 import pika.exceptions
 
-from edoc_axis.errors import BrokerUnavailable, ConfigError, ErrorCode, NotFound
+from edoc_axis.errors import BrokerUnavailable, ConfigError, EdocAxisError, ErrorCode, NotFound
+
+URL_HINT = "check broker.url (host and port) and that RabbitMQ runs there"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,23 +133,77 @@ def tls_failure(exc: BaseException) -> ConfigError | None:
     return None
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception pika wrapped (workflow and connector errors nest the socket's)."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "exceptions", None)  # AMQPConnectionWorkflowFailed: every attempt
+        candidate = (inner[-1] if inner else getattr(exc, "exception", None)
+                     or next((a for a in exc.args if isinstance(a, BaseException)), None))
+        if not isinstance(candidate, BaseException):
+            break
+        exc = candidate
+    return exc
+
+
+_SOCKET_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (socket.gaierror, "the host name does not resolve"),
+    (ConnectionRefusedError, "the connection was refused (nothing listens on that port)"),
+    (TimeoutError, "no answer (timed out)"),
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection could not be opened, in words (never a repr chain)."""
+    cause = _root_cause(exc)
+    for kind, words in _SOCKET_REASONS:
+        if isinstance(cause, kind):
+            detail = getattr(cause, "strerror", None)
+            return f"{words} ({detail})" if kind is socket.gaierror and detail else words
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    text = str(cause)
+    said = re.search(r"'([A-Z_]+ - [^']*)'", text)  # the broker's own words: 'NOT_ALLOWED - ...'
+    if said:
+        return said.group(1)
+    return text.strip(" ,()\"'") or type(cause).__name__
+
+
+def connect_error(exc: BaseException, params: Any) -> EdocAxisError:
+    """The node's error for a failure to open a connection with pika ``params``: refused login
+    (``BROKER_AUTH_FAILED``) or vhost (``BROKER_VHOST_REFUSED``) and TLS failures are
+    ``ConfigError``s; anything else (no such host, refused, timed out, dropped) is
+    ``BROKER_UNAVAILABLE``. Each names host:port, and the user and vhost where they matter."""
+    where = f"{params.host}:{params.port}"
+    user = getattr(params.credentials, "username", None)
+    who = f"user {user!r}" if user else "this node's certificate"
+    vhost = params.virtual_host
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError
+                  | pika.exceptions.AuthenticationError):
+        return ConfigError(
+            f"the broker at {where} refused the login of {who} (vhost {vhost!r}): check the "
+            "user and password in broker.url (or the certificate), and that the broker was "
+            "provisioned with them", code=ErrorCode.BROKER_AUTH_FAILED)
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return ConfigError(
+            f"the broker at {where} refused {who} access to vhost {vhost!r} ({_reason(exc)}): "
+            "check the vhost in broker.url, and that the broker was provisioned there",
+            code=ErrorCode.BROKER_VHOST_REFUSED)
+    failure = tls_failure(exc)
+    if failure is not None:
+        return ConfigError(f"TLS with the broker at {where}: {failure.message}", code=failure.code)
+    return BrokerUnavailable(f"cannot reach the broker at {where}: {_reason(exc)}; {URL_HINT}")
+
+
 @contextmanager
 def blocking_channel(target: str | Endpoint) -> Iterator[Any]:
     """A channel on a fresh blocking connection, closed afterwards (errors mapped, see above)."""
     params = parameters(target, connection_attempts=1, socket_timeout=10, heartbeat=30)
     try:
         connection = pika.BlockingConnection(params)
-    except pika.exceptions.ProbableAuthenticationError as exc:
-        raise ConfigError(f"broker refused the credentials: {exc}",
-                          code=ErrorCode.BROKER_AUTH_FAILED) from exc
-    except pika.exceptions.AuthenticationError as exc:
-        raise ConfigError(f"broker refused the login: {exc}",
-                          code=ErrorCode.BROKER_AUTH_FAILED) from exc
-    except (pika.exceptions.AMQPError, ssl.SSLError) as exc:
-        failure = tls_failure(exc)
-        if failure is not None:
-            raise failure from exc
-        raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
+    except (pika.exceptions.AMQPError, OSError) as exc:  # ssl.SSLError and gaierror are OSErrors
+        raise connect_error(exc, params) from exc
     try:
         yield connection.channel()
     except pika.exceptions.ChannelClosedByBroker as exc:
@@ -150,7 +213,8 @@ def blocking_channel(target: str | Endpoint) -> Iterator[Any]:
             raise NotFound(f"broker: {exc.reply_text}", code=ErrorCode.BROKER_NOT_FOUND) from exc
         raise BrokerUnavailable(f"broker refused: {exc.reply_text}", code=code) from exc
     except pika.exceptions.AMQPError as exc:
-        raise BrokerUnavailable(f"broker operation failed: {exc!r}") from exc
+        raise BrokerUnavailable(f"broker operation failed at {params.host}:{params.port}: "
+                                f"{_reason(exc)}; retry") from exc
     finally:
         if connection.is_open:
             connection.close()

@@ -7,6 +7,12 @@ broker closed. What to do on the channel is the subclass's (the
 :class:`~edoc_axis.transport.link.Link`): it opens the channel's work in ``_on_channel_open``,
 forgets it in ``_lose_channel``, winds down in ``_begin_stop`` and ``_on_stopped``, and
 ``_resume``s publishing when the broker unblocks the connection.
+
+A failure to connect is mapped once (:func:`~edoc_axis.transport.connection.connect_error`):
+a refused login or vhost, or TLS that cannot work, is logged as an error with what to fix
+every time it happens; a broker that cannot be reached as a warning naming host:port. Both keep
+the retry loop. :meth:`Supervisor.wait_started` tells a caller how the first attempt ended, so
+``edoc-axis run`` can refuse to start with credentials the broker refuses.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from edoc_axis.errors import ConfigError, EdocAxisError
 from edoc_axis.log import get_logger
+from edoc_axis.transport.connection import connect_error
 
 log = get_logger(__name__)
 
@@ -37,6 +45,8 @@ class Supervisor:
                  backoff_max: float) -> None:
         self.name = name
         self.last_error: str | None = None
+        self.last_failure: EdocAxisError | None = None  # why the last connection attempt failed
+        self._first_attempt = threading.Event()  # the first connection opened or failed
         self._params = params
         self._backoff_initial, self._backoff_max = backoff_initial, backoff_max
         self._stopping = threading.Event()
@@ -76,6 +86,13 @@ class Supervisor:
         confirms), close the connection and return; from any thread."""
         self._stopping.set()
         self._call_soon(self._begin_stop)
+
+    def wait_started(self, timeout: float) -> EdocAxisError | None:
+        """Wait (at most ``timeout`` s) for the first connection attempt to end: None when it
+        opened (or has not ended yet), else why it failed (the loop keeps retrying)."""
+        if not self._first_attempt.wait(timeout):
+            return None
+        return self.last_failure
 
     def run(self) -> None:
         """Connect, work, and reconnect with backoff until :meth:`stop` (blocks)."""
@@ -132,8 +149,17 @@ class Supervisor:
             connection.ioloop.close()  # its wake-up socket pair
 
     def _on_open_error(self, connection: Any, error: Any) -> None:
-        self.last_error = f"cannot connect: {error!r}"
-        log.warning("broker_connect_failed", link=self.name, error=repr(error))
+        failure = connect_error(error, self._params) if isinstance(error, BaseException) else (
+            connect_error(pika.exceptions.AMQPConnectionError(str(error)), self._params))
+        self.last_failure = failure
+        self.last_error = str(failure)
+        self._first_attempt.set()
+        if isinstance(failure, ConfigError):  # retrying will not help until someone fixes it
+            log.error("broker_login_refused", link=self.name, code=failure.code,
+                      error=failure.message)
+        else:
+            log.warning("broker_connect_failed", link=self.name, code=failure.code,
+                        error=failure.message)
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: Any, reason: Any) -> None:
@@ -144,6 +170,8 @@ class Supervisor:
         connection.ioloop.stop()
 
     def _on_connection_open(self, connection: Any) -> None:
+        self.last_failure = None
+        self._first_attempt.set()
         if self._stopping.is_set():
             connection.close()
             return
