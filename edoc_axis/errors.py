@@ -592,6 +592,9 @@ class ErrorCode(StrEnum):
     AUDIT_BUNDLE_EMPTY = auto(), AuditProblem, 400, "the bundle holds no entry about its document"
     AUDIT_BUNDLE_PACKAGE = auto(), AuditProblem, 400, (
         "a package in the bundle matches no sealed entry")
+    AUDIT_BUNDLE_UNTRUSTED = auto(), AuditProblem, 400, (
+        "the bundle's checkpoints are signed by a certificate no --trust CA issued: verify with "
+        "the CA of the bundle's agency (nothing was found altered)")
 
 
 # Each class's own code: what an error raised without one carries.

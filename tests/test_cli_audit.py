@@ -251,3 +251,131 @@ def test_verify_reports_an_old_unsealed_tail_and_seal_clears_it(pki: Pki, tmp_pa
     assert "OK: the audit chain holds" in out and "not sealed" not in out
     code, out, _ = run("audit", "verify", "-c", str(config), "--json")
     assert code == 0 and json.loads(out)["unsealed"] == 0
+
+
+# --- issue 13: what an auditor reads, scripts, progress ----------------------------------------
+
+
+def test_verify_bundle_with_the_wrong_ca_is_one_trust_finding(
+    audited_exchange: AuditedExchange, tmp_path: Path
+) -> None:
+    """With a --trust CA that did not issue the node's certificate, verify-bundle says once, at
+    the top, that the checkpoints are signed by no one trusted, and blames no package."""
+    x = audited_exchange
+    bundle = tmp_path / "evidence.zip"
+    code, _, _ = run("audit", "bundle", x.document_id, "-c", str(x.config(G22)), "-o", str(bundle))
+    assert code == 0
+    from edoc_axis.ops import pki as dev_pki
+
+    wrong = tmp_path / "wrong-ca.pem"  # a CA, but not the one that issued the agencies' certs
+    wrong.write_bytes(dev_pki.cert_to_pem(dev_pki.init_ca("Another Root CA", key_type="p256")[1]))
+    code, out, err = run("audit", "verify-bundle", str(bundle), "--trust", str(wrong))
+    assert code == EXIT_INVALID
+    failed = [line for line in err.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "AUDIT_BUNDLE_UNTRUSTED" in failed[0], err
+    assert f"signed by {G22}" in failed[0] and "cannot be attributed" in failed[0]
+    assert "nothing in it was found altered" in failed[0]
+    assert "signatures of 5 package(s) do not chain to that CA either" in failed[0]
+    assert "also" not in err and "AUDIT_BUNDLE_PACKAGE" not in err
+    assert "does not belong here" not in err and "candidates exhausted" not in err
+    assert "problem(s)" in out.splitlines()[-1]
+    code, out, _ = run("audit", "verify-bundle", str(bundle), "--trust", str(wrong), "--json")
+    report = json.loads(out)
+    assert code == EXIT_INVALID and report["untrusted"] is True
+    assert [p["code"] for p in report["problems"]] == ["AUDIT_BUNDLE_UNTRUSTED"]
+
+
+def test_verify_bundle_of_a_file_that_is_not_a_bundle(pki: Pki, tmp_path: Path) -> None:
+    """A file that is not a bundle gets AUDIT_BUNDLE_MALFORMED saying what was expected, and
+    no `None` anywhere."""
+    for name, data in (("notes.txt", b"just some notes\n"), ("other.zip", _zip({"a.txt": b"x"}))):
+        target = tmp_path / name
+        target.write_bytes(data)
+        code, out, err = run("audit", "verify-bundle", str(target), "--trust", str(pki.ca_path))
+        assert code == EXIT_INVALID, out + err
+        assert "AUDIT_BUNDLE_MALFORMED" in err and "expected an evidence bundle" in err
+        assert "None" not in out + err and "Traceback" not in err
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def test_trail_and_bundle_name_statuses_and_signers(
+    audited_exchange: AuditedExchange, tmp_path: Path
+) -> None:
+    """trail and verify-bundle show what each status means and the signer's OrganId and name,
+    and end with a summary line of counts."""
+    from edoc_axis.directory import Directory
+
+    x = audited_exchange
+    h41 = Directory.load(x.axis.directory_path).get(H41)
+    fingerprint = x.axis.agencies[H41].fingerprint
+    code, out, _ = run("audit", "trail", x.document_id, "-c", str(x.config(G22)))
+    assert code == 0, out
+    received = [line for line in out.splitlines() if "status_received" in line and H41 in line]
+    assert any("status 01 (arrived: the recipient's system has the document)" in line
+               for line in received), out
+    assert any("status 03 (accepted / registered by the clerk)" in line for line in received)
+    assert all(f"signed by {H41} {h41.name} (certificate {fingerprint[:16]}...)" in line
+               for line in received), out
+    summary = out.splitlines()[-1]
+    assert summary.startswith(f"{len(out.splitlines()) - 2} entries: ")
+    assert "status_received (01 x2, 03 x1)" in summary and summary.endswith("; 0 problem(s)")
+    code, out, _ = run("audit", "trail", x.document_id, "-c", str(x.config(G22)), "--json")
+    events = json.loads(out)["events"]
+    signed = [e for e in events if e["event"] == "status_received" and e["counterpart"] == H41]
+    assert signed[0]["signed_by"] == {"organ_id": H41, "name": h41.name}
+    assert signed[0]["status_meaning"].startswith("arrived")
+    bundle = tmp_path / "evidence.zip"
+    run("audit", "bundle", x.document_id, "-c", str(x.config(G22)), "-o", str(bundle))
+    code, out, _ = run("audit", "verify-bundle", str(bundle), "--trust", str(x.axis.pki.ca_path))
+    assert code == 0, out
+    assert any("status 01 (arrived" in line and f"signed by {H41}" in line
+               for line in out.splitlines()), out
+    assert "OK: the bundle holds" in out and out.splitlines()[-1].endswith("; 0 problem(s)")
+
+
+def test_bundle_seal_archive_json_and_reversed_ranges(
+    audited_exchange: AuditedExchange, tmp_path: Path
+) -> None:
+    """bundle, seal and archive answer --json; a reversed --from/--to is a usage error (2)."""
+    import datetime as dt
+
+    x = audited_exchange
+    config = str(x.config(G22))
+    bundle = tmp_path / "evidence.zip"
+    code, out, err = run("audit", "bundle", x.document_id, "-c", config, "-o", str(bundle),
+                         "--json")
+    assert code == 0 and err == ""
+    made = json.loads(out)
+    assert made["document_id"] == x.document_id and made["bytes"] == bundle.stat().st_size
+    assert len(made["packages"]) >= 5 and made["segments"]
+    code, out, _ = run("audit", "seal", "-c", config, "--json")
+    assert code == 0 and json.loads(out) == {"sealed": False}
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    code, out, err = run("audit", "archive", "-c", config, "--before", tomorrow,
+                         "--out", str(tmp_path / "archive"), "--json")
+    assert code == 0 and err == ""
+    archived = json.loads(out)
+    assert archived["archived"] is True and archived["first_seq"] == 1
+    assert Path(archived["path"]).is_file()
+    code, out, _ = run("audit", "seal", "-c", config, "--json")
+    sealed = json.loads(out)
+    assert code == 0 and sealed["sealed"] is True and sealed["seq"] > archived["last_seq"]
+    code, out, _ = run("audit", "verify", "-c", config, "--json")
+    assert code == 0 and json.loads(out)["unsealed"] == 0  # the seal's own checkpoint is sealed
+    code, out, _ = run("audit", "archive", "-c", config, "--before", "2001-01-01",
+                       "--out", str(tmp_path / "archive"), "--json")
+    assert code == 0 and json.loads(out) == {"archived": False}
+    for command in (("verify", "--from", "9", "--to", "3"),
+                    ("export", "--from", "2026-02-01", "--to", "2026-01-01")):
+        code, out, err = run("audit", *command, "-c", config)
+        assert code == 2, (command, out, err)
+        assert "is after --to" in err and "oldest first" in err and out == ""

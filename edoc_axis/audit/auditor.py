@@ -31,6 +31,8 @@ from edoc_axis.store.audit_rows import ArchiveRecord
 from edoc_axis.trust.chain import TrustStore
 
 Progress = Callable[[int], None]
+PartProgress = Callable[[int, int], None]  # (done, total)
+PROGRESS_EVERY = 1_000  # entries between two progress reports of verify
 
 
 @dataclass(slots=True)
@@ -118,7 +120,7 @@ class Auditor:
                 start_seq=start_seq, trust=self.checkpoint_trust(),
                 checkpoints=self.log.checkpoints(start_seq, last),
                 receipt_verifier=self.receipts if receipts else None,
-                progress=progress, policy=self.policy if last is None else None, now=now)
+                progress=progress, progress_every=PROGRESS_EVERY, policy=self.policy if last is None else None, now=now)
         return report
 
     def _verify_archives(self, report: LogReport) -> None:
@@ -187,8 +189,9 @@ class Auditor:
             raise NotFound("sealing needs the node's signing key", code=ErrorCode.AUDIT_NO_KEY)
         return self.log.seal_now()
 
-    def bundle(self, document_id: str) -> bytes:
-        """An evidence bundle of one document (sealing the chain first when needed)."""
+    def bundle(self, document_id: str, progress: PartProgress | None = None) -> bytes:
+        """An evidence bundle of one document (sealing the chain first when needed);
+        ``progress(done, total)`` counts the chain entries read into it."""
         involved = self.log.document_entries(document_id)
         if not involved:
             raise NotFound(f"no audit entry about document {document_id!r}",
@@ -200,9 +203,15 @@ class Auditor:
         ranges = bundle_ranges([e.seq for e in involved], seqs)
         entries: list[AuditEntry] = []
         checkpoints: list[Checkpoint] = []
+        total = sum(last - first + 1 for first, last in ranges)
         for first, last in ranges:
-            entries.extend(self.log.entries(first, last))
+            for e in self.log.entries(first, last):
+                entries.append(e)
+                if progress is not None and len(entries) % PROGRESS_EVERY == 0:
+                    progress(len(entries), total)
             checkpoints.extend(self.log.checkpoints(first, last))
+        if progress is not None:
+            progress(len(entries), total)
         packages: list[tuple[str, bytes]] = []
         seen: set[str] = set()
         for e in involved:

@@ -37,19 +37,21 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from edoc_axis.audit.chain import SIGNED_KINDS, AuditEntry, format_time
-from edoc_axis.audit.checkpoint import Checkpoint, trusted_anchors
+from edoc_axis.audit.checkpoint import CertificateCheck, Checkpoint, trusted_anchors
 from edoc_axis.audit.evidence import evidence_error, open_zip, read_manifest, read_member
 from edoc_axis.audit.export import checkpoints_from_jsonl, entries_from_jsonl, to_jsonl
-from edoc_axis.audit.receipt import check_signed_bytes
+from edoc_axis.audit.receipt import Signer, check_signed_bytes
 from edoc_axis.audit.verification import Problem, verify_chain
-from edoc_axis.errors import EdocAxisError, ErrorCode, NotFound
-from edoc_axis.trust.certificate import fingerprint, load_certificates
+from edoc_axis.errors import EdocAxisError, ErrorCode, NotFound, SignatureInvalid
+from edoc_axis.trust.certificate import fingerprint, load_certificates, organ_id_of, subject_of
 from edoc_axis.trust.chain import TrustStore
 from edoc_axis.trust.policy import SignaturePolicy
 
 BUNDLE_FORMAT = "edoc-axis/evidence-bundle/1"
+UNTRUSTED_SIGNER = f"({ErrorCode.CERT_UNTRUSTED}:"  # in check_signed_bytes' reason
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 BundleReceiptVerifier = Callable[[AuditEntry, bytes], str | None]
@@ -145,6 +147,8 @@ class BundleReport:
     events: list[AuditEntry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    signers: dict[str, Signer] = field(default_factory=dict)  # fingerprint -> who it names
+    untrusted: bool = False  # the checkpoints hold, but under a certificate no anchor issued
 
     @property
     def ok(self) -> bool:
@@ -158,6 +162,9 @@ class BundleReport:
             "entries": self.entries, "checkpoints": self.checkpoints, "packages": self.packages,
             "events": [e.to_dict() for e in self.events],
             "problems": [p.to_dict() for p in self.problems], "warnings": self.warnings,
+            "untrusted": self.untrusted,
+            "signers": {fp: {"organ_id": s.organ_id, "name": s.name}
+                        for fp, s in self.signers.items()},
         }
 
 
@@ -187,8 +194,14 @@ def _verify_bundle(
     receipt_verifier: BundleReceiptVerifier | None,
     report: BundleReport,
 ) -> None:
-    zf = open_zip(data)
-    manifest = read_manifest(zf, BUNDLE_FORMAT)
+    try:
+        zf = open_zip(data)
+        manifest = read_manifest(zf, BUNDLE_FORMAT)
+    except EdocAxisError as exc:
+        raise evidence_error(
+            f"{exc.message}: expected an evidence bundle ({BUNDLE_FORMAT}: a zip file written by "
+            "`edoc-axis audit bundle`, holding manifest.json, entries.jsonl, checkpoints.jsonl "
+            "and packages/)", exc.code) from exc
     document_id, organ_id = manifest.get("document_id"), manifest.get("organ_id")
     if not isinstance(document_id, str) or not isinstance(organ_id, str):
         raise evidence_error("manifest lacks document_id/organ_id",
@@ -196,7 +209,8 @@ def _verify_bundle(
     report.document_id, report.organ_id = document_id, organ_id
     extra = [read_member(zf, n) for n in zf.namelist() if n.startswith("certs/")]
     store = TrustStore.from_pem(anchors, intermediates=extra)
-    check = trusted_anchors(store, organ_id)
+    untrusted: dict[str, x509.Certificate] = {}
+    check = _attributing(trusted_anchors(store, organ_id), organ_id, untrusted)
     entries = list(
         entries_from_jsonl(read_member(zf, "entries.jsonl").decode("utf-8").splitlines())
     )
@@ -222,12 +236,56 @@ def _verify_bundle(
             for e in segment:
                 if e.document_id == document_id and e.content_sha256:
                     sealed.setdefault(e.content_sha256, e)
+    if untrusted:
+        report.untrusted = True
+        report.problems.insert(0, _untrusted_problem(organ_id, list(untrusted.values())))
     report.events = [e for e in entries if e.document_id == document_id]
     if not report.events:
         report.problems.append(
             Problem(None, ErrorCode.AUDIT_BUNDLE_EMPTY, f"no entry about document {document_id}")
         )
     _check_packages(zf, manifest, sealed, receipt_verifier, report)
+
+
+def _attributing(
+    strict: CertificateCheck, organ_id: str, untrusted: dict[str, x509.Certificate]
+) -> CertificateCheck:
+    """``strict``, except that a certificate chaining to no anchor is only recorded in
+    ``untrusted``: the segments are then still checked under the key that signed them, so a
+    wrong ``--trust`` is one finding, not a verdict of "altered" on every package."""
+
+    def check(cert: x509.Certificate, checkpoint: Checkpoint) -> None:
+        try:
+            strict(cert, checkpoint)
+        except SignatureInvalid as exc:
+            if exc.code != ErrorCode.CERT_UNTRUSTED:
+                raise
+            bound = organ_id_of(cert)
+            if bound != checkpoint.organ_id or bound != organ_id:
+                raise SignatureInvalid(
+                    f"checkpoint certificate binds OrganId {bound}, the bundle is of {organ_id}",
+                    code=ErrorCode.AUDIT_CHECKPOINT_SIGNATURE, agency=checkpoint.organ_id,
+                ) from exc
+            untrusted.setdefault(fingerprint(cert), cert)
+
+    return check
+
+
+def _untrusted_problem(organ_id: str, certs: list[x509.Certificate]) -> Problem:
+    described = "; ".join(
+        f"{_name(cert.subject) or organ_id} (certificate {fingerprint(cert)[:16]}..., issued by "
+        f"{_name(cert.issuer) or subject_of(cert)})" for cert in certs)
+    return Problem(None, ErrorCode.AUDIT_BUNDLE_UNTRUSTED, (
+        f"the bundle's checkpoints are signed by {organ_id} {described}, and no CA given with "
+        "--trust issued that certificate: the bundle cannot be attributed to anyone you trust. "
+        "Checked under that certificate, nothing in it was found altered; verify again with the "
+        f"CA that issued {organ_id}'s certificate"))
+
+
+def _name(name: x509.Name) -> str | None:
+    values = name.get_attributes_for_oid(NameOID.COMMON_NAME) or name.get_attributes_for_oid(
+        NameOID.ORGANIZATION_NAME)
+    return str(values[0].value) if values else None
 
 
 def _check_packages(
@@ -241,6 +299,7 @@ def _check_packages(
     if not isinstance(listed, list):
         raise evidence_error("manifest lacks its package list", ErrorCode.AUDIT_BUNDLE_MALFORMED)
     covered: set[str] = set()
+    not_attributed = 0
     for item in listed:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
@@ -261,17 +320,32 @@ def _check_packages(
             covered.add(digest)
             row.update(seq=entry.seq, kind=entry.kind, counterpart=entry.counterpart)
             why = receipt_verifier(entry, body) if receipt_verifier else None
-            if why:
+            if why and report.untrusted and UNTRUSTED_SIGNER in why:
+                row.update(ok=False, untrusted=True)  # the same finding as the checkpoints'
+                not_attributed += 1
+            elif why:
                 row["ok"] = False
                 report.problems.append(Problem(
                     entry.seq, ErrorCode.AUDIT_RECEIPT_INVALID, f"package {name}: {why}"
                 ))
         report.packages.append(row)
+    if not_attributed:
+        first = report.problems[0]
+        report.problems[0] = Problem(first.seq, first.code, (
+            f"{first.message}. The signatures of {not_attributed} package(s) do not chain to "
+            "that CA either"))
     for e in report.events:
         if e.content_sha256 and e.content_sha256 in sealed and e.content_sha256 not in covered:
             report.warnings.append(
                 f"entry {e.seq} ({e.kind}) refers to signed bytes the bundle does not include"
             )
+
+
+def bundle_summary(data: bytes) -> dict[str, Any]:
+    """What a bundle just built holds (its manifest): document, node, packages, segments."""
+    manifest = read_manifest(open_zip(data), BUNDLE_FORMAT)
+    return {key: manifest.get(key)
+            for key in ("document_id", "organ_id", "created_at", "packages", "segments")}
 
 
 def _bundle_parts(data: bytes) -> tuple[str, list[bytes]]:
@@ -294,12 +368,16 @@ def verify_bundle_file(data: bytes, anchor_pems: list[bytes]) -> BundleReport:
     store = TrustStore.from_pem(anchor_pems, intermediates=extra)
     policy = SignaturePolicy(require_signature=True, crl_required=False)
 
+    signers: dict[str, Signer] = {}
+
     def check(entry: AuditEntry, body: bytes) -> str | None:
         if entry.kind not in SIGNED_KINDS:
             return None
-        return check_signed_bytes(entry, body, store, policy, organ_id)
+        return check_signed_bytes(entry, body, store, policy, organ_id, signers=signers)
 
-    return verify_bundle(data, anchor_pems, check)
+    report = verify_bundle(data, anchor_pems, check)
+    report.signers = signers
+    return report
 
 
 def anchors_from(paths: list[Path]) -> list[bytes]:

@@ -11,7 +11,8 @@ it was good.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 from edoc_axis.audit.chain import OUTGOING_KINDS, SIGNED_KINDS, AuditEntry, Kind, parse_time
 from edoc_axis.audit.log import AuditLog
@@ -22,12 +23,14 @@ from edoc_axis.trust.signature import verify
 
 
 def check_signed_bytes(
-    entry: AuditEntry, body: bytes, trust: TrustStore, policy: SignaturePolicy, organ_id: str
+    entry: AuditEntry, body: bytes, trust: TrustStore, policy: SignaturePolicy, organ_id: str,
+    *, signers: dict[str, Signer] | None = None,
 ) -> str | None:
     """Why ``body`` is not a valid signature by the party ``entry`` names (None when it is).
 
     The signer must be this node (``organ_id``) for what it sent and the counterpart for what
-    it received; when the entry recorded a certificate fingerprint, it must be that one.
+    it received; when the entry recorded a certificate fingerprint, it must be that one. A
+    signature that holds adds its certificate's ``Signer`` to ``signers`` (by fingerprint).
     """
     if hashlib.sha256(body).hexdigest() != entry.content_sha256:
         return "the stored signed bytes do not hash to the entry's content_sha256"
@@ -44,7 +47,25 @@ def check_signed_bytes(
     if entry.signer and result.fingerprint != entry.signer:
         return (f"signed by certificate {result.fingerprint}, the entry recorded "
                 f"{entry.signer}")
+    if signers is not None and result.fingerprint:
+        signers[result.fingerprint] = Signer(result.signer_organ_id, _common_name(result.subject))
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """Who a certificate names: its agency OrganId and the subject's common name."""
+
+    organ_id: str | None
+    name: str | None
+
+
+def _common_name(subject: str | None) -> str | None:
+    """The CN of an RFC 4514 subject string (the whole subject when it has none)."""
+    if not subject:
+        return None
+    match = re.search(r"(?:^|,)CN=((?:[^,\\]|\\.)+)", subject)
+    return match.group(1).replace("\\", "") if match else subject
 
 
 class StoredReceipts:
