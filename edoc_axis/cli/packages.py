@@ -5,9 +5,11 @@ These commands parse arguments, then call ``edxml.schema``, ``edxml.read`` and `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import click
 
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.cli.display import edxml_time
-from edoc_axis.edxml.attachment import Attachment, Unpacked, add_attachment, write_attachment
+from edoc_axis.edxml.attachment import Attachment, Unpacked, write_attachment
 from edoc_axis.edxml.identifier import VN_TZ, format_date, make_document_id
 from edoc_axis.edxml.limits import DEFAULT_MAX_BYTES, XmlLimits
 from edoc_axis.edxml.model import (
@@ -47,6 +49,7 @@ from edoc_axis.edxml.profile import PROFILES, STRICT
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.schema import ValidationReport, validate
 from edoc_axis.edxml.status import new_status
+from edoc_axis.edxml.streamed import link_placeholder, write_package, zip_stream
 from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import EXIT_INVALID, EXIT_OK, ConfigError, EdocAxisError
 
@@ -376,25 +379,34 @@ def new_command(
             built: Package = _status(spec) if spec.get("kind") == "status" else _document(spec)
         except (KeyError, TypeError, ValueError) as exc:
             raise click.UsageError(f"incomplete or wrong package description: {exc}") from exc
-        for path in files:
-            if not isinstance(built, DocumentPackage):
-                raise click.UsageError("a status package carries no attachments")
-            try:
-                content = path.read_bytes()
-            except OSError as exc:
-                raise click.FileError(str(path), hint=exc.strerror) from exc
-            add_attachment(built, path.name, content)
-        data = build(built)
-        # The same check as `validate`, so nothing is written that validate would refuse.
-        report = validate(data, XmlLimits(), STRICT)
-        if not report.valid:
-            _echo_report(output or "package", report, err=True)
-            click.echo("error: the package is not valid: nothing written", err=True)
-            sys.exit(EXIT_INVALID)
-        if output is None:
-            sys.stdout.buffer.write(data)
-        else:
-            output.write_bytes(data)
+        with contextlib.ExitStack() as stack:
+            # Each file is zipped into a temporary file in chunks and linked by a placeholder;
+            # its base64 is streamed into the output at the end: never whole in memory.
+            zips = {}
+            for path in files:
+                if not isinstance(built, DocumentPackage):
+                    raise click.UsageError("a status package carries no attachments")
+                try:
+                    source = stack.enter_context(path.open("rb"))
+                    size = os.fstat(source.fileno()).st_size
+                except OSError as exc:
+                    raise click.FileError(str(path), hint=exc.strerror) from exc
+                zipped = stack.enter_context(tempfile.TemporaryFile())
+                digest = zip_stream(path.name, source, size, zipped)
+                zipped.seek(0)
+                zips[link_placeholder(built, path.name, digest)[1]] = zipped
+            data = build(built)
+            # The same check as `validate`, so nothing is written that validate would refuse.
+            report = validate(data, XmlLimits(), STRICT)
+            if not report.valid:
+                _echo_report(output or "package", report, err=True)
+                click.echo("error: the package is not valid: nothing written", err=True)
+                sys.exit(EXIT_INVALID)
+            if output is None:
+                write_package(data, zips, sys.stdout.buffer)
+            else:
+                with output.open("wb") as out:
+                    write_package(data, zips, out)
 
 
 @package_group.command("show")

@@ -135,17 +135,37 @@ def add_attachment(
 
     Labelled ``application/zip`` on both sides (see the module docstring). The ContentId derives
     from the content, so building the same package twice gives the same bytes. ``filename`` is
-    a bare file name; ``ValueError`` if it names a folder.
+    a bare file name; ``ValueError`` if it names a folder. (A file too large to hold three times
+    in memory: ``streamed``.)
     """
-    if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
-        raise ValueError(f"an attachment needs a bare file name, not {filename!r}")
+    check_filename(filename)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo(filename, date_time=(1980, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info.external_attr = 0o644 << 16  # unzip on Unix would otherwise create mode 000
-        archive.writestr(info, data)
+        archive.writestr(wrapper_info(filename), data)
     digest = hashlib.sha256(filename.encode() + b"\0" + data).hexdigest()[:24]
+    return link_attachment(pkg, filename, digest,
+                           base64.b64encode(buffer.getvalue()).decode("ascii"), description)
+
+
+def check_filename(filename: str) -> None:
+    """``ValueError`` unless ``filename`` is a bare file name (no folder)."""
+    if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
+        raise ValueError(f"an attachment needs a bare file name, not {filename!r}")
+
+
+def wrapper_info(filename: str) -> zipfile.ZipInfo:
+    """The ZIP entry a file is wrapped in: fixed date (same file, same bytes), deflated, 644."""
+    info = zipfile.ZipInfo(filename, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16  # unzip on Unix would otherwise create mode 000
+    return info
+
+
+def link_attachment(
+    pkg: Attached, filename: str, digest: str, encoded: str, description: str | None
+) -> Attachment:
+    """Add the attachment (``encoded``: its base64) and its manifest reference, by a ContentId
+    made from ``digest`` (unique in the package)."""
     taken = {a.content_id for a in pkg.attachments} | {r.content_id for r in pkg.manifest}
     content_id, n = f"cid:{digest}", 1
     while content_id in taken:
@@ -156,7 +176,7 @@ def add_attachment(
         attachment_name=filename,
         description=description,
         content_type=ZIP_CONTENT_TYPE,
-        encoded=base64.b64encode(buffer.getvalue()).decode("ascii"),
+        encoded=encoded,
     )
     pkg.attachments.append(attachment)
     pkg.manifest.append(Reference(content_id, ZIP_CONTENT_TYPE, description, filename))
