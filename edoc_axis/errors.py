@@ -447,6 +447,10 @@ class ErrorCode(StrEnum):
     DMS_AGENCY_MISMATCH = auto(), ConfigError, 500, (
         "a [[dms]] system is configured for another agency than this node's")
     DMS_SECRET_FILE = auto(), ConfigError, 500, "the DMS secret file cannot be read or is empty"
+    DMS_SYSTEM_EXISTS = auto(), ConfigError, 500, (
+        "a [[dms]] table already has that systemid: choose another one (or edit the config)")
+    DMS_SECRET_EXISTS = auto(), ConfigError, 500, (
+        "the secret file exists: refused to overwrite it (without --generate-secret it is used)")
     STORE_NOT_FOUND = auto(), ConfigError, 500, (
         "no node store (or not an edoc-axis one) at data_dir: fix data_dir; `run` creates it")
 

@@ -19,6 +19,7 @@ import click
 from cryptography import x509
 
 from edoc_axis.cli.base import config_option, echo_json, reported_errors
+from edoc_axis.config.dms_system import add_dms_system
 from edoc_axis.config.load import broker_url_problem, load_settings
 from edoc_axis.config.render import write_config
 from edoc_axis.config.settings import (
@@ -67,6 +68,8 @@ class InitRequest:
     broker_ca: tuple[Path, ...] = ()
     broker_queue_token: str = ""
     force: bool = False
+    dms_systemid: str | None = None
+    dms_secret_file: Path | None = None
 
 
 @dataclass(slots=True)
@@ -138,8 +141,19 @@ def init_node(request: InitRequest) -> InitResult:
         notes.append(f"put the agency key and certificate at {settings.keys.key} and "
                      f"{settings.keys.cert}, the CA certificate and CRL at {anchor} and {crl}")
     write_config(output, settings, force=request.force)
+    if request.dms_systemid:
+        notes.append(_add_dms(output, request.dms_systemid, request.dms_secret_file))
     # What we wrote must load: a config that init itself cannot read is a bug, not a user error.
     return InitResult(load_settings(output, env={}), notes)
+
+
+def _add_dms(config: Path, systemid: str, secret_file: Path | None) -> str:
+    """List the DMS system in the config just written; its secret file is made when missing."""
+    secret = (secret_file or config.parent / f"dms-{systemid.strip()}.secret").expanduser()
+    added = add_dms_system(config, systemid, secret, generate_secret=not secret.exists())
+    made = "generated" if added.secret_generated else "existing"
+    return (f"DMS system {added.systemid}: secret in {added.secret_file} ({made}); its SDK "
+            f"endpoint is http://{added.listen}/ (`edoc-axis dms add` lists more systems)")
 
 
 def _certificate_url(url: str, organ_id: str, *, given: bool) -> str:
@@ -191,6 +205,11 @@ def _certificate_url(url: str, organ_id: str, *, given: bool) -> str:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the config (default: DATA_DIR/node.toml).")
 @click.option("--force", is_flag=True, help="Overwrite an existing config (and dev key).")
+@click.option("--dms-systemid", help="Also let this DMS system call the node's gateway: a "
+              "[[dms]] table, as `edoc-axis dms add` writes it.")
+@click.option("--dms-secret-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The DMS system's secret file, made (0600, random) when missing (default: "
+              "dms-SYSTEMID.secret next to the config).")
 def init_command(**options: Any) -> None:
     """Write a working node config for a new agency.
 

@@ -4,19 +4,25 @@ Every command signs its call with the system's id and secret exactly as the axis
 The endpoint, system id and secret come from options or EDOC_AXIS_DMS_ENDPOINT,
 EDOC_AXIS_DMS_SYSTEMID and EDOC_AXIS_DMS_SECRET (prefer the variable for the secret).
 ``selftest`` runs the conformance kit (``edoc_axis.gateway.conformance``) and also takes them as its
-own options, the secret from a file.
+own options, the secret from a file. ``add`` is the node administrator's side: it adds a DMS
+system to the node's config (``edoc_axis.config.dms_system``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from edoc_axis.cli.base import echo_json, reported_errors
+from edoc_axis.cli.base import config_option, echo_json, reported_errors
+from edoc_axis.config.dms_system import add_dms_system
+from edoc_axis.config.schema import CONFIG_ENV
 from edoc_axis.config.settings import DEFAULT_LISTEN
+from edoc_axis.edxml.model import StatusPackage
+from edoc_axis.edxml.read import parse
 from edoc_axis.errors import EXIT_FAILURE, ConfigError, ErrorCode
 from edoc_axis.gateway.client import DmsClient
 from edoc_axis.gateway.conformance import DEFAULT_TIMEOUT, Selftest, SelftestOptions, failed
@@ -82,39 +88,82 @@ def dms_group(
 ) -> None:
     """Call a node's DMS gateway the way an agency's document system does.
 
+    `add` is for the node's administrator: it lists a DMS system in the node's config.
+
     Exit codes: 0 ok, 1 refused by the gateway (its ErrorCode is printed) or a selftest step
-    failed, 2 usage, 69 unreachable.
+    failed, 2 usage, 69 unreachable, 78 configuration error (`add`).
     """
     ctx.obj = _Target(endpoint, systemid, secret, sdk_quirks)
 
 
 @dms_group.command("send")
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--from", "from_organ", required=True, help="Sender OrganId (the system's agency).")
+@click.option("--from", "from_organ", metavar="ORGANID",
+              help="Sender OrganId, the system's agency (default: the package's From/OrganId).")
 @click.option("--to", "recipients", multiple=True, help="Recipient OrganId (repeatable).")
 @click.option(
     "--type",
     "kind",
     type=_KIND,
-    default="edoc",
-    show_default=True,
-    help="edoc for a document, status for a status package.",
+    help="edoc for a document, status for a status package (default: what the package is).",
 )
 @click.pass_context
 def send_command(
-    ctx: click.Context, package: Path, from_organ: str, recipients: tuple[str, ...], kind: str
+    ctx: click.Context, package: Path, from_organ: str | None, recipients: tuple[str, ...],
+    kind: str | None
 ) -> None:
-    """Submit PACKAGE (an .edxml file); prints the DocId."""
+    """Submit PACKAGE (an .edxml file); prints the DocId.
+
+    The sender (the SDK's `from`) and the message type are read from the package unless
+    --from and --type say otherwise.
+    """
     client = _client(ctx)
     with reported_errors():
+        data = package.read_bytes()
+        if from_organ is None or kind is None:
+            parsed = parse(data)
+            from_organ = from_organ or parsed.sender.organ_id
+            kind = kind or ("status" if isinstance(parsed, StatusPackage) else "edoc")
         click.echo(
-            client.send_edoc(
-                package.read_bytes(),
-                from_organ=from_organ,
-                to=list(recipients) or None,
-                message_type=kind,
-            )
+            client.send_edoc(data, from_organ=from_organ, to=list(recipients) or None,
+                             message_type=kind)
         )
+
+
+@dms_group.command("add")
+@config_option
+@click.option("--systemid", "new_systemid", required=True,
+              help="The id the DMS's SDK will be configured with, e.g. vbdh.")
+@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the shared secret (default: dms-SYSTEMID.secret next to the "
+                   "config).")
+@click.option("--generate-secret", is_flag=True,
+              help="Create the secret file (mode 0600) with a random secret; refused if it "
+                   "exists. Without it the file must already hold a secret (16+ characters).")
+def add_command(config_path: Path | None, new_systemid: str, secret_file: Path | None,
+                generate_secret: bool) -> None:
+    """Let a DMS system call this node's gateway: add a [[dms]] table to the node's config.
+
+    The table names the system, this node's organ_id and the secret file (the secret itself
+    stays out of the config). The config is edited in place, comments kept, and only when the
+    result loads; a systemid already configured is refused. Restart `edoc-axis run` to serve
+    the new system, then hand the DMS vendor the endpoint, systemid and secret.
+
+    \b
+      edoc-axis dms add -c nodes/g22/node.toml --systemid vbdh --generate-secret
+    """
+    if config_path is None:
+        if not os.environ.get(CONFIG_ENV):
+            raise click.UsageError(f"Missing option '--config' (or {CONFIG_ENV}).")
+        config_path = Path(os.environ[CONFIG_ENV])
+    with reported_errors():
+        secret = secret_file or config_path.parent / f"dms-{new_systemid.strip()}.secret"
+        added = add_dms_system(config_path, new_systemid, secret, generate_secret=generate_secret)
+    made = "generated" if added.secret_generated else "existing"
+    click.echo(f"added DMS system {added.systemid} for {added.organ_id} to {config_path}")
+    click.echo(f"  secret file  {added.secret_file} ({made}; hand it to the DMS vendor out of "
+               "band)")
+    click.echo(f"  endpoint     http://{added.listen}/ (once `edoc-axis run` is restarted)")
 
 
 @dms_group.command("list")
