@@ -379,3 +379,81 @@ def test_bundle_seal_archive_json_and_reversed_ranges(
         code, out, err = run("audit", *command, "-c", config)
         assert code == 2, (command, out, err)
         assert "is after --to" in err and "oldest first" in err and out == ""
+
+
+def _on_terminal(args: list[str], *, stderr_tty: bool) -> tuple[int, str, str]:
+    """Run ``edoc-axis ARGS`` in a subprocess with stdout piped and stderr on a pseudo-terminal
+    (``stderr_tty``) or piped; (exit code, stdout, what stderr showed)."""
+    import pty
+    import select
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDOC_AXIS_")}
+    command = [sys.executable, "-m", "edoc_axis", *args]
+    if not stderr_tty:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+    master, slave = pty.openpty()
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=slave,
+                          stdin=subprocess.DEVNULL) as proc:
+        os.close(slave)
+        shown = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    break
+                shown += chunk
+            elif proc.poll() is not None:
+                break
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        code = proc.wait(timeout=120)
+    os.close(master)
+    return code, out, shown.decode(errors="replace")
+
+
+def test_progress_is_drawn_on_a_terminal_only(pki: Pki, tmp_path: Path) -> None:
+    """verify, export, bundle and archive draw a progress bar on stderr when it is a terminal
+    and the work is more than trivial; piped stderr and --json get none."""
+    import datetime as dt
+
+    from edoc_axis.audit.log import AuditLog, key_sealer
+    from edoc_axis.store import Store
+
+    config = str(node_config(pki, tmp_path, every_entries=100_000, every_seconds=86_400))
+    g22 = pki.agencies[G22]
+    store = Store(tmp_path / "data" / "node.sqlite3")
+    log = AuditLog(store, G22, sealer=key_sealer(g22.key, g22.cert, G22))
+    with store.transaction() as txn:
+        for n in range(1200):
+            log.append(txn, "published", package_id=f"p{n}", document_id="doc-1",
+                       counterpart=H41)
+    log.seal_now()
+    store.close()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    runs = (
+        ("verifying", ["audit", "verify", "-c", config]),
+        ("exporting", ["audit", "export", "-c", config, "--from", today, "--to", today,
+                       "-o", str(tmp_path / "log.jsonl")]),
+        ("bundling", ["audit", "bundle", "doc-1", "-c", config, "-o", str(tmp_path / "e.zip")]),
+    )
+    for label, args in runs:
+        code, out, shown = _on_terminal(args, stderr_tty=True)
+        assert code == 0, (args, out, shown)
+        assert label in shown and "100%" in shown, (label, shown)
+        assert label not in out
+        code, out, err = _on_terminal(args, stderr_tty=False)
+        assert code == 0 and label not in err and label not in out, (label, err)
+    code, out, shown = _on_terminal(["audit", "verify", "-c", config, "--json"], stderr_tty=True)
+    assert code == 0 and "verifying" not in shown and json.loads(out)["entries"] > 1200
+    code, out, shown = _on_terminal(["audit", "bundle", "doc-1", "-c", config, "--json",
+                                     "-o", str(tmp_path / "e.zip")], stderr_tty=True)
+    assert code == 0 and "bundling" not in shown and json.loads(out)["document_id"] == "doc-1"
+    code, out, shown = _on_terminal(["audit", "archive", "-c", config, "--before", tomorrow,
+                                     "--out", str(tmp_path / "archive")], stderr_tty=True)
+    assert code == 0 and "archiving" in shown and "archived entries 1.." in out, shown

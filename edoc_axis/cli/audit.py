@@ -30,6 +30,7 @@ from edoc_axis.audit.bundle import (
 from edoc_axis.audit.verification import Problem
 from edoc_axis.cli.base import config_option, echo_json, json_option, reported_errors
 from edoc_axis.cli.display import stored_time
+from edoc_axis.cli.progress import progress, stderr_is_terminal
 from edoc_axis.config.load import load_settings
 from edoc_axis.directory import Directory
 from edoc_axis.edxml.model import STATUS_CODES
@@ -37,51 +38,8 @@ from edoc_axis.errors import EXIT_INVALID, EdocAxisError, ErrorCode, NotFound
 from edoc_axis.node.wiring import load_identity, load_trust
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
-PROGRESS_MIN_ENTRIES = 500  # below this, a run ends before a progress bar would help
 TROUBLE_KINDS = frozenset({"publish_failed", "rejected", "dead_lettered"})
 TROUBLE_STATUSES = frozenset({"02", "16"})  # rejected, take-back refused
-
-
-def stderr_is_terminal() -> bool:
-    """Whether a person watches stderr (progress is drawn only then)."""
-    return sys.stderr.isatty()
-
-
-class Progress:
-    """A progress bar on stderr when it is a terminal and the work is more than trivial;
-    otherwise nothing is drawn (piped output and --json stay clean)."""
-
-    def __init__(self, label: str, *, enabled: bool = True) -> None:
-        self.label = label
-        self.enabled = enabled and stderr_is_terminal()
-        self._bar: Any = None
-        self._done = 0
-
-    def of(self, done: int, total: int) -> None:
-        """``done`` of ``total`` units finished (the bar starts on the first call)."""
-        if not self.enabled or (self._bar is None and total < PROGRESS_MIN_ENTRIES):
-            return
-        if self._bar is None:
-            self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
-            self._bar.__enter__()
-        self._bar.update(done - self._done)
-        self._done = done
-
-    def close(self) -> None:
-        """Finish the bar (a newline on the terminal), if one was drawn."""
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-
-
-@contextmanager
-def progress(label: str, *, enabled: bool = True) -> Iterator[Progress]:
-    """A ``Progress`` (drawn only when ``enabled`` and stderr is a terminal), closed on exit."""
-    bar = Progress(label, enabled=enabled)
-    try:
-        yield bar
-    finally:
-        bar.close()
 
 
 def _ordered(first: Any, last: Any, what: str) -> None:
