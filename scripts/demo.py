@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -105,16 +104,14 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     directory = work / "directory.toml"
-    passwords = work / "broker-passwords"
-    secret = {organ_id: secrets.token_urlsafe(18) for organ_id in AGENCIES}
-    passwords.write_text("".join(f"{o}={p}\n" for o, p in secret.items()), encoding="utf-8")
-    passwords.chmod(0o600)
+    passwords = work / "broker-passwords"  # init --dev writes each agency's broker password here
     edoc("pki", "init-ca", "--out", str(work / "ca"))
     for organ_id, name in AGENCIES.items():
-        url = f"amqp://{organ_id}:{secret[organ_id]}@127.0.0.1:5672/{VHOST}"
+        # Broker users get this bench's prefix (dev-<hex>.<OrganId>): users are global to the
+        # broker, and another bench provisioning the same agencies must not reset them.
         edoc("init", "--dev", "--organ-id", organ_id, "--name", name,
              "--data-dir", str(work / organ_id), "--ca", str(work / "ca"),
-             "--directory", str(directory), "--broker-url", url)
+             "--directory", str(directory), "--vhost", VHOST)
     edoc("directory", "list", "-f", str(directory))
 
     step("2. The broker: exchange, one quorum queue and one user per agency")

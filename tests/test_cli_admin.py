@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +16,9 @@ from edoc_axis.cli import main
 from edoc_axis.config.load import load_settings
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
+from edoc_axis.errors import EdocAxisError
+from edoc_axis.ops.devbench import dev_broker_user
+from edoc_axis.transport import provision
 from edoc_axis.trust import certificate as trust
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
@@ -98,14 +104,17 @@ def test_init_dev_creates_keys_bound_to_the_organ_id(bench: Bench) -> None:
         assert settings.keys.key.stat().st_mode & 0o077 == 0
         agency = directory.get(organ_id)
         assert agency.fingerprints == (trust.fingerprint(cert),)
-        assert agency.broker_user == settings.broker.user == organ_id
+        assert agency.broker_user == settings.broker.user == dev_broker_user(bench.root, organ_id)
+        assert settings.broker.user.startswith("dev-") and settings.broker.user.endswith(organ_id)
         assert settings.trust.anchors == (bench.root / "ca" / "ca.pem",)
         issuers.add(cert.issuer)
     assert len(issuers) == 1
     assert directory.get(G22).name == "Văn phòng Chính phủ"
     passwords = (bench.root / "broker-passwords").read_text().splitlines()
-    assert {line.split("=", 1)[0] for line in passwords} == {G22, H41}
-    assert f"{G22}={bench.settings(G22).broker.url.split(':')[2].split('@')[0]}" in passwords
+    users = {organ_id: bench.settings(organ_id).broker.user for organ_id in (G22, H41)}
+    assert {line.split("=", 1)[0] for line in passwords} == set(users.values())
+    g22_url = bench.settings(G22).broker.url
+    assert f"{users[G22]}={g22_url.split(':')[2].split('@')[0]}" in passwords
 
 
 def test_init_dev_force_replaces_key_and_fingerprint(bench: Bench) -> None:
@@ -136,7 +145,8 @@ def test_directory_list_show_check(bench: Bench) -> None:
     as_json = json.loads(run("directory", "list", "-c", config, "--json").output)
     assert [a["organ_id"] for a in as_json] == [G22, H41]
     shown = run("directory", "show", H41, "-f", bench.directory)
-    assert shown.exit_code == 0 and "broker_user:  000.00.00.H41" in shown.output
+    assert shown.exit_code == 0
+    assert f"broker_user:  {dev_broker_user(bench.root, H41)}" in shown.output
     missing = run("directory", "show", "000.00.00.G12", "-f", bench.directory)
     assert missing.exit_code == 65 and "AGENCY_UNKNOWN" in missing.output
     checked = run("directory", "check", "-f", bench.directory, "--certs", bench.root)
@@ -198,3 +208,78 @@ def test_doctor_json_lists_every_check(bench: Bench) -> None:
     result = run("doctor", "-c", bench.config(G22), "--no-broker", "--json")
     assert result.exit_code == 1
     assert "FAIL" in {c["status"] for c in json.loads(result.stdout)}
+
+
+# --- the password trap (issue 13 item 2) --------------------------------------------------------
+
+
+@pytest.fixture
+def bench_vhost() -> Iterator[tuple[str, list[str]]]:
+    """A vhost name for a bench provisioned on the real broker, and a list of the broker
+    users the test made; both are deleted afterwards."""
+    vhost, users = f"edoc-bench-{uuid.uuid4().hex[:10]}", []
+    yield vhost, users
+    with suppress(EdocAxisError):
+        provision.delete_vhost(vhost)
+    for user in users:
+        with suppress(EdocAxisError):
+            provision.delete_user(user)
+
+
+@pytest.mark.broker
+def test_init_records_the_given_password_and_doctor_names_a_mismatch(
+        tmp_path: Path, bench_vhost: tuple[str, list[str]]) -> None:
+    """`init --dev --broker-url` keeps its password in the bench's passwords file, so `broker
+    provision --passwords` gives the broker that one and doctor passes; a broker.url whose
+    password differs is named as such by doctor (exit 78), with the file and the command."""
+    vhost, users = bench_vhost
+    user = f"edoc-test-{uuid.uuid4().hex[:8]}"
+    users.append(user)
+    url = f"amqp://{user}:given-password@127.0.0.1:5672/{vhost}"
+    assert _init_dev(tmp_path, G22, "--broker-url", url, "--listen", "127.0.0.1:18470"
+                     ).exit_code == 0
+    made = _init_dev(tmp_path, H41, "--vhost", vhost, "--listen", "127.0.0.1:18471")
+    assert made.exit_code == 0, made.output
+    h41 = load_settings(tmp_path / H41 / "node.toml", env={})
+    users.append(h41.broker.user)
+    assert h41.broker.vhost == vhost and h41.api.listen == "127.0.0.1:18471"
+    passwords = tmp_path / "broker-passwords"
+    assert f"{user}=given-password" in passwords.read_text().splitlines()
+    provisioned = run("broker", "provision", "--directory", tmp_path / "directory.toml",
+                      "--passwords", passwords, "--vhost", vhost)
+    assert provisioned.exit_code == 0, provisioned.output
+    assert "generated passwords" not in provisioned.output  # nothing invented behind our back
+    config = tmp_path / G22 / "node.toml"
+    doctor = run("doctor", "-c", config)
+    assert doctor.exit_code == 0, doctor.output
+    wrong = CliRunner(env={"EDOC_AXIS_BROKER_URL": url.replace("given-", "other-")}).invoke(
+        main, ["doctor", "-c", str(config)], catch_exceptions=False)
+    assert wrong.exit_code == 78, wrong.output
+    assert f"refused user {user}'s password" in wrong.output
+    assert "differs from the one provisioned" in wrong.output and str(passwords) in wrong.output
+    assert f"broker provision --directory {tmp_path / 'directory.toml'}" in wrong.output
+    again = _init_dev(tmp_path, G22, "--broker-url", url.replace("given-", "other-"),
+                      "-o", tmp_path / "other.toml")
+    assert again.exit_code == 78 and "BROKER_PASSWORD_CONFLICT" in again.output
+    assert not (tmp_path / "other.toml").exists()
+
+
+@pytest.mark.broker
+def test_two_benches_on_one_broker_keep_their_own_users(
+        tmp_path: Path, bench_vhost: tuple[str, list[str]]) -> None:
+    """Dev broker users carry a prefix of their bench: two benches provisioning the same
+    agency on one broker no longer reset each other's password."""
+    vhost, users = bench_vhost
+    configs = []
+    for bench in ("one", "two"):
+        root = tmp_path / bench
+        assert _init_dev(root, G22, "--vhost", vhost).exit_code == 0
+        users.append(load_settings(root / G22 / "node.toml", env={}).broker.user)
+        provisioned = run("broker", "provision", "--directory", root / "directory.toml",
+                          "--passwords", root / "broker-passwords", "--vhost", vhost)
+        assert provisioned.exit_code == 0, provisioned.output
+        configs.append(root / G22 / "node.toml")
+    assert users[0] != users[1] and all(u.startswith("dev-") for u in users)
+    for config in configs:  # the first bench still logs in after the second provisioned
+        result = run("doctor", "-c", config)
+        assert result.exit_code == 0, result.output

@@ -24,6 +24,7 @@ from edoc_axis.config.load import broker_url_problem, load_settings
 from edoc_axis.config.render import write_config
 from edoc_axis.config.settings import (
     BROKER_LOGINS,
+    ApiSettings,
     BrokerSettings,
     KeySettings,
     Settings,
@@ -39,10 +40,13 @@ from edoc_axis.ops.devbench import (
     CA_CRL,
     DEV_PASSWORDS,
     INTERMEDIATE_CERT,
+    dev_broker_user,
     dev_identity,
     dev_password,
+    record_password,
 )
 from edoc_axis.ops.pki import KEY_TYPES
+from edoc_axis.transport.topology import url_with_vhost
 from edoc_axis.trust import certificate as trust
 
 # --- init ----------------------------------------------------------------------------------------
@@ -56,6 +60,9 @@ class InitRequest:
     data_dir: Path
     output: Path | None = None
     broker_url: str | None = None
+    broker_user: str | None = None
+    vhost: str | None = None
+    listen: str | None = None
     directory: Path | None = None
     name: str | None = None
     code: str | None = None
@@ -94,21 +101,7 @@ def init_node(request: InitRequest) -> InitResult:
                           code=ErrorCode.CONFIG_EXISTS)
     notes: list[str] = []
     directory_path = (request.directory or data_dir / "directory.toml").expanduser().absolute()
-    url = request.broker_url
-    if url is None:
-        if not request.dev:
-            raise ConfigError("--broker-url is required (only --dev invents one)",
-                              code=ErrorCode.CONFIG_MISSING, element="broker.url")
-        passwords = (request.broker_passwords
-                     or directory_path.parent / DEV_PASSWORDS).expanduser().absolute()
-        url = f"amqp://{organ_id}:{dev_password(passwords, organ_id)}@127.0.0.1:5672/%2F"
-        notes.append(f"broker user {organ_id}, password in {passwords}; create it with "
-                     f"`edoc-axis broker provision --directory {directory_path} "
-                     f"--passwords {passwords}`")
-    problem = broker_url_problem(url)
-    if problem:
-        raise ConfigError(f"--broker-url {problem}", code=ErrorCode.CONFIG_BROKER_URL,
-                          element="broker.url")
+    url = _broker_url(request, organ_id, directory_path, notes)
     if request.broker_login == "certificate":
         url = _certificate_url(url, organ_id, given=request.broker_url is not None)
         notes.append(f"broker user {trust.organ_id_uri(organ_id)}: the agency certificate "
@@ -130,7 +123,9 @@ def init_node(request: InitRequest) -> InitResult:
                          chain=chain if request.dev else ()),
         trust=TrustSettings(anchors=(anchor,), crls=(crl,)),
         directory_path=directory_path,
+        api=ApiSettings(listen=request.listen) if request.listen else ApiSettings(),
     )
+    settings.api.address()  # a --listen that is not HOST:PORT is refused before writing
     data_dir.mkdir(parents=True, exist_ok=True)
     if request.dev:
         notes.extend(dev_identity(
@@ -156,6 +151,45 @@ def _add_dms(config: Path, systemid: str, secret_file: Path | None) -> str:
             f"endpoint is http://{added.listen}/ (`edoc-axis dms add` lists more systems)")
 
 
+def _broker_url(request: InitRequest, organ_id: str, directory_path: Path,
+                notes: list[str]) -> str:
+    """The broker URL ``init`` writes. ``--dev`` without ``--broker-url`` invents a local one
+    whose user carries the bench's prefix (RabbitMQ users are global to a broker: two benches
+    naming the same user would overwrite each other's password). A password the dev bench is
+    given (``--broker-url``) is recorded in its passwords file, the one `broker provision
+    --passwords` gives the broker, so that provisioning never invents another."""
+    passwords = (request.broker_passwords
+                 or directory_path.parent / DEV_PASSWORDS).expanduser().absolute()
+    url = request.broker_url
+    if url is None:
+        if not request.dev:
+            raise ConfigError("--broker-url is required (only --dev invents one)",
+                              code=ErrorCode.CONFIG_MISSING, element="broker.url")
+        user = request.broker_user or dev_broker_user(directory_path.parent, organ_id)
+        password = dev_password(passwords, user)
+        url = (f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:5672/"
+               f"{quote(request.vhost or '/', safe='')}")
+    elif request.broker_user:
+        raise click.UsageError("--broker-user names the user of an invented URL (--dev): "
+                               "with --broker-url, write the user in it")
+    elif request.vhost is not None:
+        url = url_with_vhost(url, request.vhost)
+    problem = broker_url_problem(url)
+    if problem:
+        raise ConfigError(f"--broker-url {problem}", code=ErrorCode.CONFIG_BROKER_URL,
+                          element="broker.url")
+    parts = urlsplit(url)
+    if request.broker_login == "password" and (request.dev or request.broker_passwords):
+        user = unquote(parts.username or "guest")
+        if parts.password is not None:
+            record_password(passwords, user, unquote(parts.password), force=request.force)
+        notes.append(f"broker user {user}, password in {passwords}; create it with `edoc-axis "
+                     f"broker provision --directory {directory_path} --passwords {passwords}"
+                     + (f" --vhost {unquote(parts.path[1:])}`" if parts.path not in ("", "/")
+                        else "`"))
+    return url
+
+
 def _certificate_url(url: str, organ_id: str, *, given: bool) -> str:
     """``url`` naming the user the agency certificate logs in as (certificate login)."""
     parts = urlsplit(url)
@@ -177,7 +211,15 @@ def _certificate_url(url: str, organ_id: str, *, given: bool) -> str:
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the node's state (store, keys); created if missing.")
 @click.option("--broker-url", help="amqp(s)://USER:PASSWORD@HOST:PORT/VHOST of this agency's "
-              "broker user. Required unless --dev (then a local user named after the OrganId).")
+              "broker user. Required unless --dev (then a local user named after the bench and "
+              "the OrganId). With --dev its password is recorded in the bench's passwords file.")
+@click.option("--broker-user", help="--dev without --broker-url: the broker user to invent "
+              "(default: dev-<bench>.<OrganId>, a prefix of this bench's own, since RabbitMQ "
+              "users are shared by every bench on one broker).")
+@click.option("--vhost", help="The broker's virtual host (default: the URL's, or / with --dev); "
+              "give `broker provision` the same --vhost.")
+@click.option("--listen", help="HOST:PORT the DMS gateway listens on (api.listen; default "
+              "127.0.0.1:8470). Two nodes on one machine need two ports.")
 @click.option("--directory", "directory", type=click.Path(dir_okay=False, path_type=Path),
               help="Agency directory file (default: DATA_DIR/directory.toml).")
 @click.option("--name", help="Agency name (certificate and directory entry; --dev).")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -106,6 +108,16 @@ def dev_identity(
     if implied and agency.parent is None:
         notes.append(f"parent {implied} not set (use --parent once it is listed)")
     return notes
+
+
+def dev_broker_user(bench_dir: Path, organ_id: str) -> str:
+    """The dev broker user of ``organ_id`` on the bench whose shared folder (directory,
+    passwords) is ``bench_dir``: ``dev-<6 hex>.<OrganId>``. RabbitMQ users are global to a
+    broker, so two benches (two clones, two CI jobs) using one broker must not share a name, or
+    each `broker provision` resets the other's password. The prefix is derived from the host
+    and the folder: rerunning a bench in place reuses its users."""
+    where = f"{socket.gethostname()}:{bench_dir.expanduser().absolute()}"
+    return f"dev-{hashlib.sha256(where.encode()).hexdigest()[:6]}.{organ_id}"
 
 
 def recorded_password(path: Path, user: str) -> str | None:

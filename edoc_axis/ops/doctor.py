@@ -76,8 +76,9 @@ def password_refused(settings: Settings) -> str:
     user = broker.user
     where = f"{urlsplit(broker.url).hostname}:{urlsplit(broker.url).port or 5672}"
     file = settings.directory_path.parent / DEV_PASSWORDS
+    vhost = f" --vhost {broker.vhost}" if broker.vhost != "/" else ""
     provision = (f"`edoc-axis broker provision --directory {settings.directory_path} "
-                 f"--passwords {file}`")
+                 f"--passwords {file}{vhost}`")
     head = f"the broker at {where} refused user {user}'s password (vhost {broker.vhost!r})"
     known = recorded_password(file, user)
     if known is None:
