@@ -944,6 +944,28 @@ def test_unknown_path_and_method(server: DmsServer) -> None:
     assert_fail(answer, "METHOD_NOT_ALLOWED")
 
 
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/sendEdoc", "POST, GET"), ("DELETE", "/getEdoc", "POST, GET"),
+    ("PATCH", "/x/getAgenciesList", "POST, GET"), ("POST", "/healthz", "GET, HEAD"),
+    ("DELETE", "/openapi.json", "GET, HEAD")])
+def test_wrong_method_is_405_json_with_allow(server: DmsServer, method: str, path: str,
+                                             allowed: str) -> None:
+    """A wrong method, unsigned, is 405 METHOD_NOT_ALLOWED in the protocol's JSON with an Allow
+    header, never an authentication refusal (issue 13 item 15)."""
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        conn.request(method, path, headers={"Content-Length": "0"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 405
+    assert response.getheader("Allow") == allowed
+    assert response.getheader("Content-Type") == "application/json"
+    assert_fail(answer, "METHOD_NOT_ALLOWED")
+
+
 def test_backend_crash_is_internal_error_without_trace(
     server: DmsServer, node: InMemoryNode
 ) -> None:

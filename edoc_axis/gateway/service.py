@@ -169,14 +169,10 @@ class DmsGateway:
                                close=True)
         if call is None:
             if method not in ("GET", "HEAD"):
-                return self.refuse(
-                    refused(ErrorCode.METHOD_NOT_ALLOWED, f"{path} answers GET"), None, close=True
-                )
+                return self._wrong_method(f"{path} answers GET", None, "GET, HEAD")
             return None
         if method not in ("POST", "GET"):
-            return self.refuse(
-                refused(ErrorCode.METHOD_NOT_ALLOWED, "protocol calls are POST"), call, close=True
-            )
+            return self._wrong_method("protocol calls are POST", call, "POST, GET")
         lengths = headers.get("content-length", [])
         if headers.get("transfer-encoding"):
             return self.refuse(
@@ -399,6 +395,12 @@ class DmsGateway:
         return self.refuse(
             refused(ErrorCode.INTERNAL_ERROR, f"internal error; see the node log (ref {ref})"), call
         )
+
+    def _wrong_method(self, message: str, call: str | None, allowed: str) -> Response:
+        """405 in the protocol's JSON, with the Allow header HTTP asks of a 405 (RFC 9110)."""
+        response = self.refuse(refused(ErrorCode.METHOD_NOT_ALLOWED, message), call, close=True)
+        response.headers["Allow"] = allowed
+        return response
 
     def refuse(self, exc: EdocAxisError, call: str | None, *, close: bool = False) -> Response:
         """The protocol's answer to a refusal, counted and logged (``close``: end the
