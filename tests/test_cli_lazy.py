@@ -81,12 +81,19 @@ def test_root_help_from_the_table_equals_the_help_of_the_loaded_commands() -> No
     assert "Commands:" in lazy.output
 
 
+# A shell with nothing set up: no DMS system, a config variable naming no file.
+BARE_ENVIRONMENT = {"EDOC_AXIS_DMS_SYSTEMID": None, "EDOC_AXIS_DMS_SECRET": None,
+                    "EDOC_AXIS_DMS_ENDPOINT": None, "EDOC_AXIS_CONFIG": "/nonexistent/node.toml"}
+
+
 @pytest.mark.parametrize("path", _every_command_path(), ids=" ".join)
 def test_every_group_and_command_has_help(path: tuple[str, ...]) -> None:
-    """`edoc-axis <group> [<command>] --help` works for every group and command."""
-    result = CliRunner().invoke(main, [*path, "--help"])
-    assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"Usage: main {' '.join(path)} ")
+    """`edoc-axis <group> [<command>] --help` works for every group and command, also in a
+    shell where nothing is set up (no `Missing option '--systemid'`, no config error)."""
+    for env in ({}, BARE_ENVIRONMENT):
+        result = CliRunner(env=env).invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(f"Usage: main {' '.join(path)} ")
 
 
 def test_unknown_command_is_a_usage_error() -> None:
