@@ -167,9 +167,11 @@ class _Verifier(_RootCopying, XMLVerifier):
 
 def hardened_parser() -> etree.XMLParser:
     """The settings ``edxml.parser`` uses, for the bytes signxml parses itself (the canonical
-    form of the signed content, never anything a peer sent)."""
+    form of the signed content, never anything a peer sent). Huge trees on, as there: a large
+    attachment is one text node over libxml2's 10 MB default, and the content was already
+    bounded by the hardened door before it was canonicalized."""
     return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, collect_ids=False
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, collect_ids=False
     )
 
 
