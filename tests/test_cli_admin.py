@@ -283,3 +283,15 @@ def test_two_benches_on_one_broker_keep_their_own_users(
     for config in configs:  # the first bench still logs in after the second provisioned
         result = run("doctor", "-c", config)
         assert result.exit_code == 0, result.output
+
+
+def test_directory_list_has_a_header_and_says_when_empty(bench: Bench, tmp_path: Path) -> None:
+    """`directory list` prints a header row over its agencies, and says so when there are none."""
+    listed = run("directory", "list", "-f", bench.directory)
+    header, *rows = listed.output.splitlines()
+    assert header.split() == ["ORGAN_ID", "CODE", "BROKER_USER", "CERTS", "PARENT", "NAME"]
+    assert [row.split()[0] for row in rows] == [G22, H41]
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    result = run("directory", "list", "-f", empty)
+    assert (result.exit_code, result.output) == (0, "the directory lists no agency\n")

@@ -19,6 +19,7 @@ import click
 from cryptography import x509
 
 from edoc_axis.cli.base import config_option, echo_json, reported_errors
+from edoc_axis.cli.display import echo_table
 from edoc_axis.config.dms_system import add_dms_system
 from edoc_axis.config.load import broker_url_problem, load_settings
 from edoc_axis.config.render import write_config
@@ -305,13 +306,9 @@ def directory_list(config_path: Path | None, file: Path | None, as_json: bool) -
     if as_json:
         echo_json([a.to_dict() for a in directory])
         return
-    rows = [("ORGAN_ID", "CODE", "BROKER_USER", "CERTS", "PARENT", "NAME")]
-    rows += [(a.organ_id, a.code, a.broker_user, str(len(a.fingerprints)), a.parent or "-", a.name)
-             for a in directory]
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) +
-                   "  " + row[5])
+    echo_table(("ORGAN_ID", "CODE", "BROKER_USER", "CERTS", "PARENT", "NAME"),
+               [(a.organ_id, a.code, a.broker_user, len(a.fingerprints), a.parent or "-", a.name)
+                for a in directory], empty="the directory lists no agency")
 
 
 @directory_group.command("show")

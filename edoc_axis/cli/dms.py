@@ -170,10 +170,14 @@ def add_command(config_path: Path | None, new_systemid: str, secret_file: Path |
 @click.option("--type", "kind", type=_KIND, default="edoc", show_default=True)
 @click.pass_context
 def list_command(ctx: click.Context, kind: str) -> None:
-    """List received packages not yet acknowledged done (JSON)."""
+    """List received packages not yet acknowledged done (JSON; "[]" and a note on stderr when
+    nothing waits)."""
     client = _client(ctx)
     with reported_errors():
-        echo_json(client.received(kind))
+        waiting = client.received(kind)
+    echo_json(waiting)
+    if not waiting:
+        click.echo(f"nothing waits for the DMS ({kind})", err=True)
 
 
 @dms_group.command("get")
@@ -215,10 +219,14 @@ def ack_command(ctx: click.Context, doc_id: str, state: str, description: str | 
 @click.option("--doc-id", help="Only this sent package.")
 @click.pass_context
 def sent_command(ctx: click.Context, kind: str, doc_id: str | None) -> None:
-    """Per-recipient tracking of sent packages (JSON)."""
+    """Per-recipient tracking of sent packages (JSON; "[]" and a note on stderr when none)."""
     client = _client(ctx)
     with reported_errors():
-        echo_json(client.sent(kind, doc_id))
+        sent = client.sent(kind, doc_id)
+    echo_json(sent)
+    if not sent:
+        click.echo(f"no sent packages ({kind})" + (f" with DocId {doc_id}" if doc_id else ""),
+                   err=True)
 
 
 @dms_group.command("agencies")
