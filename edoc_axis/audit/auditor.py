@@ -32,7 +32,7 @@ from edoc_axis.trust.chain import TrustStore
 
 Progress = Callable[[int], None]
 PartProgress = Callable[[int, int], None]  # (done, total)
-PROGRESS_EVERY = 1_000  # entries between two progress reports of verify
+PROGRESS_EVERY = 250  # entries between two progress reports (verify, bundle)
 
 
 @dataclass(slots=True)
@@ -120,7 +120,8 @@ class Auditor:
                 start_seq=start_seq, trust=self.checkpoint_trust(),
                 checkpoints=self.log.checkpoints(start_seq, last),
                 receipt_verifier=self.receipts if receipts else None,
-                progress=progress, progress_every=PROGRESS_EVERY, policy=self.policy if last is None else None, now=now)
+                progress=progress, progress_every=PROGRESS_EVERY,
+                policy=self.policy if last is None else None, now=now)
         return report
 
     def _verify_archives(self, report: LogReport) -> None:

@@ -1,9 +1,11 @@
 """``edoc-axis audit``: verify, trace, export, bundle and archive the node's audit chain.
 
 Exit codes: 0 when everything checked holds, 65 when the chain, a checkpoint, a receipt or a
-bundle does not hold or entries were left unsealed too long (the first problem is named), 78 for
-configuration errors, including no store at the config's data_dir (``STORE_NOT_FOUND``: these
-commands never create one; verify, trail and export open it read-only).
+bundle does not hold or entries were left unsealed too long (the first problem is named), 2 for
+a reversed --from/--to, 78 for configuration errors, including no store at the config's
+data_dir (``STORE_NOT_FOUND``: these commands never create one; verify, trail and export open it
+read-only). ``--json`` prints one JSON document and nothing else; progress bars go to stderr
+only when it is a terminal (``cli.progress``).
 """
 
 from __future__ import annotations
@@ -285,7 +287,10 @@ def bundle_command(config_path: Path | None, document_id: str, output: Path,
 def verify_bundle_command(bundle: Path, anchors: tuple[Path, ...], as_json: bool) -> None:
     """Check an evidence bundle with only the CA certificate: no node or database needed.
 
-    Exit 0 when every chain segment, checkpoint and signed package holds, 65 otherwise.
+    Exit 0 when every chain segment, checkpoint and signed package holds, 65 otherwise. A
+    --trust CA that did not issue the node's certificate is one finding,
+    AUDIT_BUNDLE_UNTRUSTED (the bundle cannot be attributed; nothing was found altered), not a
+    verdict on each package.
     """
     with reported_errors():
         try:
