@@ -14,6 +14,7 @@ from conftest import Axis, make_document
 
 from edoc_axis.cli import main
 from edoc_axis.edxml import attachment as a
+from edoc_axis.edxml.manifest import _base64_length
 from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import PackageTooLarge
 from edoc_axis.node.node import Node
@@ -98,3 +99,14 @@ def test_a_package_with_a_30_mb_attachment_signs_and_verifies() -> None:
     signed = signature.sign(build(doc), key, cert)
     result = signature.verify(signed, trust)
     assert max(len(text) for text in result.signed_root.itertext()) > 40 * MIB
+
+
+@pytest.mark.parametrize(("text", "length"), [
+    ("", 0), ("QUJD", 4), ("QQ==", 4), ("QQ\n=\n=", 4), ("QQ=", 3), ("Q===", None),
+    ("Q=Q=", None), ("QUJD!", None), ("é", None),
+    ("A" * (4 * MIB - 1) + "==", 4 * MIB + 1), ("A" * (4 * MIB - 1) + "=A", None),
+])
+def test_base64_check_reads_in_slices_with_the_same_verdicts(text: str, length: int | None) -> None:
+    """The sliced base64 check counts and refuses as the whole-text check did, padding split
+    across a slice boundary included."""
+    assert _base64_length(text) == length
