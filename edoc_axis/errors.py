@@ -557,6 +557,8 @@ class ErrorCode(StrEnum):
     SANDBOX_VHOST = auto(), ConfigError, 500, "--vhost: use 1-100 letters, digits, '.', '_' or '-'"
     SANDBOX_GATEWAY = auto(), ConfigError, 500, "the sandbox's DMS gateway did not start"
     SANDBOX_RUNNING = auto(), ConfigError, 500, "another sandbox runs on that --dir: stop it"
+    NODE_RUNNING = auto(), EdocAxisError, 400, (
+        "another `edoc-axis run` (pid named) holds this data_dir: stop it, or use another data_dir")
     SANDBOX_NOT_READY = auto(), TemporaryFailure, 503, (
         "the sandbox nodes did not exchange their welcome document in time: check the broker")
 

@@ -19,15 +19,19 @@ from edoc_axis.cli.base import config_option, echo_json, json_option, reported_e
 from edoc_axis.cli.display import echo_table, jsonable
 from edoc_axis.config.load import load_settings
 from edoc_axis.config.settings import Settings
-from edoc_axis.errors import EXIT_FAILURE, EdocAxisError, NotFound
+from edoc_axis.errors import EXIT_FAILURE, ConfigError, EdocAxisError, ErrorCode, NotFound
 from edoc_axis.gateway.backend import host
+from edoc_axis.node.folder_lock import node_folder
 from edoc_axis.node.node import Node
 from edoc_axis.node.runner import Runner, data_file
 from edoc_axis.node.wiring import broker_endpoint, broker_topology
+from edoc_axis.ops.doctor import password_refused
 from edoc_axis.store import Store
 from edoc_axis.transport.deadletter import dead_letters, replay_dead_letter
 
 # --- run and send ------------------------------------------------------------------------------
+
+START_WAIT_SECONDS = 15.0  # how long `run` waits for its first broker connection to open or fail
 
 
 @click.command("run")
@@ -37,34 +41,56 @@ def run_command(config_path: Path | None) -> None:
 
     Received documents are stored and answered with a signed status 01; statuses update the
     tracking of sent documents. With [[dms]] systems in the config (or api.enabled), the DMS
-    gateway (axis client protocol) is served on api.listen too. Stops cleanly (gateway calls
-    finished, pending confirms awaited briefly, store closed).
+    gateway (axis client protocol) is served on api.listen too. One node per data folder: a
+    second `run` on it is refused (NODE_RUNNING, exit 1), and so is a start whose broker login
+    is refused (BROKER_AUTH_FAILED, exit 78); a broker that cannot be reached is retried with
+    backoff. Stops cleanly (gateway calls finished, pending confirms awaited briefly, store
+    closed).
     """
     with reported_errors():
         settings = load_settings(config_path)
-        node = Node.from_settings(settings)
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        runner = Runner(node)
-        try:
-            hosted = host(node, runner.link)  # before the Link: a busy port fails fast
-        except EdocAxisError:
-            node.close()
-            raise
-        runner.start()
-        click.echo(f"node {settings.organ_id} running (store {settings.store_path})", err=True)
+        with node_folder(settings.data_dir):  # one running node per data folder
+            _run(settings)
+
+
+def _run(settings: Settings) -> None:
+    node = Node.from_settings(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runner = Runner(node)
+    try:
+        hosted = host(node, runner.link)  # before the Link: a busy port fails fast
+    except EdocAxisError:
+        node.close()
+        raise
+    runner.start()
+    # Credentials the broker refuses will not work on the next try either: refuse to start.
+    # A broker that cannot be reached now may be back soon: keep retrying, the outbox waits.
+    failure = runner.link.wait_started(START_WAIT_SECONDS)
+    if isinstance(failure, ConfigError):
         if hosted is not None:
-            click.echo(f"DMS gateway on {hosted.url} ({len(settings.dms)} system(s))", err=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        finally:
-            if hosted is not None:
-                hosted.stop()
-            runner.stop()
-            node.close()
-        click.echo(f"node {settings.organ_id} stopped", err=True)
+            hosted.stop()
+        runner.stop()
+        node.close()
+        if failure.code == ErrorCode.BROKER_AUTH_FAILED and not settings.broker.certificate_login:
+            # why, as doctor says it: the password against the bench's provisioned one
+            raise ConfigError(password_refused(settings), code=failure.code) from failure
+        raise failure
+    if failure is not None:
+        click.echo(f"warning: {failure} (retrying; the outbox waits)", err=True)
+    click.echo(f"node {settings.organ_id} running (store {settings.store_path})", err=True)
+    if hosted is not None:
+        click.echo(f"DMS gateway on {hosted.url} ({len(settings.dms)} system(s))", err=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        if hosted is not None:
+            hosted.stop()
+        runner.stop()
+        node.close()
+    click.echo(f"node {settings.organ_id} stopped", err=True)
 
 
 @click.command("send")

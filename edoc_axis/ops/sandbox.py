@@ -20,7 +20,6 @@ in the state folder, so a restart keeps the systemid, the secret and the keys.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -65,6 +64,7 @@ from edoc_axis.errors import (
 )
 from edoc_axis.gateway.backend import HostedGateway, host
 from edoc_axis.log import get_logger
+from edoc_axis.node.folder_lock import exclusive
 from edoc_axis.node.node import Node
 from edoc_axis.node.runner import Runner
 from edoc_axis.ops.devbench import (
@@ -217,13 +217,12 @@ class Sandbox:
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """One sandbox per state folder: two would share the nodes' stores."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with (self.dir / LOCK_FILE).open("w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(f"another sandbox is running on {self.dir}; stop it or use "
-                                  "another --dir", code=ErrorCode.SANDBOX_RUNNING) from None
+        def refusal(pid: int | None) -> ConfigError:
+            return ConfigError(f"another sandbox (pid {pid if pid else 'unknown'}) is running on "
+                               f"{self.dir}; stop it or use another --dir",
+                               code=ErrorCode.SANDBOX_RUNNING)
+
+        with exclusive(self.dir / LOCK_FILE, refusal):
             yield
 
     # --- provisioning ----------------------------------------------------------------------
