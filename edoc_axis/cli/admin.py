@@ -256,15 +256,16 @@ def _certificate_url(url: str, organ_id: str, *, given: bool) -> str:
 def init_command(**options: Any) -> None:
     """Write a working node config for a new agency.
 
-    Example for a test bench of two agencies sharing one dev CA, directory and broker:
+    Example for a test bench of two agencies sharing one dev CA, directory and broker (their
+    broker users are dev-<bench>.<OrganId>, their passwords in nodes/broker-passwords):
 
     \b
       edoc-axis init --dev --organ-id 000.00.00.G22 --data-dir nodes/g22 \\
-          --ca nodes/ca --directory nodes/directory.toml
+          --ca nodes/ca --directory nodes/directory.toml --vhost bench
       edoc-axis init --dev --organ-id 000.00.00.H41 --data-dir nodes/h41 \\
-          --ca nodes/ca --directory nodes/directory.toml
+          --ca nodes/ca --directory nodes/directory.toml --vhost bench --listen 127.0.0.1:8471
       edoc-axis broker provision --directory nodes/directory.toml \\
-          --passwords nodes/broker-passwords
+          --passwords nodes/broker-passwords --vhost bench
       edoc-axis doctor --config nodes/g22/node.toml
     """
     with reported_errors():
