@@ -75,7 +75,7 @@ class ParsedPackage:
     sha256: str
     root: etree._Element
     kind: Literal["edoc", "status"]
-    _model: Package | None = field(default=None, repr=False, compare=False)
+    _model: Package | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def data(self) -> bytes:
