@@ -154,8 +154,8 @@ _SOCKET_REASONS: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
-def _reason(exc: BaseException) -> str:
-    """Why a connection could not be opened, in words (never a repr chain)."""
+def failure_reason(exc: BaseException) -> str:
+    """Why a connection could not be opened, or was lost, in words (never a repr chain)."""
     cause = _root_cause(exc)
     for kind, words in _SOCKET_REASONS:
         if isinstance(cause, kind):
@@ -187,13 +187,15 @@ def connect_error(exc: BaseException, params: Any) -> EdocAxisError:
             "provisioned with them", code=ErrorCode.BROKER_AUTH_FAILED)
     if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
         return ConfigError(
-            f"the broker at {where} refused {who} access to vhost {vhost!r} ({_reason(exc)}): "
-            "check the vhost in broker.url, and that the broker was provisioned there",
+            f"the broker at {where} refused {who} access to vhost {vhost!r} "
+            f"({failure_reason(exc)}): check the vhost in broker.url, and that the broker was "
+            "provisioned there",
             code=ErrorCode.BROKER_VHOST_REFUSED)
     failure = tls_failure(exc)
     if failure is not None:
         return ConfigError(f"TLS with the broker at {where}: {failure.message}", code=failure.code)
-    return BrokerUnavailable(f"cannot reach the broker at {where}: {_reason(exc)}; {URL_HINT}")
+    return BrokerUnavailable(
+        f"cannot reach the broker at {where}: {failure_reason(exc)}; {URL_HINT}")
 
 
 @contextmanager
@@ -214,7 +216,7 @@ def blocking_channel(target: str | Endpoint) -> Iterator[Any]:
         raise BrokerUnavailable(f"broker refused: {exc.reply_text}", code=code) from exc
     except pika.exceptions.AMQPError as exc:
         raise BrokerUnavailable(f"broker operation failed at {params.host}:{params.port}: "
-                                f"{_reason(exc)}; retry") from exc
+                                f"{failure_reason(exc)}; retry") from exc
     finally:
         if connection.is_open:
             connection.close()

@@ -27,7 +27,7 @@ import pika.exceptions
 
 from edoc_axis.errors import ConfigError, EdocAxisError
 from edoc_axis.log import get_logger
-from edoc_axis.transport.connection import connect_error
+from edoc_axis.transport.connection import connect_error, failure_reason
 
 log = get_logger(__name__)
 
@@ -164,8 +164,9 @@ class Supervisor:
 
     def _on_connection_closed(self, connection: Any, reason: Any) -> None:
         if not self._stopping.is_set():
-            self.last_error = f"connection closed: {reason!r}"
-            log.warning("broker_connection_lost", link=self.name, reason=repr(reason))
+            said = failure_reason(reason) if isinstance(reason, BaseException) else str(reason)
+            self.last_error = f"connection closed: {said}"
+            log.warning("broker_connection_lost", link=self.name, reason=said)
         self._lose_channel()
         connection.ioloop.stop()
 
