@@ -252,6 +252,17 @@ class ErrorCode(StrEnum):
     PACKAGE_TOO_LARGE_FOR_BROKER = auto(), PackageTooLarge, 413, (
         "the package is over what one broker message carries (16 MiB) and chunked transfer "
         "is not there yet: send a smaller one")
+    CHUNK_MALFORMED = auto(), PackageRejected, 422, (
+        "a chunk message of a large package lacks or garbles its chunk headers: refused")
+    CHUNK_CORRUPT = auto(), PackageRejected, 422, (
+        "a chunk of a large package does not match its SHA-256: refused; the transfer completes "
+        "only if the sender publishes it again, else it is abandoned")
+    TRANSFER_CORRUPT = auto(), PackageRejected, 422, (
+        "the chunks of a large package do not make the package their headers name (size or "
+        "SHA-256): the transfer is dropped")
+    TRANSFER_ABANDONED = auto(), PackageRejected, 422, (
+        "a large package's transfer got no chunk within broker.transfer_timeout: its chunks "
+        "were deleted; the sender must send it again")
     TEMPORARY_FAILURE = auto(), TemporaryFailure, 503, "something outside the package failed: retry"
     BROKER_UNAVAILABLE = auto(), BrokerUnavailable, 503, (
         "RabbitMQ cannot be reached or refused for now: check the broker, then retry")

@@ -49,6 +49,9 @@ EVENT_KINDS: dict[str, str] = {
     "duplicate_received": Kind.RECEIVED, "status_sent": Kind.STATUS_SENT,
     "status_received": Kind.STATUS_RECEIVED, "rejected": Kind.REJECTED,
     "dead_lettered": Kind.DEAD_LETTERED, "replayed": Kind.REPLAYED,
+    # Chunked transfers (node.chunk_receive): a refused chunk and an abandoned partial transfer
+    # are refusals of what a counterpart sent (detail = error code).
+    "chunk_refused": Kind.REJECTED, "transfer_abandoned": Kind.REJECTED,
 }
 
 

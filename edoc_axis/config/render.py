@@ -57,6 +57,10 @@ _DOCS: dict[str, str] = {
     "broker.queue_token": "The token ending this agency's queue names, from the broker's\n"
     "administrator (`edoc-axis broker queue-token`): without it another agency could read this\n"
     "agency's queue depth. Empty: the plain names edoc.in.<OrganId> (dev bench).",
+    "broker.chunk_bytes": "A package larger than this travels as chunk messages of this size\n"
+    "(64 KiB to 15 MiB), each confirmed, assembled on disk by the recipient.",
+    "broker.transfer_timeout": "Seconds a partly received large package may wait for its next\n"
+    "chunk before its chunks are deleted (TRANSFER_ABANDONED).",
     "keys": "This agency's signing identity (PEM files).",
     "keys.key": "Private key signing packages and receipts. Keep it readable by the node only.",
     "keys.cert": "Certificate of that key; carries this agency's OrganId.",

@@ -46,6 +46,8 @@ class BrokerSettings:
     login: str = "password"
     ca_files: tuple[Path, ...] = ()
     queue_token: str = field(default="", repr=False)
+    chunk_bytes: int = 4 * 1024 * 1024
+    transfer_timeout: int = 3600
 
     def __repr__(self) -> str:  # the URL holds a password: never let it reach a log
         return (

@@ -5,6 +5,8 @@ trust, identity, limits, policies):
 - ``Submitter`` (``submit``): a package this agency sends, checked, signed and stored;
 - ``Relay`` (``fetch_outgoing`` / ``on_confirmed``): the outbox to the broker and back;
 - ``Receiver`` (``handle_batch``): incoming messages checked, stored and answered 01/02;
+- ``ChunkSender`` / ``ChunkReceiver``: a package over ``broker.chunk_bytes`` as chunk messages,
+  wrapped around the relay and the receiver;
 - ``Receipts`` (``set_status``): the statuses this agency signs and sends;
 - the delivery state machine they follow is ``node.state`` (pure).
 ``Node`` keeps the one public surface callers use (the CLI, the gateway's backend, the sandbox).
@@ -16,6 +18,8 @@ from edoc_axis.audit.sealing import seal_before_exit
 from edoc_axis.config.settings import Settings
 from edoc_axis.directory import Directory
 from edoc_axis.edxml.parsed import ParsedPackage
+from edoc_axis.node.chunk_receive import ChunkReceiver
+from edoc_axis.node.chunk_send import ChunkSender
 from edoc_axis.node.context import Context, SubmitResult
 from edoc_axis.node.receipt import Receipts
 from edoc_axis.node.receive import Receiver
@@ -24,6 +28,7 @@ from edoc_axis.node.submit import Submitter
 from edoc_axis.node.wiring import Identity, broker_endpoint, load_identity, load_trust
 from edoc_axis.store import Store
 from edoc_axis.store.records import Event
+from edoc_axis.transport.chunk import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from edoc_axis.transport.connection import Endpoint
 from edoc_axis.transport.link import Link
 from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
@@ -64,6 +69,10 @@ class Node:
         self.submitter = Submitter(ctx, self.receipts)
         self.receiver = Receiver(ctx, self.receipts)
         self.relay = Relay(ctx)
+        broker = settings.broker
+        self.chunk_sender = ChunkSender(
+            min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, broker.chunk_bytes)))
+        self.chunk_receiver = ChunkReceiver(ctx, timeout=broker.transfer_timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Node:
@@ -96,16 +105,22 @@ class Node:
         return self.receipts.set_status(document_id, code, description=description, to=to)
 
     def fetch_outgoing(self, limit: int) -> list[OutgoingMessage]:
-        """Up to ``limit`` pending outbox messages not already handed to the Link."""
-        return self.relay.fetch_outgoing(limit)
+        """Up to ``limit`` pending outbox messages not already handed to the Link; a large
+        package's chunks count one each (the rest follow in later calls)."""
+        chunks = self.chunk_sender
+        out = chunks.due(limit)
+        if len(out) >= limit or chunks.busy:
+            return out
+        return out + chunks.expand(self.relay.fetch_outgoing(limit - len(out)),
+                                   limit - len(out))
 
     def on_confirmed(self, confirmations: list[Confirmation]) -> None:
         """Record broker outcomes: confirmed -> ``sent``; returned/too large -> ``failed``."""
-        self.relay.on_confirmed(confirmations)
+        self.relay.on_confirmed(self.chunk_sender.settle(confirmations))
 
     def handle_batch(self, messages: list[IncomingMessage]) -> list[Outcome]:
         """Check, store (one transaction for the batch) and answer incoming messages."""
-        return self.receiver.handle_batch(messages)
+        return self.chunk_receiver.handle_batch(messages, self.receiver.handle_batch)
 
     def note_replayed(self, message_id: str) -> None:
         """Chain an operator's dead-letter replay (``edoc-axis dlq replay``) into the audit log."""

@@ -163,4 +163,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # file under the bodies folder, and ``body`` is then empty; NULL for a body kept as a blob.
     ("ALTER TABLE package_bodies ADD COLUMN file TEXT",
      "CREATE INDEX package_bodies_file ON package_bodies (file) WHERE file IS NOT NULL"),
+    # 7: chunks of large packages received so far (store/transfers.py): one row per chunk
+    # whose bytes are staged (fsynced) under the node's transfers folder, keyed by the
+    # publishing broker user and the transfer (the package's message id).
+    (
+        """CREATE TABLE transfer_chunk (
+            broker_user TEXT NOT NULL,
+            transfer TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            total_size INTEGER NOT NULL,
+            total_sha256 TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            PRIMARY KEY (broker_user, transfer, idx)
+        )""",
+    ),
 )
