@@ -250,8 +250,8 @@ class ErrorCode(StrEnum):
     PACKAGE_TOO_LARGE = auto(), PackageTooLarge, 413, (
         "the package exceeds limits.max_package_bytes: send a smaller one")
     PACKAGE_TOO_LARGE_FOR_BROKER = auto(), PackageTooLarge, 413, (
-        "the package is over what one broker message carries (16 MiB) and chunked transfer "
-        "is not there yet: send a smaller one")
+        "a single broker message over what the broker carries (16 MiB); packages over "
+        "broker.chunk_bytes travel in chunks, so this is a message built another way")
     CHUNK_MALFORMED = auto(), PackageRejected, 422, (
         "a chunk message of a large package lacks or garbles its chunk headers: refused")
     CHUNK_CORRUPT = auto(), PackageRejected, 422, (

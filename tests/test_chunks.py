@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pika
 import pytest
 from conftest import Axis, make_document
 
@@ -221,5 +222,63 @@ def test_a_large_package_travels_in_chunks_between_two_nodes(axis: Axis) -> None
     finally:
         for runner in runners:
             runner.stop()
+        for node in nodes:
+            node.close()
+
+
+def _take(axis: Axis, queue: str, count: int) -> list[IncomingMessage]:
+    """Take ``count`` messages off H41's queue as H41's broker user, acked once returned."""
+    connection = pika.BlockingConnection(pika.URLParameters(axis.url(H41)))
+    taken: list[IncomingMessage] = []
+    try:
+        channel = connection.channel()
+        while len(taken) < count:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            assert method is not None, "the queue ran dry"
+            taken.append(IncomingMessage(
+                body=body, message_id=properties.message_id, user_id=properties.user_id,
+                type=properties.type, headers=dict(properties.headers or {}), redelivered=False,
+                delivery_count=0, routing_key=method.routing_key))
+    finally:
+        connection.close()
+    return taken
+
+
+@pytest.mark.broker
+def test_a_recipient_stopped_mid_transfer_resumes_without_the_sender_starting_over(
+    axis: Axis,
+) -> None:
+    """H41 takes half the chunks, records them and stops; a new H41 process consumes the rest
+    from the broker and completes: one package, one 01, and G22 published each chunk once."""
+    g22 = Node.from_settings(_settings(axis, G22))
+    sender = Runner(g22).start()
+    nodes = [g22]
+    try:
+        result = g22.submit(_large_document())
+        count = -(-len(g22.store.body(result.package_id)) // CHUNK)
+        deadline = time.monotonic() + 60
+        while {d.state for d in g22.store.deliveries(result.document_id)} != {"sent"}:
+            assert time.monotonic() < deadline, "the chunks were not confirmed"
+            time.sleep(0.05)
+        first = Node.from_settings(_settings(axis, H41))
+        half = _take(axis, first.topology.queue_for(H41), count // 2)
+        assert first.handle_batch(half) == [Outcome.ACK] * len(half)
+        first.close()  # stopped mid-transfer: half the chunks recorded, none answered
+        h41 = Node.from_settings(_settings(axis, H41))
+        nodes.append(h41)
+        receiver = Runner(h41).start()
+        try:
+            while {d.state for d in g22.store.deliveries(result.document_id)} != {"arrived"}:
+                assert time.monotonic() < deadline, "no 01 came back"
+                time.sleep(0.05)
+        finally:
+            receiver.stop()
+        [entry] = h41.store.inbox(kind="edoc")
+        assert h41.store.body(entry.package_id) == g22.store.body(result.package_id)
+        assert receiver.link.stats.delivered == count - len(half)
+        assert sender.link.stats.published == count  # no chunk published twice
+        assert _staged(h41) == []
+    finally:
+        sender.stop()
         for node in nodes:
             node.close()

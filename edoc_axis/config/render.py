@@ -81,8 +81,7 @@ _DOCS: dict[str, str] = {
     "limits": "Bounds for every package parsed (hostile input protection).",
     "limits.max_package_bytes": "Largest package in bytes, at every door (DMS gateway,\n"
     "send, reception, the parser). 50 MiB by default; at most 200 MiB (209715200).\n"
-    "Until chunked transfer lands, a package over one broker message (16 MiB) is\n"
-    "refused at submit (PACKAGE_TOO_LARGE_FOR_BROKER).",
+    "A package over broker.chunk_bytes crosses the broker in chunks.",
     "limits.max_depth": "Deepest XML nesting accepted.",
     "limits.max_elements": "Most XML elements accepted in one package.",
     "validation": "How strictly packages are judged (reception profiles). Received packages are\n"

@@ -50,9 +50,6 @@ class Submitter:
         if size > ctx.limits.max_bytes:
             raise PackageTooLarge(f"package of {size} bytes exceeds the limit of "
                                   f"{ctx.limits.max_bytes} bytes", code=ErrorCode.PACKAGE_TOO_LARGE)
-        # One broker message carries the package until chunked transfer lands: refuse here,
-        # before parsing, what the broker would refuse at publish (checked again once signed).
-        ctx.topology.check_size_of(size)
         accepted = schema.accept(data, ctx.limits, ctx.settings.validation.submit_profile)
         parsed = accepted.parsed
         if accepted.warnings:
@@ -76,7 +73,6 @@ class Submitter:
             raise SignatureInvalid("the package is unsigned and this node does not sign "
                                    "submissions (signature.sign_unsigned_submissions)",
                                    code=ErrorCode.SIG_MISSING, element="Signature")
-        ctx.topology.check_size(signed)
         if isinstance(pkg, StatusPackage):
             result = self._submit_status(pkg, signed, signed_digest, parsed.sha256)
         else:
