@@ -119,7 +119,11 @@ def _as_delivered(axis: Axis, messages: list[OutgoingMessage]) -> list[IncomingM
 def _chunks_of(axis: Axis, g22: Node) -> tuple[str, bytes, list[IncomingMessage]]:
     result = g22.submit(_large_document())
     body = g22.store.body(result.package_id)
-    messages = g22.fetch_outgoing(1000)
+    messages: list[OutgoingMessage] = []
+    while batch := g22.fetch_outgoing(1000):  # a few chunks in flight at once
+        messages += batch
+        g22.on_confirmed([Confirmation(m.token, ok=True) for m in batch])
+    assert g22.store.outbox_counts()["confirmed"] == 1
     assert len(messages) == -(-len(body) // CHUNK) > 4
     return result.document_id, body, _as_delivered(axis, messages)
 

@@ -195,24 +195,29 @@ class ChunkReceiver:
     def _assemble(self, last: _Chunk, rows: list[ChunkRow]) -> IncomingMessage | Outcome:
         h = last.header
         folder = self.folder(last.user, h.transfer)
+        # Assembled on disk, each staged chunk checked against its recorded hash on the way,
+        # then read once: one copy of the package in memory, as a single message would be.
+        whole = folder / "assembled"
         digest = hashlib.sha256()
-        parts: list[bytes] = []
-        for row in rows:
-            data = (folder / str(row.index)).read_bytes()
-            if hashlib.sha256(data).hexdigest() != row.sha256:
-                self._forget(last.user, h.transfer)
-                return self._refuse(last.message, ErrorCode.CHUNK_CORRUPT,
-                                    f"staged chunk {row.index} of {h.transfer} changed on disk")
-            digest.update(data)
-            parts.append(data)
-        body = b"".join(parts)
-        del parts
-        if (len(rows) != h.count or len(body) != h.total_size
-                or digest.hexdigest() != h.total_sha256):
+        with whole.open("wb") as out:
+            for row in rows:
+                data = (folder / str(row.index)).read_bytes()
+                if hashlib.sha256(data).hexdigest() != row.sha256:
+                    self._forget(last.user, h.transfer)
+                    return self._refuse(last.message, ErrorCode.CHUNK_CORRUPT,
+                                        f"staged chunk {row.index} of {h.transfer} changed on "
+                                        "disk")
+                digest.update(data)
+                out.write(data)
+        del data
+        size = whole.stat().st_size
+        if len(rows) != h.count or size != h.total_size or digest.hexdigest() != h.total_sha256:
             self._forget(last.user, h.transfer)
             return self._refuse(last.message, ErrorCode.TRANSFER_CORRUPT,
                                 f"the {len(rows)} chunks of {h.transfer} do not make the "
                                 "package their header names (size or SHA-256)")
+        body = whole.read_bytes()
+        whole.unlink()
         message = last.message
         headers = {k: v for k, v in message.headers.items() if k not in CHUNK_HEADERS}
         return IncomingMessage(

@@ -4,7 +4,9 @@ The relay hands one message per outbox row; a body over ``broker.chunk_bytes`` i
 messages (transport.chunk) whose tokens map back to the row. The row is settled only when all
 its chunks are: confirmed when every chunk is confirmed, failed when one is refused for good
 (unroutable), pending again (the relay's backoff) when one is nacked. A row fetched again
-publishes only the chunks not yet confirmed. State is per process: after a restart of the
+publishes only the chunks not yet confirmed. At most ``MAX_INFLIGHT`` chunks of a row are
+in flight at once, each cut from the body only when handed out: the sender holds the body and a
+few chunks, not a second copy of the package. State is per process: after a restart of the
 sender every chunk is published again, and the recipient ignores those it already recorded.
 Runs in the Link's thread only.
 """
@@ -14,15 +16,17 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from edoc_axis.transport.chunk import row_of, split
+from edoc_axis.transport.chunk import ChunkPlan, row_of
 from edoc_axis.transport.message import Confirmation, OutgoingMessage
+
+MAX_INFLIGHT = 8  # chunks of one row published and not yet confirmed
 
 
 @dataclass(slots=True)
 class _Transfer:
     """The chunks of one outbox row, and how far their publishing got."""
 
-    chunks: list[OutgoingMessage]
+    plan: ChunkPlan
     due: deque[int] = field(default_factory=deque)  # indexes to hand to the Link
     inflight: set[int] = field(default_factory=set)
     confirmed: set[int] = field(default_factory=set)
@@ -36,19 +40,14 @@ class ChunkSender:
         self.chunk_bytes = chunk_bytes
         self._transfers: dict[int, _Transfer] = {}
 
-    @property
-    def busy(self) -> bool:
-        """True while chunks wait to be handed to the Link."""
-        return any(t.due for t in self._transfers.values())
-
     def due(self, limit: int) -> list[OutgoingMessage]:
         """Up to ``limit`` chunks of transfers under way, not yet handed to the Link."""
         out: list[OutgoingMessage] = []
         for transfer in self._transfers.values():
-            while transfer.due and len(out) < limit:
+            while transfer.due and len(out) < limit and len(transfer.inflight) < MAX_INFLIGHT:
                 index = transfer.due.popleft()
                 transfer.inflight.add(index)
-                out.append(transfer.chunks[index])
+                out.append(transfer.plan.chunk(index))
             if len(out) >= limit:
                 break
         return out
@@ -64,9 +63,9 @@ class ChunkSender:
             transfer = self._transfers.get(message.token)
             if transfer is None:
                 transfer = self._transfers[message.token] = _Transfer(
-                    split(message, self.chunk_bytes))
+                    ChunkPlan(message, self.chunk_bytes))
             transfer.failure = None
-            transfer.due = deque(i for i in range(len(transfer.chunks))
+            transfer.due = deque(i for i in range(transfer.plan.count)
                                  if i not in transfer.confirmed and i not in transfer.inflight)
         return out + self.due(max(0, limit - len(out)))
 
@@ -95,7 +94,7 @@ class ChunkSender:
                 transfer.due.clear()
             if transfer.inflight or transfer.due:
                 continue
-            if len(transfer.confirmed) == len(transfer.chunks):
+            if len(transfer.confirmed) == transfer.plan.count:
                 del self._transfers[row]
                 out.append(Confirmation(row, ok=True))
             elif transfer.failure is not None:

@@ -109,7 +109,7 @@ class Node:
         package's chunks count one each (the rest follow in later calls)."""
         chunks = self.chunk_sender
         out = chunks.due(limit)
-        if len(out) >= limit or chunks.busy:
+        if len(out) >= limit:
             return out
         return out + chunks.expand(self.relay.fetch_outgoing(limit - len(out)),
                                    limit - len(out))

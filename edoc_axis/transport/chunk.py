@@ -94,19 +94,31 @@ def row_of(token: int) -> tuple[int, int] | None:
 
 def split(message: OutgoingMessage, chunk_bytes: int) -> list[OutgoingMessage]:
     """``message`` as its chunk messages, in order (each a slice of the body)."""
-    body = message.body
-    count = chunk_count(len(body), chunk_bytes)
-    total = hashlib.sha256(body).hexdigest()
-    chunks = []
-    for index in range(count):
-        piece = body[index * chunk_bytes:(index + 1) * chunk_bytes]
+    plan = ChunkPlan(message, chunk_bytes)
+    return [plan.chunk(index) for index in range(plan.count)]
+
+
+class ChunkPlan:
+    """How one message is cut: its chunks made one at a time, when they are to be published
+    (the whole SHA-256 is computed once; a chunk's bytes exist only while it is in flight)."""
+
+    def __init__(self, message: OutgoingMessage, chunk_bytes: int) -> None:
+        self.message = message
+        self.chunk_bytes = chunk_bytes
+        self.count = chunk_count(len(message.body), chunk_bytes)
+        self.total_sha256 = hashlib.sha256(message.body).hexdigest()
+
+    def chunk(self, index: int) -> OutgoingMessage:
+        """Chunk message ``index``."""
+        message, size = self.message, self.chunk_bytes
+        piece = message.body[index * size:(index + 1) * size]
         headers = dict(message.headers)
         headers.update({
-            TRANSFER: message.message_id, INDEX: str(index), COUNT: str(count),
+            TRANSFER: message.message_id, INDEX: str(index), COUNT: str(self.count),
             CHUNK_SHA256: hashlib.sha256(piece).hexdigest(),
-            TOTAL_SIZE: str(len(body)), TOTAL_SHA256: total, INNER_TYPE: message.type})
-        chunks.append(OutgoingMessage(
+            TOTAL_SIZE: str(len(message.body)), TOTAL_SHA256: self.total_sha256,
+            INNER_TYPE: message.type})
+        return OutgoingMessage(
             token=chunk_token(message.token, index),
             message_id=f"{message.message_id}.{index}", routing_key=message.routing_key,
-            body=piece, type=CHUNK_TYPE, headers=headers))
-    return chunks
+            body=piece, type=CHUNK_TYPE, headers=headers)
