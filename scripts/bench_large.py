@@ -176,7 +176,7 @@ def end_to_end(size_mb: int, work: Path) -> None:
 
     from edoc_axis.config.load import load_settings
     from edoc_axis.config.render import write_config
-    from edoc_axis.edxml.limits import MAX_ALLOWED_BYTES
+    from edoc_axis.edxml.limits import MAX_ALLOWED_BYTES, XmlLimits
     from edoc_axis.node.node import Node
     from edoc_axis.trust.signature import sign
 
@@ -194,7 +194,8 @@ def end_to_end(size_mb: int, work: Path) -> None:
             configs.append(path)
         source = package_of(size_mb, work)
         key, cert = bench.keys[bench_node.SENDER]
-        signed = sign(source.read_bytes(), key, cert)
+        signed = sign(source.read_bytes(), key, cert,
+                      limits=XmlLimits(max_bytes=MAX_ALLOWED_BYTES))
         source.unlink()
         submitter = Node.from_settings(load_settings(configs[0], env={}))
         bench.start(configs)

@@ -170,6 +170,24 @@ def test_a_corrupt_chunk_is_refused_with_its_code(axis: Axis, pair: Callable[...
 
 
 @pytest.mark.broker
+def test_chunks_that_do_not_make_the_named_package_are_refused_and_answered_02(
+    axis: Axis, pair: Callable[..., Node]
+) -> None:
+    """Every chunk matches its own hash but not the whole SHA-256 named: the last one is
+    dead-lettered TRANSFER_CORRUPT, nothing is stored or left staged, a 02 goes back."""
+    g22, h41 = pair(G22), pair(H41)
+    _, _, chunks = _chunks_of(axis, g22)
+    lying = [dataclasses.replace(c, headers={**c.headers, chunk.TOTAL_SHA256: "0" * 64})
+             for c in chunks]
+    outcomes = h41.handle_batch(lying)
+    assert outcomes[:-1] == [Outcome.ACK] * (len(chunks) - 1)
+    assert outcomes[-1] is Outcome.REJECT
+    assert h41.store.inbox(kind="edoc") == [] and _staged(h41) == []
+    [answer] = h41.fetch_outgoing(10)
+    assert answer.type == "status" and b"TRANSFER_CORRUPT" in answer.body
+
+
+@pytest.mark.broker
 def test_a_transfer_resumes_after_the_recipient_restarts(
     axis: Axis, pair: Callable[..., Node]
 ) -> None:
@@ -189,17 +207,26 @@ def test_a_transfer_resumes_after_the_recipient_restarts(
 def test_an_abandoned_transfer_is_deleted_with_an_audit_event(
     axis: Axis, pair: Callable[..., Node]
 ) -> None:
-    """Past the timeout, a partial transfer's rows and files go, audited TRANSFER_ABANDONED;
-    nothing was answered."""
+    """Past the timeout, a partial transfer's rows and files go, audited TRANSFER_ABANDONED,
+    never answered 01: a signed 02 with that code goes to the sender, whose delivery becomes
+    rejected."""
     g22, h41 = pair(G22), pair(H41, transfer_timeout=60)
-    _, _, chunks = _chunks_of(axis, g22)
+    document_id, _, chunks = _chunks_of(axis, g22)
     h41.handle_batch(chunks[:2])
     assert h41.chunk_receiver.sweep() == [] and len(_staged(h41)) == 2
     assert h41.chunk_receiver.sweep(now=time.time() + 61) == [chunks[0].headers[chunk.TRANSFER]]
     assert _staged(h41) == [] and h41.store.inbox(kind="edoc") == []
-    assert h41.store.outbox_counts()["pending"] == 0
     codes = [json.loads(e.detail)["code"] for e in h41.audit.entries() if e.kind == "rejected"]
     assert codes == ["TRANSFER_ABANDONED"]
+    [answer] = h41.fetch_outgoing(10)
+    assert answer.type == "status" and b"TRANSFER_ABANDONED" in answer.body
+    user = axis.agencies[H41].account.user
+    assert g22.handle_batch([IncomingMessage(
+        body=answer.body, message_id=answer.message_id, user_id=user, type="status",
+        headers=dict(answer.headers), redelivered=False, delivery_count=0,
+        routing_key=G22)]) == [Outcome.ACK]
+    [delivery] = g22.store.deliveries(document_id)
+    assert delivery.state == "rejected" and "TRANSFER_ABANDONED" in (delivery.reason or "")
 
 
 # --- through the real broker -----------------------------------------------------------------

@@ -8,8 +8,11 @@ recorded before is acked again (harmless); one whose bytes do not match its hash
 assembled and the whole SHA-256 checked, and the package goes through the normal receive path as
 the one message it would have been: that chunk's outcome is the package's (ack once stored and
 answered 01; a temporary failure requeues the chunk, which assembles again on redelivery). A
-partial transfer is never answered. Transfers idle past ``broker.transfer_timeout`` are deleted
-(files and rows) with an audit event. Runs in the Link's thread.
+partial transfer is never answered 01. Transfers idle past ``broker.transfer_timeout`` are
+deleted (files and rows) with an audit event and a signed 02 ``TRANSFER_ABANDONED`` to the
+publishing agency about the DocumentId the chunks named (a corrupt chunk not sent again ends
+so); chunks that do not make the package their headers name are answered 02
+``TRANSFER_CORRUPT`` at once. A status's chunks get no status back. Runs in the Link's thread.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edoc_axis.errors import ErrorCode, TemporaryFailure
+from edoc_axis.edxml.identifier import document_id_sender
+from edoc_axis.errors import EdocAxisError, ErrorCode, PackageRejected, TemporaryFailure
 from edoc_axis.log import get_logger
 from edoc_axis.node.context import Context
+from edoc_axis.node.receipt import Receipts, Reply
 from edoc_axis.store.reads import Reads
 from edoc_axis.store.records import Event
 from edoc_axis.store.transfers import ChunkRow
-from edoc_axis.transport.chunk import CHUNK_HEADERS, CHUNK_TYPE, ChunkHeader
+from edoc_axis.transport.chunk import CHUNK_HEADERS, CHUNK_TYPE, INNER_TYPE, ChunkHeader
 from edoc_axis.transport.message import IncomingMessage, Outcome
 
 log = get_logger(__name__)
@@ -59,8 +64,9 @@ def _fsync_dir(path: Path) -> None:
 class ChunkReceiver:
     """Stages chunk messages and hands assembled packages to the normal receive path."""
 
-    def __init__(self, ctx: Context, *, timeout: float) -> None:
+    def __init__(self, ctx: Context, receipts: Receipts, *, timeout: float) -> None:
         self.ctx = ctx
+        self.receipts = receipts
         self.root = ctx.settings.data_dir / TRANSFERS_DIRNAME
         self.timeout = timeout
         self._swept = 0.0
@@ -105,7 +111,34 @@ class ChunkReceiver:
 
     # --- one chunk ---------------------------------------------------------------------------
 
-    def _refuse(self, message: IncomingMessage, code: ErrorCode, reason: str) -> Outcome:
+    def _document_id(self, user: str, message: IncomingMessage) -> str | None:
+        """The DocumentId a 02 about this transfer may name: the chunk headers', when the
+        package is a document of the agency that owns the broker user."""
+        agency = self.ctx.directory.by_broker_user(user)
+        value = message.headers.get("edoc-document-id")
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if (agency is None or not isinstance(value, str) or not value
+                or message.headers.get(INNER_TYPE) not in ("edoc", b"edoc")
+                or document_id_sender(value) not in (None, agency.organ_id)):
+            return None
+        return value
+
+    def _reply_02(self, user: str, document_id: str | None, code: ErrorCode,
+                  reason: str) -> Reply | None:
+        """A signed 02 to the agency of ``user`` about ``document_id`` (None: no answer)."""
+        agency = self.ctx.directory.by_broker_user(user)
+        if agency is None or document_id is None:
+            return None
+        try:
+            return self.receipts.refused(agency.organ_id, document_id,
+                                         PackageRejected(reason, code=code))
+        except EdocAxisError as exc:
+            log.error("reply_not_built", document_id=document_id, error=str(exc))
+            return None
+
+    def _refuse(self, message: IncomingMessage, code: ErrorCode, reason: str,
+                reply: Reply | None = None) -> Outcome:
         log.warning("chunk_refused", message_id=message.message_id, code=code, reason=reason,
                     broker_user=message.user_id)
         try:
@@ -114,6 +147,8 @@ class ChunkReceiver:
                                hashlib.sha256(message.body).hexdigest(),
                                {"code": code, "message_id": message.message_id or "",
                                 "broker_user": message.user_id or "", "reason": reason}))
+                if reply is not None:
+                    self.receipts.queue_refusal(txn, reply, code)
         except TemporaryFailure:
             return Outcome.RETRY
         return Outcome.REJECT
@@ -169,7 +204,8 @@ class ChunkReceiver:
                 for chunk in chunks:
                     h = chunk.header
                     txn.transfers.record(chunk.user, h.transfer, ChunkRow(
-                        h.index, h.count, h.sha256, h.total_size, h.total_sha256), time.time())
+                        h.index, h.count, h.sha256, h.total_size, h.total_sha256,
+                        self._document_id(chunk.user, chunk.message)), time.time())
                     outcomes[chunk.position] = Outcome.ACK
                     rows = txn.transfers.chunks(chunk.user, h.transfer)
                     if len(rows) == h.count:
@@ -213,9 +249,11 @@ class ChunkReceiver:
         size = whole.stat().st_size
         if len(rows) != h.count or size != h.total_size or digest.hexdigest() != h.total_sha256:
             self._forget(last.user, h.transfer)
-            return self._refuse(last.message, ErrorCode.TRANSFER_CORRUPT,
-                                f"the {len(rows)} chunks of {h.transfer} do not make the "
-                                "package their header names (size or SHA-256)")
+            reason = (f"the {len(rows)} chunks of {h.transfer} do not make the package their "
+                      "headers name (size or SHA-256)")
+            return self._refuse(last.message, ErrorCode.TRANSFER_CORRUPT, reason, self._reply_02(
+                last.user, self._document_id(last.user, last.message),
+                ErrorCode.TRANSFER_CORRUPT, reason))
         body = whole.read_bytes()
         whole.unlink()
         message = last.message
@@ -248,9 +286,23 @@ class ChunkReceiver:
         before = (now if now is not None else time.time()) - self.timeout
         abandoned: list[tuple[str, str]] = []
         try:
+            with self.ctx.store.snapshot() as view:
+                idle = view.transfers.idle_since(before)
+                replies = {}
+                for user, transfer in idle:
+                    rows = view.transfers.chunks(user, transfer)
+                    replies[(user, transfer)] = self._reply_02(
+                        user, rows[0].document_id if rows else None,
+                        ErrorCode.TRANSFER_ABANDONED,
+                        f"the transfer {transfer} got {len(rows)} of "
+                        f"{rows[0].count if rows else 0} chunks and none for "
+                        f"{self.timeout:.0f} s: send the package again")
             with self.ctx.store.transaction() as txn:
                 for user, transfer in txn.transfers.idle_since(before):
                     rows = txn.transfers.chunks(user, transfer)
+                    reply = replies.get((user, transfer))
+                    if reply is not None:
+                        self.receipts.queue_refusal(txn, reply, ErrorCode.TRANSFER_ABANDONED)
                     agency = self.ctx.directory.by_broker_user(user)
                     txn.transfers.forget(user, transfer)
                     txn.emit(Event("transfer_abandoned", None, None,

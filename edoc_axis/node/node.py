@@ -72,7 +72,8 @@ class Node:
         broker = settings.broker
         self.chunk_sender = ChunkSender(
             min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, broker.chunk_bytes)))
-        self.chunk_receiver = ChunkReceiver(ctx, timeout=broker.transfer_timeout)
+        self.chunk_receiver = ChunkReceiver(ctx, self.receipts,
+                                            timeout=broker.transfer_timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Node:

@@ -179,4 +179,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (broker_user, transfer, idx)
         )""",
     ),
+    # 8: the DocumentId a chunk's headers name (NULL for a status's chunks): an abandoned
+    # transfer is answered with a 02 about it.
+    ("ALTER TABLE transfer_chunk ADD COLUMN document_id TEXT",),
 )

@@ -31,6 +31,7 @@ from edoc_axis.store.records import (
     Rejection,
     package_from_row,
 )
+from edoc_axis.store.transfers import TransferRows
 
 
 class Reads:
@@ -395,6 +396,11 @@ class Snapshot(Reads):
     @property
     def _db(self) -> sqlite3.Connection:
         return self._conn
+
+    @property
+    def transfers(self) -> TransferRows:
+        """The chunks of large packages received so far (written only in a transaction)."""
+        return TransferRows(self._conn)
 
     @property
     def _files(self) -> BodyFiles:

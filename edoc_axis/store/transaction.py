@@ -17,7 +17,6 @@ from edoc_axis.store.records import (
     encode_warnings,
     now_iso,
 )
-from edoc_axis.store.transfers import TransferRows
 
 
 class Transaction(Snapshot):
@@ -36,11 +35,6 @@ class Transaction(Snapshot):
     def audit_rows(self) -> AuditWrites:
         """The audit chain's tables, read and appended inside this transaction."""
         return self._audit
-
-    @property
-    def transfers(self) -> TransferRows:
-        """The chunks of large packages received so far, written inside this transaction."""
-        return TransferRows(self._conn)
 
     def emit(self, event: Event) -> None:
         """Hand an event to the audit hook, inside this transaction."""

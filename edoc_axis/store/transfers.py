@@ -21,6 +21,7 @@ class ChunkRow:
     sha256: str
     total_size: int
     total_sha256: str
+    document_id: str | None = None  # what the headers name; None for a status's chunks
 
 
 class TransferRows:
@@ -35,17 +36,19 @@ class TransferRows:
         """Record a staged chunk; False when it was recorded before (a duplicate)."""
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO transfer_chunk (broker_user, transfer, idx, count, sha256,"
-            " total_size, total_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " total_size, total_sha256, received_at, document_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (broker_user, transfer, chunk.index, chunk.count, chunk.sha256, chunk.total_size,
-             chunk.total_sha256, at))
+             chunk.total_sha256, at, chunk.document_id))
         return cursor.rowcount == 1
 
     def chunks(self, broker_user: str, transfer: str) -> list[ChunkRow]:
         """The chunks recorded for one transfer, by index."""
         rows = self._conn.execute(
-            "SELECT idx, count, sha256, total_size, total_sha256 FROM transfer_chunk"
+            "SELECT idx, count, sha256, total_size, total_sha256, document_id FROM transfer_chunk"
             " WHERE broker_user = ? AND transfer = ? ORDER BY idx", (broker_user, transfer))
-        return [ChunkRow(int(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4])) for r in rows]
+        return [ChunkRow(int(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4]),
+                         None if r[5] is None else str(r[5])) for r in rows]
 
     def forget(self, broker_user: str, transfer: str) -> None:
         """Delete a transfer's rows (assembled, or abandoned)."""
