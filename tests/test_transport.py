@@ -202,7 +202,7 @@ def test_too_large_refused_before_publishing(broker_url: str, agencies: Any,
     link = running(publisher(broker_url, outbox, topology=small))
     wait_for(outbox.done, what="confirmations")
     by_token = {c.token: c for c in outbox.confirmations}
-    assert by_token[1].code == "PACKAGE_TOO_LARGE_FOR_BROKER" and not by_token[1].ok
+    assert by_token[1].code == "PACKAGE_TOO_LARGE" and not by_token[1].ok
     assert by_token[1].reason is not None and "1001 bytes" in by_token[1].reason
     assert by_token[2].ok
     assert link.stats.published == 1
