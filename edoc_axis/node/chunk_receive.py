@@ -34,7 +34,7 @@ from edoc_axis.store.reads import Reads
 from edoc_axis.store.records import Event
 from edoc_axis.store.transfers import ChunkRow
 from edoc_axis.transport.chunk import CHUNK_HEADERS, CHUNK_TYPE, INNER_TYPE, ChunkHeader
-from edoc_axis.transport.message import IncomingMessage, Outcome
+from edoc_axis.transport.message import IncomingMessage, Outcome, publisher_of
 
 log = get_logger(__name__)
 
@@ -154,7 +154,8 @@ class ChunkReceiver:
         return Outcome.REJECT
 
     def _check(self, position: int, message: IncomingMessage) -> _Chunk | Outcome:
-        user = message.user_id
+        # A replayed dead letter is judged by its original publisher (as receive does).
+        user = publisher_of(message, self.ctx.broker_user)
         if not user:
             return self._refuse(message, ErrorCode.SENDER_NO_USER_ID, "a chunk with no user_id")
         try:

@@ -26,7 +26,9 @@ class Runner:
                                         daemon=True)
 
     def start(self) -> Runner:
-        """Start the Link thread and the seal timer."""
+        """Start the Link thread and the seal timer (after deleting partial chunk transfers
+        abandoned while the node was down)."""
+        self.node.chunk_receiver.sweep()
         self._thread.start()
         self.sealing.start()
         log.info("node_started", organ_id=self.node.organ_id)
