@@ -14,6 +14,8 @@
              worked around: canonicalization is signxml's/lxml's, never hand-rolled.
   e2e        the same packages between two nodes (two `edoc-axis run` processes) through
              the real broker, in chunks: wall time submit to 01, MB/s, each node's peak RSS.
+  e2e-kill   the same, SIGKILLing the recipient mid-transfer and starting it again: the
+             package must arrive once, byte-identical, with one 01, nothing left staged.
 
     .venv/bin/python scripts/bench_large.py [attach] [hop] [e2e] [--attach-mb 200]
         [--sizes 50,200]
@@ -27,11 +29,13 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 MB = 10**6
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,13 +165,69 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def end_to_end(size_mb: int, work: Path) -> None:
+def _recorded_chunks(store_path: Path) -> int:
+    """Chunks a node's store has recorded for transfers under way (0 before it exists)."""
+    from edoc_axis.store import Store
+
+    if not store_path.exists():
+        return 0
+    store = Store(store_path, create=False, read_only=True)
+    try:
+        with store.snapshot() as view:
+            return sum(len(view.transfers.chunks(user, transfer))
+                       for user, transfer in view.transfers.idle_since(time.time() + 60))
+    finally:
+        store.close()
+
+
+def _kill_recipient(bench: Any, config: Path, size: int) -> int:
+    """SIGKILL the recipient node once it recorded a third of the chunks, start it again;
+    returns how many it had recorded."""
+    from edoc_axis.config.load import load_settings
+
+    recipient = load_settings(config, env={})
+    wanted = -(-size // recipient.broker.chunk_bytes) // 3
+    while (recorded := _recorded_chunks(recipient.store_path)) < wanted:
+        time.sleep(0.05)
+    bench.procs[1].send_signal(signal.SIGKILL)
+    bench.procs[1].wait()
+    bench.start([config])
+    bench.procs[1] = bench.procs.pop()
+    return int(recorded)
+
+
+def _report_once(submitter: Any, package_id: str, document_id: str, config: Path,
+                 killed_at: int) -> None:
+    """Print whether the package arrived once, byte-identical, with one 01, nothing staged."""
+    from edoc_axis.config.load import load_settings
+    from edoc_axis.node.node import Node
+
+    [delivery] = submitter.store.deliveries(document_id)
+    codes = [h.status_code for h in submitter.store.history(delivery.id)]
+    settings = load_settings(config, env={})
+    recipient = Node.from_settings(settings)
+    try:
+        inbox = recipient.store.inbox(kind="edoc")
+        same = (len(inbox) == 1 and recipient.store.body(inbox[0].package_id)
+                == submitter.store.body(package_id))
+    finally:
+        recipient.close()
+    staged = [p for p in (settings.data_dir / "transfers").rglob("*") if p.is_file()]
+    print(f"e2e kill   recipient SIGKILLed with {killed_at} chunks recorded, restarted: "
+          f"{len(inbox)} package(s) stored, byte-identical {same}, statuses {codes}, "
+          f"{len(staged)} file(s) left staged")
+
+
+def end_to_end(size_mb: int, work: Path, *, kill: bool = False) -> None:
     """A package of ``size_mb`` MB between two nodes through the real broker, in chunks.
 
     Two ``edoc-axis run`` processes on a throwaway vhost and PKI (scripts/bench_node.py's
     Bench), package limit 200 MiB; the package is signed here and submitted into the sender's
     store from this process (as bench_node does), then timed until its 01 is recorded at the
     sender. Reported: wall time, MB/s, each node's peak RSS (VmHWM) against the aim of 3x.
+    ``kill``: SIGKILL the recipient once it recorded a third of the chunks, start it again, and
+    check the package arrives once, byte-identical, with one 01 and nothing left staged (the
+    peak RSS is then the restarted recipient's).
     """
     import dataclasses
 
@@ -180,7 +240,7 @@ def end_to_end(size_mb: int, work: Path) -> None:
     from edoc_axis.node.node import Node
     from edoc_axis.trust.signature import sign
 
-    base = work / f"e2e-{size_mb}"
+    base = work / f"e2e-{size_mb}{'-kill' if kill else ''}"
     base.mkdir()
     bench = bench_node.Bench(base)
     try:
@@ -203,6 +263,7 @@ def end_to_end(size_mb: int, work: Path) -> None:
         started = time.perf_counter()
         result = submitter.submit(signed)
         submitted = time.perf_counter() - started
+        killed_at = _kill_recipient(bench, configs[1], len(signed)) if kill else 0
         deadline = time.monotonic() + 1800
         while {d.state for d in submitter.store.deliveries(result.document_id)} != {"arrived"}:
             if time.monotonic() > deadline:
@@ -211,6 +272,9 @@ def end_to_end(size_mb: int, work: Path) -> None:
         wall = time.perf_counter() - started
         peaks = [_vm_hwm_mb(proc.pid) for proc in bench.procs]
         size = len(signed) / MB
+        if kill:
+            bench.stop()
+            _report_once(submitter, result.package_id, result.document_id, configs[1], killed_at)
         submitter.close()
         print(f"e2e        package {size:.0f} MB: {wall:.1f} s submit to 01 ({submitted:.1f} s "
               f"of it the submit), {size / wall:.1f} MB/s")
@@ -226,7 +290,7 @@ def main() -> None:
     """Run the chosen benchmarks."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="*", choices=["attach", "hop", "e2e", []],
+    ap.add_argument("what", nargs="*", choices=["attach", "hop", "e2e", "e2e-kill", []],
                     help="what to run (default: attach hop)")
     ap.add_argument("--attach-mb", type=int, default=200)
     ap.add_argument("--sizes", default="50,200", help="package sizes in MB, comma-separated")
@@ -247,6 +311,9 @@ def main() -> None:
         if "e2e" in what:
             for size_mb in sizes:
                 end_to_end(size_mb, work)
+        if "e2e-kill" in what:
+            for size_mb in sizes:
+                end_to_end(size_mb, work, kill=True)
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
