@@ -19,8 +19,9 @@ Modules: this one (the ``Store``: connections, migrations, transactions), ``read
 query, once, for a Store, a Transaction and a snapshot), ``transaction`` (the writes),
 ``records`` (the rows going in and out), ``bodies`` (large package bodies as content-addressed
 files beside the database), ``audit_rows`` and ``request_log`` (the audit chain's and the DMS
-gateway's tables), ``migrations``. No SQL outside this package; the only sqlite3
-importer. Imports nothing of edoc_axis but ``errors``.
+gateway's tables), ``transfers`` (chunks of large packages received so far),
+``migrations``. No SQL outside this package; the only sqlite3 importer. Imports nothing of
+edoc_axis but ``errors``.
 """
 
 from __future__ import annotations
