@@ -33,7 +33,7 @@ from edoc_axis.config.settings import (
 )
 from edoc_axis.directory import CertificateFacts, Directory
 from edoc_axis.edxml.identifier import is_valid_organ_id
-from edoc_axis.errors import EXIT_CONFIG, ConfigError, EdocAxisError, ErrorCode
+from edoc_axis.errors import EXIT_CONFIG, ConfigError, ErrorCode
 from edoc_axis.ops.devbench import (
     AGENCY_CERT,
     AGENCY_KEY,
@@ -349,16 +349,9 @@ def certificate_facts(folder: Path) -> tuple[list[CertificateFacts], list[str]]:
     facts: list[CertificateFacts] = []
     problems: list[str] = []
     now = dt.datetime.now(dt.UTC)
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in (".pem", ".crt", ".cer") or not path.is_file():
-            continue
-        data = path.read_bytes()
-        if b"-----BEGIN CERTIFICATE-----" not in data:
-            continue
-        try:
-            certs = trust.load_certificates(data)
-        except EdocAxisError as exc:
-            problems.append(f"{path}: {exc.message}")
+    for path, certs, problem in trust.certificate_files(folder):
+        if problem is not None:
+            problems.append(f"{path}: {problem}")
             continue
         for cert in certs:
             if _is_ca(cert):

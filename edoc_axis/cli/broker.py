@@ -22,7 +22,7 @@ import click
 
 from edoc_axis.cli.base import reported_errors
 from edoc_axis.directory import Directory
-from edoc_axis.errors import ConfigError, EdocAxisError, ErrorCode
+from edoc_axis.errors import ConfigError, ErrorCode
 from edoc_axis.transport.provision import (
     USER_MAX_CHANNELS,
     USER_MAX_CONNECTIONS,
@@ -137,16 +137,9 @@ def _check_certificates(folder: Path, accounts: list[BrokerAccount]) -> list[str
     naming every certificate that maps to no listed user, or to another agency's."""
     users = {a.user: a.organ_id for a in accounts}
     lines, problems = [], []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in (".pem", ".crt", ".cer") or not path.is_file():
-            continue
-        data = path.read_bytes()
-        if b"-----BEGIN CERTIFICATE-----" not in data:
-            continue
-        try:
-            certs = trust.load_certificates(data)
-        except EdocAxisError as exc:
-            problems.append(f"{path}: {exc.message}")
+    for path, certs, problem in trust.certificate_files(folder):
+        if problem is not None:
+            problems.append(f"{path}: {problem}")
             continue
         for cert in certs[:1]:  # the holder's certificate; what follows is its chain
             organ_id, login = trust.organ_id_of(cert), trust.broker_login_of(cert)

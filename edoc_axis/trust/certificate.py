@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -96,6 +98,21 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         raise TrustError(f"cannot read PEM certificates: {exc}",
                          code=ErrorCode.TRUST_BAD_CERT) from exc
     return certs
+
+
+def certificate_files(folder: Path) -> Iterator[tuple[Path, list[x509.Certificate], str | None]]:
+    """Each ``.pem``/``.crt``/``.cer`` file under ``folder`` (recursively, sorted) that holds a
+    PEM certificate, with its certificates, or with none and why they could not be read."""
+    for path in sorted(folder.rglob("*")):
+        if path.suffix not in (".pem", ".crt", ".cer") or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            continue
+        try:
+            yield path, load_certificates(data), None
+        except TrustError as exc:
+            yield path, [], exc.message
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
