@@ -153,6 +153,36 @@ def issue_intermediate(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
+def _leaf_builder(  # noqa: PLR0917 - private, called twice with every field spelled out
+    name: str,
+    key: PrivateKey,
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    start: dt.datetime,
+    days: int,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]],
+) -> x509.CertificateBuilder:
+    """An end-entity certificate for ``key`` issued by ``ca_cert``, valid ``days`` from
+    ``start``: not a CA, then ``extensions`` (each with its criticality), then the key ids."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.add_extension(
+        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+    ).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+    )
+
+
 def issue_agency_certificate(
     ca_key: PrivateKey,
     ca_cert: x509.Certificate,
@@ -188,24 +218,9 @@ def issue_agency_certificate(
         x509.UniformResourceIdentifier(ORGAN_ID_URI_PREFIX + o)
         for o in (organ_id, *extra_organ_ids)
     ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.SubjectAlternativeName(uris), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
+    builder = _leaf_builder(name, key, ca_key, ca_cert, start, days, [
+        (usage, True), (x509.SubjectAlternativeName(uris), False)])
+    return key, builder.sign(ca_key, hashes.SHA256())
 
 
 def _host_name(host: str) -> x509.GeneralName:
@@ -231,21 +246,8 @@ def issue_tls_certificate(
     key = generate_key(key_type)
     start = _now() - dt.timedelta(minutes=5)
     usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-    )
+    builder = _leaf_builder(name, key, ca_key, ca_cert, start, days,
+                            [(x509.ExtendedKeyUsage([usage]), False)])
     if hosts:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([_host_name(h) for h in hosts]), critical=False)
