@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench_node import deliver
+
 from edoc_axis import directory
 from edoc_axis.config.settings import BrokerSettings, KeySettings, Settings, TrustSettings
 from edoc_axis.edxml.attachment import add_attachment
@@ -46,7 +48,6 @@ from edoc_axis.gateway.backend import NodeBackend
 from edoc_axis.log import configure_logging
 from edoc_axis.node.node import Node
 from edoc_axis.ops import pki
-from edoc_axis.transport.message import Confirmation, IncomingMessage
 from edoc_axis.trust import certificate as trust
 from edoc_axis.trust.signature import sign
 
@@ -143,14 +144,6 @@ class Lab:
         key, cert = self.keys[SENDER]
         return sign(build(pkg), key, cert)
 
-    def relay(self, source: Node) -> list[IncomingMessage]:
-        """What ``source``'s relay publishes now, as the broker would deliver it (confirmed)."""
-        out = source.fetch_outgoing(1000)
-        source.on_confirmed([Confirmation(m.token, True) for m in out])
-        return [IncomingMessage(body=m.body, message_id=m.message_id, user_id=source.broker_user,
-                                type=m.type, headers=dict(m.headers), redelivered=False,
-                                delivery_count=1, routing_key=m.routing_key) for m in out]
-
     def close(self) -> None:
         for node in self.nodes.values():
             node.close()
@@ -163,8 +156,8 @@ def run(lab: Lab, counter: Counter, size: int) -> list[tuple[str, Work]]:
     try:
         # Warm-up (schemas compiled, caches filled), then drain: not counted.
         g22.submit(lab.signed(document(1, size)))
-        h41.handle_batch(lab.relay(g22))
-        g22.handle_batch(lab.relay(h41))
+        h41.handle_batch(deliver(g22))
+        g22.handle_batch(deliver(h41))
 
         data = lab.signed(document(2, size))
         with counter.measure() as work:
@@ -179,7 +172,7 @@ def run(lab: Lab, counter: Counter, size: int) -> list[tuple[str, Work]]:
             backend.submit(data, "edoc", SENDER, [RECIPIENT])
         rows.append(("gateway sendEdoc (signed)", work))
 
-        messages = lab.relay(g22)
+        messages = deliver(g22)
         first, rest = messages[0], messages[1:]
         with counter.measure() as work:
             h41.handle_batch([first])
@@ -194,7 +187,7 @@ def run(lab: Lab, counter: Counter, size: int) -> list[tuple[str, Work]]:
             h41.receipts.arrived(model)
         rows.append(("  of which: 01 built + signed", work))
 
-        statuses = lab.relay(h41)
+        statuses = deliver(h41)
         with counter.measure() as work:
             g22.handle_batch(statuses[:1])
         rows.append(("01 received at the sender", work))
