@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,6 +24,9 @@ from edoc_axis.edxml.model import (
 )
 from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.write import build
+
+if TYPE_CHECKING:
+    from edoc_axis.node.node import Node
 
 DATA = Path(__file__).parent / "data"
 
@@ -427,6 +430,23 @@ def axis(axis_broker: AxisBroker, axis_pki: Pki, tmp_path: Path) -> Axis:
     return Axis(tmp_path, axis_broker.vhost, axis_broker.admin_url, axis_pki,
                 dict(axis_broker.agencies), directory_path)
 
+
+
+@pytest.fixture
+def two_nodes(axis: Axis) -> Iterator[tuple[Node, Node]]:
+    """G22 and H41 running in-process on the test axis; stopped afterwards."""
+    from edoc_axis.node.node import Node
+    from edoc_axis.node.runner import Runner
+
+    nodes = [Node.from_settings(axis.settings(o)) for o in ("000.00.00.G22", "000.00.00.H41")]
+    runners = [Runner(n).start() for n in nodes]
+    try:
+        yield nodes[0], nodes[1]
+    finally:
+        for runner in runners:
+            runner.stop()
+        for node in nodes:
+            node.close()
 
 # --- audit: a recorded exchange (owner: audit integration helper) --------------------------------
 # `audited_exchange` (per test): G22 sends one document to H41 and H42 over the test axis, both

@@ -7,7 +7,6 @@ import io
 import random
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from edoc_axis.edxml.schema import validate
 from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import MalformedPackage
 from edoc_axis.node.node import Node
-from edoc_axis.node.runner import Runner
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n" + bytes(range(256)) * 8
 TEXT = "Kính gửi: Ủy ban nhân dân tỉnh Nghệ An\r\n".encode() * 20
@@ -262,20 +260,6 @@ def test_damaged_archives_raise_attachment_invalid_never_a_library_error() -> No
 
 
 # --- through the node and the CLI ----------------------------------------------------------------
-
-
-@pytest.fixture
-def two_nodes(axis: Axis) -> Iterator[tuple[Node, Node]]:
-    """G22 and H41 running in-process on the test axis; stopped afterwards."""
-    nodes = [Node.from_settings(axis.settings(o)) for o in ("000.00.00.G22", "000.00.00.H41")]
-    runners = [Runner(n).start() for n in nodes]
-    try:
-        yield nodes[0], nodes[1]
-    finally:
-        for runner in runners:
-            runner.stop()
-        for node in nodes:
-            node.close()
 
 
 @pytest.mark.broker

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,26 +17,11 @@ from edoc_axis.edxml.manifest import _base64_length
 from edoc_axis.edxml.write import append_trace_header, build
 from edoc_axis.errors import EdocAxisError, PackageTooLarge
 from edoc_axis.node.node import Node
-from edoc_axis.node.runner import Runner
 from edoc_axis.ops import pki
 from edoc_axis.trust import signature
 from edoc_axis.trust.chain import TrustStore
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def two_nodes(axis: Axis) -> Iterator[tuple[Node, Node]]:
-    """G22 and H41 running in-process on the test axis; stopped afterwards."""
-    nodes = [Node.from_settings(axis.settings(o)) for o in ("000.00.00.G22", "000.00.00.H41")]
-    runners = [Runner(n).start() for n in nodes]
-    try:
-        yield nodes[0], nodes[1]
-    finally:
-        for runner in runners:
-            runner.stop()
-        for node in nodes:
-            node.close()
 
 
 @pytest.mark.broker
