@@ -26,6 +26,9 @@ from edoc_axis.edxml.read import parse
 from edoc_axis.edxml.write import build
 
 if TYPE_CHECKING:
+    from audit_samples import Log
+
+    from edoc_axis.audit.checkpoint import CertificateCheck
     from edoc_axis.node.node import Node
 
 DATA = Path(__file__).parent / "data"
@@ -514,6 +517,35 @@ def audited_exchange(axis: Axis) -> Iterator[AuditedExchange]:
         node.close()
     yield AuditedExchange(axis, settings, document_id)
 
+
+
+# --- audit: a sample log in process (G22's identity, its checkpoint check, a sealed log) ---------
+
+
+@pytest.fixture(scope="module")
+def g22(pki: Pki) -> Any:
+    """G22's signing identity (RSA-2048) from the session PKI."""
+    from audit_samples import G22
+
+    return pki.agencies[G22]
+
+
+@pytest.fixture(scope="module")
+def check(pki: Pki) -> CertificateCheck:
+    """Checkpoint certificates must chain to the test CA and bind G22."""
+    from audit_samples import G22
+
+    from edoc_axis.audit.checkpoint import trusted_anchors
+
+    return trusted_anchors(pki.trust_store(), G22)
+
+
+@pytest.fixture(scope="module")
+def log(g22: Any) -> Log:
+    """A 30-event log sealed every 5 entries."""
+    from audit_samples import make_log
+
+    return make_log(g22.key, g22.cert)
 
 # --- reception profiles (issue 9): the deviations the deployed axis really delivers -------------
 

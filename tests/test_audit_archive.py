@@ -9,30 +9,12 @@ import zipfile
 from typing import Any
 
 import pytest
-from audit_samples import G22, GENESIS, Log, make_log, rewrite_member
+from audit_samples import G22, GENESIS, Log, rewrite_member
 
 from edoc_axis.audit.archive import archive_segment, verify_archive
-from edoc_axis.audit.checkpoint import CertificateCheck, trusted_anchors
+from edoc_axis.audit.checkpoint import CertificateCheck
 from edoc_axis.audit.verification import verify_chain
 from edoc_axis.errors import EdocAxisError, ErrorCode
-
-
-@pytest.fixture(scope="module")
-def g22(pki: Any) -> Any:
-    """G22's signing identity (RSA-2048) from the session PKI."""
-    return pki.agencies[G22]
-
-
-@pytest.fixture(scope="module")
-def check(pki: Any) -> CertificateCheck:
-    """Checkpoint certificates must chain to the test CA and bind G22."""
-    return trusted_anchors(pki.trust_store(), G22)
-
-
-@pytest.fixture(scope="module")
-def log(g22: Any) -> Log:
-    """A 30-event log sealed every 5 entries."""
-    return make_log(g22.key, g22.cert)
 
 
 def test_verification_continues_across_archive_boundaries(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
 
 import pytest
-from audit_samples import G22, Log, make_log
+from audit_samples import Log
 
 from edoc_axis.audit.export import (
     checkpoints_from_jsonl,
@@ -17,18 +16,6 @@ from edoc_axis.audit.export import (
     write_export,
 )
 from edoc_axis.errors import EdocAxisError
-
-
-@pytest.fixture(scope="module")
-def g22(pki: Any) -> Any:
-    """G22's signing identity (RSA-2048) from the session PKI."""
-    return pki.agencies[G22]
-
-
-@pytest.fixture(scope="module")
-def log(g22: Any) -> Log:
-    """A 30-event log sealed every 5 entries."""
-    return make_log(g22.key, g22.cert)
 
 
 def test_export_round_trips_as_jsonl_and_csv(log: Log) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from audit_samples import (
     G22,
     GENESIS,
@@ -28,29 +27,10 @@ from edoc_axis.audit.checkpoint import (
     CertificateCheck,
     CheckpointPolicy,
     make_checkpoint,
-    trusted_anchors,
 )
 from edoc_axis.audit.verification import TAIL_NOTE, verify_chain
 from edoc_axis.errors import ErrorCode
 from edoc_axis.ops import pki as dev_pki
-
-
-@pytest.fixture(scope="module")
-def g22(pki: Any) -> Any:
-    """G22's signing identity (RSA-2048) from the session PKI."""
-    return pki.agencies[G22]
-
-
-@pytest.fixture(scope="module")
-def check(pki: Any) -> CertificateCheck:
-    """Checkpoint certificates must chain to the test CA and bind G22."""
-    return trusted_anchors(pki.trust_store(), G22)
-
-
-@pytest.fixture(scope="module")
-def log(g22: Any) -> Log:
-    """A 30-event log sealed every 5 entries."""
-    return make_log(g22.key, g22.cert)
 
 
 def test_intact_log_verifies(log: Log, check: CertificateCheck) -> None:
