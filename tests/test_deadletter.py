@@ -3,13 +3,13 @@ hole 1: the replay records the broker's user_id, never a header the publisher wr
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pika
 import pytest
 from conftest import Axis, build_edxml_document
+from test_node import wait_for
 
 from edoc_axis.edxml.model import Code, DocumentPackage
 from edoc_axis.edxml.read import parse
@@ -64,16 +64,6 @@ def test_publisher_of_trusts_the_header_only_on_the_agencys_own_messages() -> No
 # --- the attack, on the real broker --------------------------------------------------------------
 
 
-def _wait(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def running(axis: Axis) -> Iterator[dict[str, Node]]:
     """Nodes G22 (A) and H41 (C) running on the test axis; H42 (B) is only an attacker."""
@@ -103,8 +93,8 @@ def test_replayed_forgery_without_user_id_stays_anonymous(
     stays "arrived" at C."""
     a, c = running[G22], running[H41]
     sent = a.submit(_document(31))
-    _wait(lambda: {d.state for d in a.store.deliveries(sent.document_id)} == {"arrived"},
-          "the real document's 01")
+    wait_for(lambda: {d.state for d in a.store.deliveries(sent.document_id)} == {"arrived"},
+             20.0, "the real document's 01")
     a_user = axis.agencies[G22].account.user
     connection = pika.BlockingConnection(pika.URLParameters(axis.url(H42)))
     try:
@@ -116,14 +106,15 @@ def test_replayed_forgery_without_user_id_stays_anonymous(
                                   headers={REPLAYED_USER_HEADER: a_user}))
     finally:
         connection.close()
-    _wait(lambda: len(c.store.rejections()) == 1, "C refuses the forgery")
+    wait_for(lambda: len(c.store.rejections()) == 1, 20.0, "C refuses the forgery")
     dead = TOPOLOGY.dead_queue_for(H41)
-    _wait(lambda: check_queues(axis.admin_url, TOPOLOGY, [H41])[dead] == 1, "the dead letter")
+    wait_for(lambda: check_queues(axis.admin_url, TOPOLOGY, [H41])[dead] == 1, 20.0,
+             "the dead letter")
 
     assert replay_dead_letter(axis.url(H41), TOPOLOGY, H41, "forged-31",
                               axis.agencies[H41].account.user)
-    rejections = _wait(lambda: len(c.store.rejections()) == 2 and c.store.rejections(),
-                       "C refuses the replay")
+    rejections = wait_for(lambda: len(c.store.rejections()) == 2 and c.store.rejections(),
+                          20.0, "C refuses the replay")
     assert [r.code for r in rejections] == ["SENDER_NO_USER_ID"] * 2
     assert {r.identified_sender for r in rejections} == {None}
     assert sum(c.store.outbox_counts().values()) == 1  # only the 01 of the real document
