@@ -254,14 +254,9 @@ class TrustStore:
             msg = f"the CRL of {subject_of(issuer)} is out of date (next update {next_update})"
             if crl_required:
                 raise _fail(ErrorCode.CRL_EXPIRED, msg, cert)
-            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if revoked is not None and revoked.revocation_date_utc <= revoked_by:
-                raise _fail(
-                    ErrorCode.CERT_REVOKED,
-                    f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",
-                    cert,
-                )
-            return now + dt.timedelta(minutes=5), msg + " (used anyway by policy)"
+            stale: str | None = msg + " (used anyway by policy)"
+        else:
+            stale = None
         revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if revoked is not None and revoked.revocation_date_utc <= revoked_by:
             raise _fail(
@@ -269,6 +264,8 @@ class TrustStore:
                 f"certificate revoked on {revoked.revocation_date_utc:%Y-%m-%d}",
                 cert,
             )
+        if stale is not None:  # an out-of-date CRL's verdict is cached only briefly
+            return now + dt.timedelta(minutes=5), stale
         return next_update, None
 
 
