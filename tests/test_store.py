@@ -235,9 +235,14 @@ def test_connections_are_per_thread_and_another_writer_waits(store: Store, tmp_p
 
 def test_lock_held_too_long_is_store_busy(store: Store) -> None:
     """A writer that cannot get the lock within the busy timeout gets StoreBusy, not a crash."""
+    store.conn.execute("PRAGMA busy_timeout = 50")
+    _assert_busy_while_locked(store)
+
+
+def _assert_busy_while_locked(store: Store) -> None:
+    """While another connection holds the write lock, a transaction raises StoreBusy."""
     blocker = sqlite3.connect(store.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    store.conn.execute("PRAGMA busy_timeout = 50")
     try:
         with pytest.raises(StoreBusy), store.transaction():
             pass
@@ -263,14 +268,7 @@ def test_waiting_for_the_write_lock_keeps_the_busy_timeout(store: Store) -> None
     assert store.package("after-wait") is not None
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == configured
     store.conn.execute("PRAGMA busy_timeout = 50")
-    blocker = sqlite3.connect(store.path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
-        with pytest.raises(StoreBusy), store.transaction():
-            pass
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+    _assert_busy_while_locked(store)
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 50
 
 
