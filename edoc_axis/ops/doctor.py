@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -31,6 +32,7 @@ from edoc_axis.transport.provision import check_queues
 from edoc_axis.trust import certificate as trust
 from edoc_axis.trust.chain import TrustStore
 
+_T = TypeVar("_T")
 EXPIRY_WARNING_DAYS = 30
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
@@ -198,21 +200,21 @@ class _Doctor:
             self.add("store", OK if ok else FAIL,
                      f"{store} will be created" if ok else f"{store} cannot be created")
 
+    def _load(self, name: str, path: Path, load: Callable[[bytes], _T]) -> _T | None:
+        """What ``load`` reads from the file ``path``; None, and a failed ``name`` check saying
+        why, when the file cannot be read or does not hold it."""
+        try:
+            return load(path.read_bytes())
+        except OSError as exc:
+            self.add(name, FAIL, f"cannot read {path} ({exc.strerror})")
+        except EdocAxisError as exc:
+            self.add(name, FAIL, f"{path}: {exc.message}")
+        return None
+
     def _keys(self, settings: Settings) -> x509.Certificate | None:
         """Key, certificate, their match, OrganId and expiry; the certificate when it loads."""
-        key = cert = None
-        try:
-            key = trust.load_private_key(settings.keys.key.read_bytes())
-        except OSError as exc:
-            self.add("signing key", FAIL, f"cannot read {settings.keys.key} ({exc.strerror})")
-        except EdocAxisError as exc:
-            self.add("signing key", FAIL, f"{settings.keys.key}: {exc.message}")
-        try:
-            cert = trust.load_certificate(settings.keys.cert.read_bytes())
-        except OSError as exc:
-            self.add("certificate", FAIL, f"cannot read {settings.keys.cert} ({exc.strerror})")
-        except EdocAxisError as exc:
-            self.add("certificate", FAIL, f"{settings.keys.cert}: {exc.message}")
+        key = self._load("signing key", settings.keys.key, trust.load_private_key)
+        cert = self._load("certificate", settings.keys.cert, trust.load_certificate)
         if key is not None and cert is not None:
             if trust.key_matches(key, cert):
                 self.add("signing key", OK, f"{settings.keys.key} matches the certificate")
@@ -273,14 +275,11 @@ class _Doctor:
         anchors: list[x509.Certificate] = []
         failed = False
         for path in settings.trust.anchors:
-            try:
-                anchors += trust.load_certificates(path.read_bytes())
-            except OSError as exc:
+            loaded = self._load("trust anchors", path, trust.load_certificates)
+            if loaded is None:
                 failed = True
-                self.add("trust anchors", FAIL, f"cannot read {path} ({exc.strerror})")
-            except EdocAxisError as exc:
-                failed = True
-                self.add("trust anchors", FAIL, f"{path}: {exc.message}")
+            else:
+                anchors += loaded
         if not anchors and not failed:
             self.add("trust anchors", FAIL, "none configured ([trust] anchors)")
         elif not failed:
@@ -314,13 +313,8 @@ class _Doctor:
                                           "would be refused" if required else ""))
             return loaded
         for path in settings.trust.crls:
-            try:
-                crls = trust.load_crls(path.read_bytes())
-            except OSError as exc:
-                self.add("crls", FAIL, f"cannot read {path} ({exc.strerror})")
-                continue
-            except EdocAxisError as exc:
-                self.add("crls", FAIL, f"{path}: {exc.message}")
+            crls = self._load("crls", path, trust.load_crls)
+            if crls is None:
                 continue
             loaded += crls
             for crl in crls:
