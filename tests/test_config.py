@@ -240,6 +240,19 @@ def test_limit_over_the_most_allowed(tmp_path: Path) -> None:
     assert err.value.code == "CONFIG_LIMIT" and "200 MiB" in err.value.message
 
 
+def test_chunk_bytes_outside_one_broker_message_is_refused(tmp_path: Path) -> None:
+    """broker.chunk_bytes from 64 KiB to 15 MiB loads; outside that is CONFIG_LIMIT at load."""
+    for ok in (64 * 1024, 15 * 1024 * 1024):
+        env = {"EDOC_AXIS_BROKER_CHUNK_BYTES": str(ok)}
+        assert load_settings(_write(tmp_path), env=env).broker.chunk_bytes == ok
+    for bad in (64 * 1024 - 1, 15 * 1024 * 1024 + 1):
+        env = {"EDOC_AXIS_BROKER_CHUNK_BYTES": str(bad)}
+        with pytest.raises(ConfigError) as err:
+            load_settings(_write(tmp_path), env=env)
+        assert err.value.element == "broker.chunk_bytes"
+        assert err.value.code == "CONFIG_LIMIT" and "15 MiB" in err.value.message
+
+
 def test_limits_section_is_the_parsers_limits(tmp_path: Path) -> None:
     """[limits] loads as edxml's own XmlLimits: max_package_bytes is its max_bytes, and the
     defaults are the parser's defaults (one type, one default, no mirror)."""

@@ -42,6 +42,7 @@ from edoc_axis.edxml.limits import MAX_ALLOWED_BYTES
 from edoc_axis.edxml.profile import PROFILES
 from edoc_axis.errors import ConfigError, ErrorCode
 from edoc_axis.log import get_logger
+from edoc_axis.transport.chunk import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 
 log = get_logger(__name__)
 
@@ -207,15 +208,7 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
             problems.add(ErrorCode.CONFIG_BROKER_LOGIN, "broker.url",
                          "broker.login = \"certificate\" needs amqps://USER@HOST:PORT/VHOST, "
                          "USER being the user the certificate logs in as, and no password")
-    max_bytes = values.get("limits.max_package_bytes")
-    # One setting bounds every door (gateway, send, reception, the parser); 200 MiB at most.
-    if isinstance(max_bytes, int) and max_bytes > MAX_ALLOWED_BYTES:
-        problems.add(
-            ErrorCode.CONFIG_LIMIT,
-            "limits.max_package_bytes",
-            f"limits.max_package_bytes {max_bytes} is over the most allowed, "
-            f"{MAX_ALLOWED_BYTES} bytes ({MAX_ALLOWED_BYTES / 2**20:g} MiB)",
-        )
+    _validate_sizes(values, problems)
     profile = values.get("validation.submit_profile")
     if isinstance(profile, str) and profile not in PROFILES:
         problems.add(
@@ -236,6 +229,28 @@ def _validate(values: Mapping[str, Any], problems: Problems) -> None:
             timezone_named(zone)
         except ValueError as exc:
             problems.add(ErrorCode.CONFIG_TIMEZONE, "api.timezone", f"api.timezone: {exc}")
+
+
+def _validate_sizes(values: Mapping[str, Any], problems: Problems) -> None:
+    """The package limit and the chunk size, each within what the node and broker carry."""
+    max_bytes = values.get("limits.max_package_bytes")
+    # One setting bounds every door (gateway, send, reception, the parser); 200 MiB at most.
+    if isinstance(max_bytes, int) and max_bytes > MAX_ALLOWED_BYTES:
+        problems.add(
+            ErrorCode.CONFIG_LIMIT,
+            "limits.max_package_bytes",
+            f"limits.max_package_bytes {max_bytes} is over the most allowed, "
+            f"{MAX_ALLOWED_BYTES} bytes ({MAX_ALLOWED_BYTES / 2**20:g} MiB)",
+        )
+    chunk = values.get("broker.chunk_bytes")
+    # A chunk must stay one broker message under RabbitMQ 4.x's 16 MiB default.
+    if isinstance(chunk, int) and not MIN_CHUNK_BYTES <= chunk <= MAX_CHUNK_BYTES:
+        problems.add(
+            ErrorCode.CONFIG_LIMIT,
+            "broker.chunk_bytes",
+            f"broker.chunk_bytes {chunk} must be from {MIN_CHUNK_BYTES} "
+            f"({MIN_CHUNK_BYTES // 1024} KiB) to {MAX_CHUNK_BYTES} ({MAX_CHUNK_BYTES >> 20} MiB)",
+        )
 
 
 def _build(

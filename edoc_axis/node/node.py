@@ -28,7 +28,6 @@ from edoc_axis.node.submit import Submitter
 from edoc_axis.node.wiring import Identity, broker_endpoint, load_identity, load_trust
 from edoc_axis.store import Store
 from edoc_axis.store.records import Event
-from edoc_axis.transport.chunk import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from edoc_axis.transport.connection import Endpoint
 from edoc_axis.transport.link import Link
 from edoc_axis.transport.message import Confirmation, IncomingMessage, Outcome, OutgoingMessage
@@ -70,8 +69,7 @@ class Node:
         self.receiver = Receiver(ctx, self.receipts)
         self.relay = Relay(ctx)
         broker = settings.broker
-        self.chunk_sender = ChunkSender(
-            min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, broker.chunk_bytes)))
+        self.chunk_sender = ChunkSender(broker.chunk_bytes)
         self.chunk_receiver = ChunkReceiver(ctx, self.receipts,
                                             timeout=broker.transfer_timeout)
 
