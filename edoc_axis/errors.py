@@ -443,7 +443,8 @@ class ErrorCode(StrEnum):
     CONFIG_BROKER_LOGIN = auto(), ConfigError, 500, (
         "broker.login is unknown, or certificate login lacks amqps://USER@ without a password")
     CONFIG_LIMIT = auto(), ConfigError, 500, (
-        "limits.max_package_bytes is over the most allowed (200 MiB): lower it")
+        "a size setting is out of range (limits.max_package_bytes over 200 MiB, "
+        "broker.chunk_bytes outside 64 KiB..15 MiB): fix it")
     CONFIG_PROFILE = auto(), ConfigError, 500, "validation.submit_profile is not strict or received"
     CONFIG_LISTEN = auto(), ConfigError, 500, "api.listen is not HOST:PORT"
     CONFIG_TIMEZONE = auto(), ConfigError, 500, "api.timezone is not a known zone or UTC offset"
